@@ -1,0 +1,1 @@
+"""Datasets, the synthetic adjacent-instance benchmark, and transforms."""

@@ -1,0 +1,1 @@
+"""COCO (bbox, segm) and YouTube-VIS (video) evaluation through pycocotools."""
