@@ -1,0 +1,310 @@
+"""COCO bbox + segm evaluation of model outputs, through pycocotools' COCOeval.
+
+The pipeline is the one of the official implementation (and of mmdet / detectron2):
+
+    model outputs --predictions_to_coco_results--> COCO result dicts --evaluate_coco--> 12 numbers per type
+
+* Boxes become [x, y, w, h]; labels 1..C become the dataset's OWN category ids; mask probabilities are
+  binarised at `mask_threshold` (> 0.4 as the authors do for images) and RLE-encoded.
+* Metrics are COCOeval's `stats`, named by `STAT_NAMES`. Where COCOeval has no ground truth for a
+  setting (e.g. no large objects in the evaluated images, so APl is undefined) it reports -1; we KEEP
+  -1, exactly as COCOeval prints it, so numbers compare 1:1 with published tables and stay valid JSON
+  (NaN is not). `format_table` shows such entries as "-".
+* An empty result list is a valid (bad) submission: it scores 0 wherever ground truth exists
+  (and -1 where none exists, as above), instead of crashing inside pycocotools' `loadRes`.
+* For segm the results' 'bbox' is dropped before `loadRes`, so a detection's size class (small /
+  medium / large) is its MASK area, not its box area (pycocotools otherwise uses the box area).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pycocotools import mask as mask_util
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+STAT_NAMES: tuple[str, ...] = (
+    "AP", "AP50", "AP75", "APs", "APm", "APl",
+    "AR1", "AR10", "AR100", "ARs", "ARm", "ARl",
+)  # the order of COCOeval.stats
+IOU_TYPES: tuple[str, ...] = ("bbox", "segm")
+
+
+# ----------------------------------------------------------------------------------------------------
+# model outputs -> COCO results
+# ----------------------------------------------------------------------------------------------------
+def _to_numpy(x: Any) -> np.ndarray:
+    """A tensor (any device) or array-like as a numpy array."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def encode_masks(masks: Any, threshold: float) -> list[dict]:
+    """Binarise masks (`> threshold`) and RLE-encode them, one JSON-ready RLE dict per mask.
+
+    masks: [N, 1, H, W] or [N, H, W] probabilities (tensor or array). Each RLE is
+    {'size': [H, W], 'counts': str} (counts decoded from bytes so `json.dump` works).
+    """
+    masks = _to_numpy(masks)
+    if masks.ndim == 4:
+        if masks.shape[1] != 1:
+            raise ValueError(f"masks must be [N, 1, H, W] or [N, H, W], got shape {masks.shape}")
+        masks = masks[:, 0]
+    if masks.ndim != 3:
+        raise ValueError(f"masks must be [N, 1, H, W] or [N, H, W], got shape {masks.shape}")
+    if masks.shape[0] == 0:
+        return []
+    binary = (masks > threshold).astype(np.uint8)  # [N, H, W]
+    # pycocotools wants a Fortran-ordered [H, W, N] uint8 array
+    rles = mask_util.encode(np.asfortranarray(binary.transpose(1, 2, 0)))
+    for rle in rles:
+        rle["counts"] = rle["counts"].decode("ascii")
+    return rles
+
+
+def predictions_to_coco_results(
+    predictions: list[dict],
+    image_ids: list[int],
+    label_to_cat_id: dict[int, int],
+    mask_threshold: float = 0.4,
+) -> list[dict]:
+    """Convert model outputs (one dict per image) into COCO result dicts.
+
+    predictions[i] (model contract): boxes [N, 4] xyxy in original pixels, labels [N] in 1..C,
+    scores [N], optional masks [N, 1, H, W] probabilities. image_ids[i] is the dataset's image id of
+    predictions[i]. Returns dicts {image_id, category_id, bbox [x, y, w, h], score} plus
+    'segmentation' (RLE with str counts) when the prediction has masks. N may be 0.
+    """
+    if len(predictions) != len(image_ids):
+        raise ValueError(f"{len(predictions)} predictions but {len(image_ids)} image ids")
+    results: list[dict] = []
+    for prediction, image_id in zip(predictions, image_ids):
+        boxes = _to_numpy(prediction["boxes"]).reshape(-1, 4).astype(np.float64)  # [N, 4]
+        labels = _to_numpy(prediction["labels"]).reshape(-1)  # [N]
+        scores = _to_numpy(prediction["scores"]).reshape(-1).astype(np.float64)  # [N]
+        if not len(boxes) == len(labels) == len(scores):
+            raise ValueError(
+                f"image {image_id}: {len(boxes)} boxes, {len(labels)} labels, {len(scores)} scores"
+            )
+        unknown = sorted({int(label) for label in labels} - set(label_to_cat_id))
+        if unknown:
+            raise ValueError(
+                f"image {image_id}: labels {unknown} are not in label_to_cat_id "
+                f"(known labels: {sorted(label_to_cat_id)})"
+            )
+        rles = None
+        if prediction.get("masks") is not None:
+            rles = encode_masks(prediction["masks"], mask_threshold)
+            if len(rles) != len(boxes):
+                raise ValueError(f"image {image_id}: {len(rles)} masks for {len(boxes)} boxes")
+        xywh = boxes.copy()
+        xywh[:, 2:] -= xywh[:, :2]  # (x1, y1, x2, y2) -> (x, y, w, h)
+        for j in range(len(boxes)):
+            result = {
+                "image_id": int(image_id),
+                "category_id": int(label_to_cat_id[int(labels[j])]),
+                "bbox": [float(v) for v in xywh[j]],
+                "score": float(scores[j]),
+            }
+            if rles is not None:
+                result["segmentation"] = rles[j]
+            results.append(result)
+    return results
+
+
+# ----------------------------------------------------------------------------------------------------
+# evaluation
+# ----------------------------------------------------------------------------------------------------
+def _quiet(verbose: bool) -> contextlib.AbstractContextManager:
+    """Context that swallows pycocotools' prints unless verbose."""
+    return contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
+
+
+def _load_json(path: str | os.PathLike, what: str) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} file not found: {path}")
+    with open(path) as f:
+        return json.load(f)
+
+
+def _load_gt(coco_gt: COCO | str | os.PathLike, verbose: bool) -> COCO:
+    """The ground truth as a COCO object whose annotation ids are all >= 1.
+
+    COCOeval stores "matched to gt id" in an array where 0 means unmatched, so a ground-truth
+    annotation with id 0 would silently count as a miss; such a dataset is renumbered 1..G (a copy).
+    """
+    if not isinstance(coco_gt, COCO):
+        dataset = _load_json(coco_gt, "COCO ground-truth")
+        with _quiet(verbose):
+            coco_gt = COCO()
+            coco_gt.dataset = dataset
+            coco_gt.createIndex()
+    ids = [ann["id"] for ann in coco_gt.dataset.get("annotations", [])]
+    if 0 in ids or len(set(ids)) != len(ids):
+        dataset = copy.deepcopy(coco_gt.dataset)
+        for new_id, ann in enumerate(dataset["annotations"], start=1):
+            ann["id"] = new_id
+        with _quiet(verbose):
+            coco_gt = COCO()
+            coco_gt.dataset = dataset
+            coco_gt.createIndex()
+    return coco_gt
+
+
+def _check_gt(coco_gt: COCO, iou_types: Sequence[str]) -> None:
+    """Every ground-truth annotation has the fields COCOeval reads."""
+    required = {"image_id", "category_id", "area", "iscrowd", "bbox"}
+    if "segm" in iou_types:
+        required.add("segmentation")
+    for ann in coco_gt.dataset.get("annotations", []):
+        missing = required - set(ann)
+        if missing:
+            raise ValueError(f"ground-truth annotation id {ann.get('id')} lacks {sorted(missing)}")
+
+
+def _check_results(results: list[dict], coco_gt: COCO, iou_types: Sequence[str]) -> None:
+    """Results only name images and categories of the ground truth, and carry what is evaluated."""
+    for k, result in enumerate(results):
+        missing = {"image_id", "category_id", "score"} - set(result)
+        if missing:
+            raise ValueError(f"result #{k} lacks {sorted(missing)}")
+        for iou_type, key in (("bbox", "bbox"), ("segm", "segmentation")):
+            if iou_type in iou_types and key not in result:
+                raise ValueError(
+                    f"result #{k} (image {result['image_id']}) has no '{key}' but iou_types asks for "
+                    f"'{iou_type}'; pass iou_types without '{iou_type}'"
+                )
+    bad_images = sorted({r["image_id"] for r in results} - set(coco_gt.getImgIds()))
+    if bad_images:
+        raise ValueError(f"results reference image ids not in the ground truth: {bad_images[:20]}")
+    bad_cats = sorted({r["category_id"] for r in results} - set(coco_gt.getCatIds()))
+    if bad_cats:
+        raise ValueError(
+            f"results reference category ids not in the ground truth: {bad_cats}"
+            f" (ground-truth ids: {sorted(coco_gt.getCatIds())})"
+        )
+
+
+def _load_results(coco_gt: COCO, results: list[dict], iou_type: str) -> COCO:
+    """`coco_gt.loadRes` for one iou type, also for an empty list (where loadRes would crash)."""
+    if not results:
+        coco_dt = COCO()
+        coco_dt.dataset = {
+            "images": list(coco_gt.dataset["images"]),
+            "categories": copy.deepcopy(coco_gt.dataset.get("categories", [])),
+            "annotations": [],
+        }
+        coco_dt.createIndex()
+        return coco_dt
+    # keep only the geometry evaluated: without 'bbox', loadRes sizes a segm result by its mask area
+    drop = "segmentation" if iou_type == "bbox" else "bbox"
+    return coco_gt.loadRes([{k: v for k, v in r.items() if k != drop} for r in results])
+
+
+def evaluate_coco(
+    coco_gt: COCO | str | os.PathLike,
+    results: list[dict] | str | os.PathLike,
+    iou_types: Sequence[str] = IOU_TYPES,
+    verbose: bool = False,
+    image_ids: Sequence[int] | None = None,
+) -> dict[str, dict[str, float]]:
+    """COCO AP/AR for each iou type: {'bbox': {'AP': .., ..., 'ARl': ..}, 'segm': {...}}.
+
+    coco_gt: a pycocotools COCO object or the path of a COCO annotation JSON.
+    results: COCO result dicts (see `predictions_to_coco_results`) or the path of a results JSON.
+    image_ids: evaluate on these images only (default: every image of the ground truth).
+    Values are fractions in [0, 1]; -1 where COCOeval has no ground truth for that setting.
+    pycocotools' prints are silenced unless verbose.
+    """
+    unknown_types = [t for t in iou_types if t not in IOU_TYPES]
+    if unknown_types or not iou_types:
+        raise ValueError(f"iou_types must be a non-empty subset of {IOU_TYPES}, got {tuple(iou_types)}")
+    coco_gt = _load_gt(coco_gt, verbose)
+    _check_gt(coco_gt, iou_types)
+    if not isinstance(results, list):
+        results = _load_json(results, "results")
+        if not isinstance(results, list):
+            raise ValueError("a results JSON must hold a list of result dicts")
+    _check_results(results, coco_gt, iou_types)
+
+    eval_image_ids = sorted(coco_gt.getImgIds())
+    if image_ids is not None:
+        missing = sorted(set(image_ids) - set(eval_image_ids))
+        if missing:
+            raise ValueError(f"image_ids not in the ground truth: {missing[:20]}")
+        eval_image_ids = sorted(set(image_ids))
+
+    metrics: dict[str, dict[str, float]] = {}
+    for iou_type in iou_types:
+        with _quiet(verbose):
+            coco_dt = _load_results(coco_gt, results, iou_type)
+            evaluator = COCOeval(coco_gt, coco_dt, iouType=iou_type)
+            evaluator.params.imgIds = eval_image_ids
+            evaluator.evaluate()
+            evaluator.accumulate()
+            evaluator.summarize()
+        metrics[iou_type] = {name: float(v) for name, v in zip(STAT_NAMES, evaluator.stats)}
+    return metrics
+
+
+# ----------------------------------------------------------------------------------------------------
+# reporting
+# ----------------------------------------------------------------------------------------------------
+def format_table(metrics: dict[str, dict[str, float]]) -> str:
+    """A plain-text table: one row per entry of `metrics` (e.g. bbox, segm), values x100, 1 decimal.
+
+    Columns are the metric names of the first row, in order; -1 (undefined) is shown as "-".
+    """
+    if not metrics:
+        return "(no metrics)"
+    names = list(next(iter(metrics.values())))
+    row_label_width = max(len("type"), *(len(row) for row in metrics))
+    widths = [max(5, len(name)) for name in names]
+    lines = ["  ".join([f"{'type':<{row_label_width}}"] + [f"{n:>{w}}" for n, w in zip(names, widths)])]
+    for row, values in metrics.items():
+        cells = []
+        for name, w in zip(names, widths):
+            value = values.get(name)
+            text = "-" if value is None or value < 0 else f"{100.0 * value:.1f}"
+            cells.append(f"{text:>{w}}")
+        lines.append("  ".join([f"{row:<{row_label_width}}"] + cells))
+    return "\n".join(lines)
+
+
+def _write_json_atomic(obj: Any, path: str | os.PathLike) -> Path:
+    """json.dump to a temporary file next to `path`, then os.replace it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=None if isinstance(obj, list) else 2)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def save_results(results: list[dict], path: str | os.PathLike) -> Path:
+    """Write COCO (or YouTube-VIS) result dicts as JSON, atomically. Returns the path."""
+    return _write_json_atomic(results, path)
+
+
+def save_metrics(metrics: dict, path: str | os.PathLike) -> Path:
+    """Write a metrics dict as indented JSON, atomically. Returns the path."""
+    return _write_json_atomic(metrics, path)
