@@ -27,4 +27,4 @@ data: $(STAMP)
 	$(BIN)/python -m sipmask_ref make-data
 
 clean:
-	rm -rf data/synthetic outputs
+	rm -rf data/synthetic data/synthetic_video outputs

@@ -1,0 +1,243 @@
+"""Shared fixtures: tiny COCO and YouTube-VIS datasets written into tmp_path.
+
+Every mask is drawn here with NumPy, so tests can compare decoded masks with the drawn shape. Images are
+HEIGHT x WIDTH = 32 x 48. Category ids are deliberately non-contiguous and listed out of order.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+from pycocotools import mask as mask_utils
+
+HEIGHT, WIDTH = 32, 48
+
+
+# --------------------------------------------------------------------------------------------------------
+# Helpers (plain functions, importable from tests as `from conftest import ...`)
+# --------------------------------------------------------------------------------------------------------
+
+
+def uncompressed_rle(mask: np.ndarray) -> dict[str, Any]:
+    """COCO uncompressed RLE of a 0/1 mask [H, W], computed by hand: run lengths in column-major order,
+    starting with a (possibly empty) run of zeros."""
+    flat = np.asarray(mask, dtype=np.uint8).flatten(order="F")
+    counts, current, run = [], 0, 0
+    for value in flat:
+        if value != current:
+            counts.append(run)
+            current, run = value, 0
+        run += 1
+    counts.append(run)
+    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": [int(c) for c in counts]}
+
+
+def compressed_rle(mask: np.ndarray) -> dict[str, Any]:
+    """COCO compressed RLE (counts as a string, as in JSON files) of a 0/1 mask [H, W]."""
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": rle["counts"].decode("ascii")}
+
+
+def mask_bbox(mask: np.ndarray) -> list[float]:
+    """COCO bbox [x, y, w, h] of the pixels of a mask (pixel edges)."""
+    ys, xs = np.nonzero(mask)
+    return [float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)]
+
+
+def rect_mask(x1: int, y1: int, x2: int, y2: int) -> np.ndarray:
+    """0/1 mask with columns x1..x2-1 and rows y1..y2-1 set."""
+    mask = np.zeros((HEIGHT, WIDTH), dtype=np.uint8)
+    mask[y1:y2, x1:x2] = 1
+    return mask
+
+
+def triangle_mask() -> np.ndarray:
+    """A right triangle below the diagonal of the square rows 4..19, columns 6..21."""
+    mask = np.zeros((HEIGHT, WIDTH), dtype=np.uint8)
+    for row in range(16):
+        mask[4 + row, 6 : 6 + row + 1] = 1
+    return mask
+
+
+def write_json(path: Path, data: Any) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+    return path
+
+
+def random_pixels(seed: int, channels: int) -> np.ndarray:
+    """Deterministic random uint8 pixels [H, W, channels] (or [H, W] for one channel)."""
+    rng = np.random.default_rng(seed)
+    shape = (HEIGHT, WIDTH) if channels == 1 else (HEIGHT, WIDTH, channels)
+    return rng.integers(0, 256, size=shape, dtype=np.uint8)
+
+
+# --------------------------------------------------------------------------------------------------------
+# COCO
+# --------------------------------------------------------------------------------------------------------
+
+# The polygon of annotation 101: a rectangle with corners (4, 2) and (20, 12); pycocotools fills
+# columns 4..19 and rows 2..11.
+POLYGON = [4.0, 2.0, 20.0, 2.0, 20.0, 12.0, 4.0, 12.0]
+
+
+@dataclass
+class CocoFiles:
+    """A tiny COCO dataset on disk plus what was drawn into it."""
+
+    root: Path
+    image_dir: Path
+    ann_file: Path
+    data: dict[str, Any]
+    masks: dict[int, np.ndarray]  # annotation id -> drawn mask [H, W]
+    pixels: dict[str, np.ndarray] = field(default_factory=dict)  # file name -> stored pixels
+
+    def write(self, data: dict[str, Any], name: str = "variant.json") -> Path:
+        """Write a modified copy of the annotations next to the original; returns its path."""
+        return write_json(self.root / name, data)
+
+    def copy(self) -> dict[str, Any]:
+        return copy.deepcopy(self.data)
+
+
+@pytest.fixture
+def coco_files(tmp_path: Path) -> CocoFiles:
+    """Images: rgb.png (RGB, 3 annotations incl. a crowd one), gray.png (L, 1 annotation),
+    rgba.png (RGBA, no annotation: a negative). Categories 7 'dog' and 3 'cat' (-> labels 2 and 1)."""
+    image_dir = tmp_path / "images"
+    image_dir.mkdir()
+    pixels = {
+        "rgb.png": random_pixels(1, 3),
+        "gray.png": random_pixels(2, 1),
+        "rgba.png": random_pixels(3, 4),
+    }
+    Image.fromarray(pixels["rgb.png"]).save(image_dir / "rgb.png")
+    Image.fromarray(pixels["gray.png"]).save(image_dir / "gray.png")
+    Image.fromarray(pixels["rgba.png"]).save(image_dir / "rgba.png")
+
+    polygon_mask = rect_mask(4, 2, 20, 12)
+    ring = rect_mask(24, 16, 44, 28)
+    ring[20:24, 30:36] = 0  # a hole: RLE can hold it, a box cannot
+    crowd = rect_mask(0, 20, 16, 32)
+    triangle = triangle_mask()
+    masks = {101: polygon_mask, 102: ring, 103: crowd, 104: triangle}
+
+    data = {
+        "info": {"description": "sipmask_ref test fixture"},
+        "images": [
+            {"id": 1, "file_name": "rgb.png", "width": WIDTH, "height": HEIGHT},
+            {"id": 2, "file_name": "gray.png", "width": WIDTH, "height": HEIGHT},
+            {"id": 3, "file_name": "rgba.png", "width": WIDTH, "height": HEIGHT},
+        ],
+        "categories": [{"id": 7, "name": "dog"}, {"id": 3, "name": "cat"}],
+        "annotations": [
+            {"id": 101, "image_id": 1, "category_id": 7, "iscrowd": 0, "segmentation": [POLYGON],
+             "bbox": [4.0, 2.0, 16.0, 10.0], "area": 160.0},
+            {"id": 102, "image_id": 1, "category_id": 3, "iscrowd": 0, "segmentation": compressed_rle(ring),
+             "bbox": mask_bbox(ring), "area": float(ring.sum())},
+            {"id": 103, "image_id": 1, "category_id": 3, "iscrowd": 1, "segmentation": uncompressed_rle(crowd),
+             "bbox": mask_bbox(crowd), "area": float(crowd.sum())},
+            {"id": 104, "image_id": 2, "category_id": 7, "iscrowd": 0,
+             "segmentation": uncompressed_rle(triangle), "bbox": mask_bbox(triangle),
+             "area": float(triangle.sum())},
+        ],
+    }
+    ann_file = write_json(tmp_path / "instances.json", data)
+    return CocoFiles(root=tmp_path, image_dir=image_dir, ann_file=ann_file, data=data, masks=masks, pixels=pixels)
+
+
+# --------------------------------------------------------------------------------------------------------
+# YouTube-VIS
+# --------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class YtvisFiles:
+    """A tiny YouTube-VIS dataset on disk plus what was drawn into it."""
+
+    root: Path
+    video_dir: Path
+    ann_file: Path
+    data: dict[str, Any]
+    masks: dict[tuple[int, int], np.ndarray]  # (annotation id, frame) -> drawn mask [H, W]
+
+    def write(self, data: dict[str, Any], name: str = "variant.json") -> Path:
+        return write_json(self.root / name, data)
+
+    def copy(self) -> dict[str, Any]:
+        return copy.deepcopy(self.data)
+
+
+def frame_pixels(video_id: int, frame_index: int) -> np.ndarray:
+    """The RGB pixels stored for a frame (distinct per frame)."""
+    return random_pixels(1000 * video_id + frame_index, 3)
+
+
+@pytest.fixture
+def ytvis_files(tmp_path: Path) -> YtvisFiles:
+    """Three videos (ids 10, 20, 30; categories 5 'person' and 2 'car' -> labels 2 and 1):
+
+    - video 10 'walk', 4 frames. Object 11 (person) in frames 0, 1, 3 (absent, None, in frame 2: it leaves
+      and comes back; frame 3 is a polygon, the others RLE). Object 12 (car) only in frame 1.
+      Annotated frames: 0, 1, 3.
+    - video 20 'still', 1 frame. Object 13 (person) in frame 0.
+    - video 30 'empty', 3 frames, no objects.
+    """
+    video_dir = tmp_path / "JPEGImages"
+    videos = [(10, "walk", 4), (20, "still", 1), (30, "empty", 3)]
+    video_entries = []
+    for video_id, name, length in videos:
+        (video_dir / name).mkdir(parents=True)
+        file_names = []
+        for f in range(length):
+            file_name = f"{name}/{f:05d}.png"
+            Image.fromarray(frame_pixels(video_id, f)).save(video_dir / file_name)
+            file_names.append(file_name)
+        video_entries.append(
+            {"id": video_id, "width": WIDTH, "height": HEIGHT, "length": length, "file_names": file_names}
+        )
+
+    masks = {
+        (11, 0): rect_mask(2, 2, 12, 10),
+        (11, 1): rect_mask(4, 3, 14, 11),
+        (11, 3): rect_mask(8, 6, 18, 14),  # drawn as the polygon below
+        (12, 1): rect_mask(30, 18, 44, 30),
+        (13, 0): triangle_mask(),
+    }
+    walk_polygon = [8.0, 6.0, 18.0, 6.0, 18.0, 14.0, 8.0, 14.0]
+
+    def track(ann_id: int, video_id: int, category_id: int, length: int, frames: dict[int, Any]) -> dict[str, Any]:
+        segmentations, bboxes, areas = [], [], []
+        for f in range(length):
+            if f in frames:
+                segmentations.append(frames[f])
+                bboxes.append(mask_bbox(masks[(ann_id, f)]))
+                areas.append(float(masks[(ann_id, f)].sum()))
+            else:
+                segmentations.append(None)
+                bboxes.append(None)
+                areas.append(None)
+        return {"id": ann_id, "video_id": video_id, "category_id": category_id, "iscrowd": 0,
+                "segmentations": segmentations, "bboxes": bboxes, "areas": areas,
+                "width": WIDTH, "height": HEIGHT, "length": 1}
+
+    data = {
+        "info": {"description": "sipmask_ref test fixture"},
+        "videos": video_entries,
+        "categories": [{"id": 5, "name": "person"}, {"id": 2, "name": "car"}],
+        "annotations": [
+            track(11, 10, 5, 4, {0: uncompressed_rle(masks[(11, 0)]), 1: compressed_rle(masks[(11, 1)]),
+                                 3: [walk_polygon]}),
+            track(12, 10, 2, 4, {1: uncompressed_rle(masks[(12, 1)])}),
+            track(13, 20, 5, 1, {0: uncompressed_rle(masks[(13, 0)])}),
+        ],
+    }
+    ann_file = write_json(tmp_path / "ytvis.json", data)
+    return YtvisFiles(root=tmp_path, video_dir=video_dir, ann_file=ann_file, data=data, masks=masks)
