@@ -1,0 +1,84 @@
+"""Tests of the drawing helpers (sipmask_ref/viz.py)."""
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from PIL import Image
+
+from sipmask_ref import viz
+from sipmask_ref.data import synthetic as S
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _image_and_masks() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    masks = np.zeros((2, 20, 30), dtype=bool)
+    masks[0, 2:8, 3:10] = True
+    masks[1, 5:15, 8:20] = True  # overlaps mask 0
+    return image, masks
+
+
+def test_instance_colors_are_deterministic_and_distinct():
+    colours = viz.instance_colors(8, seed=3)
+    assert colours.shape == (8, 3) and colours.min() >= 0 and colours.max() <= 1
+    np.testing.assert_array_equal(colours, viz.instance_colors(8, seed=3))
+    assert not np.array_equal(colours, viz.instance_colors(8, seed=4))
+    distances = np.linalg.norm(colours[:, None] - colours[None], axis=-1)
+    assert distances[~np.eye(8, dtype=bool)].min() > 0.05
+    assert viz.instance_colors(0).shape == (0, 3)
+
+
+def test_overlay_masks_blends_inside_masks_only():
+    image, masks = _image_and_masks()
+    colours = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    out = viz.overlay_masks(image, masks, colours, alpha=1.0)
+    assert out.dtype == np.uint8 and out.shape == image.shape
+    outside = ~masks.any(axis=0)
+    np.testing.assert_array_equal(out[outside], image[outside])
+    assert (out[masks[1]] == [0, 0, 255]).all()  # the later mask is on top
+    assert (out[masks[0] & ~masks[1]] == [255, 0, 0]).all()
+    half = viz.overlay_masks(image, masks[:1], colours, alpha=0.5)
+    expected = np.round(image[masks[0]] / 2 + np.array([127.5, 0, 0])).astype(np.uint8)
+    np.testing.assert_allclose(half[masks[0]].astype(int), expected.astype(int), atol=1)
+
+
+def test_torch_chw_image_and_probability_masks_are_accepted():
+    image, masks = _image_and_masks()
+    chw = torch.from_numpy(image).permute(2, 0, 1).float() / 255
+    probabilities = torch.from_numpy(masks).float()[:, None] * 0.9  # [N, 1, H, W] like the model output
+    np.testing.assert_array_equal(viz.to_uint8_image(chw), image)
+    np.testing.assert_array_equal(viz.overlay_masks(chw, probabilities), viz.overlay_masks(image, masks))
+    with pytest.raises(ValueError, match="differ in size"):
+        viz.overlay_masks(image, masks[:, :10])
+
+
+def test_draw_instances_draws_one_box_and_label_per_instance():
+    image, masks = _image_and_masks()
+    figure = Figure()
+    FigureCanvasAgg(figure)
+    ax = figure.add_subplot()
+    boxes = torch.tensor([[3.0, 2.0, 10.0, 8.0], [8.0, 5.0, 20.0, 15.0]])
+    viz.draw_instances(ax, image, boxes=boxes, masks=masks, labels=torch.tensor([1, 2]),
+                       scores=torch.tensor([0.9, 0.25]), class_names=["disc", "square"], title="t")
+    assert len(ax.patches) == 2
+    assert ax.patches[0].get_x() == 2.5 and ax.patches[0].get_width() == 7.0  # pixel edges
+    assert sorted(t.get_text() for t in ax.texts) == ["disc 0.90", "square 0.25"]
+    with pytest.raises(ValueError, match="inconsistent"):
+        viz.draw_instances(ax, image, boxes=boxes, labels=[1])
+
+
+def test_write_sample_figure_for_images_and_videos(tmp_path):
+    S.generate_image_dataset(tmp_path / "img", num_train=4, num_val=0, progress=False)
+    S.generate_video_dataset(tmp_path / "vid", num_train=1, num_val=1, num_frames=3, progress=False)
+    written = viz.write_sample_figure(tmp_path / "img", tmp_path / "out" / "images.png", n=4)
+    assert written.read_bytes()[:8] == PNG_SIGNATURE
+    assert Image.open(written).size[0] > 300
+    video_png = viz.write_sample_figure(tmp_path / "vid" / "annotations" / "val.json",
+                                        tmp_path / "videos.png", n=3)
+    assert video_png.read_bytes()[:8] == PNG_SIGNATURE
+    with pytest.raises(FileNotFoundError):
+        viz.write_sample_figure(tmp_path / "missing", tmp_path / "x.png")
