@@ -25,3 +25,9 @@ Boxes are (x1, y1, x2, y2) in pixels of the map they refer to; labels are 1..C, 
 """
 
 __version__ = "0.1.0"
+
+from sipmask_ref.config import PRESETS, SipMaskConfig, preset
+from sipmask_ref.model import SipMask
+from sipmask_ref.spatial_mask_prediction import assemble_masks
+
+__all__ = ["PRESETS", "SipMask", "SipMaskConfig", "assemble_masks", "preset", "__version__"]

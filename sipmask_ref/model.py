@@ -1,0 +1,411 @@
+"""The SipMask detector (Fig. 3a) behind torchvision's detection-model interface.
+
+    images -> resize, normalise, pad to 32 (data/transforms.py)
+           -> backbone + FPN (backbone.py)                           P3..P7
+           -> shared head (head.py)                                  per level: class logits,
+                                                                     box regression, centerness,
+                                                                     spatial coefficients
+           -> contextual basis masks from the P3-P5 reg towers (basis_masks.py)
+    train: FCOS targets (fcos.py) + losses (losses.py)               -> dict of 4 scalar losses
+    eval:  NMS / Fast NMS + mask assembly and pasting (inference.py) -> list of detections
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from . import fcos, inference
+from .backbone import build_backbone
+from .basis_masks import ContextualBasisMasks
+from .config import SipMaskConfig
+from .data import transforms
+from .head import HeadOutputs, SipMaskHead
+from .losses import box_loss, centerness_loss, focal_loss, mask_alignment_weight, mask_loss
+from .losses import valid_mask_boxes
+from .spatial_mask_prediction import assemble_masks
+from .spatial_preservation import flatten_coefficients
+
+
+class PreparedBatch(NamedTuple):
+    """The network input built from a list of images (and targets).
+
+    images:         [B, 3, Hp, Wp] resized, normalised, zero-padded to a multiple of 32.
+    image_sizes:    (h, w) of each resized image inside the padded batch.
+    original_sizes: (H0, W0) of each image as given.
+    scale_factors:  (sx, sy) = (w / W0, h / H0) of each image.
+    targets:        training only: targets resized like the images (boxes in input pixels, masks
+                    zero-padded to [G, Hp, Wp]), zero-area boxes dropped; None in eval.
+    """
+
+    images: Tensor
+    image_sizes: list[tuple[int, int]]
+    original_sizes: list[tuple[int, int]]
+    scale_factors: list[tuple[float, float]]
+    targets: list[dict[str, Tensor]] | None
+
+
+class SipMask(nn.Module):
+    """SipMask (Cao et al., ECCV 2020): single-stage instance segmentation built on FCOS.
+
+    Call `model(images)` or `model(images, targets)` as torchvision's detection models:
+
+    images: list of B float tensors [3, H, W], RGB in [0, 1], each at its own original size (the
+        model resizes to config.input_size, normalises with config.pixel_mean / pixel_std and pads
+        to a multiple of 32 itself). Any device; everything follows the images' device.
+    targets (train mode, required): list of B dicts
+        boxes  float [G, 4]   xyxy in absolute pixels of the image
+        labels int64 [G]      1..C (0 is background)
+        masks  uint8 [G, H, W] 0/1
+        G may be 0 (an image without objects: only the classification loss sees it).
+
+    Train mode returns {loss_cls, loss_box, loss_centerness, loss_mask}: scalar float32 tensors,
+    each with weight 1 (the total loss is their sum).
+    Eval mode returns a list of B dicts (the detections of each image, best score first):
+        boxes  float32 [N, 4]        xyxy in pixels of the ORIGINAL image, clipped to it
+        labels int64   [N]           1..C
+        scores float32 [N]
+        masks  float32 [N, 1, H, W]  mask probabilities in [0, 1] at the original size
+                                     (binarise at config.mask_threshold = 0.4 as the authors)
+
+    `forward_intermediates(images)` returns what happens inside (basis masks, coefficients per
+    sub-region, boxes in basis-map pixels...) for notebooks and figures.
+    """
+
+    def __init__(self, config: SipMaskConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.backbone = build_backbone(config)
+        self.head = SipMaskHead(config)
+        self.basis_masks = ContextualBasisMasks(
+            config.fpn_channels, config.num_basis, config.basis_hidden_channels, config.basis_source
+        )
+
+    # ---- input -------------------------------------------------------------------------------
+
+    def preprocess(
+        self, images: list[Tensor], targets: list[dict[str, Any]] | None = None
+    ) -> PreparedBatch:
+        """Resize, normalise and pad a list of images (and resize / pad their targets)."""
+        cfg = self.config
+        if not isinstance(images, (list, tuple)) or len(images) == 0:
+            raise ValueError("SipMask: images must be a non-empty list of [3, H, W] tensors")
+        if targets is not None and len(targets) != len(images):
+            raise ValueError(f"SipMask: got {len(images)} images but {len(targets)} targets")
+        resized, image_sizes, original_sizes, scale_factors, resized_targets = [], [], [], [], []
+        for k, image in enumerate(images):
+            if not torch.is_tensor(image) or image.ndim != 3 or image.shape[0] != 3 \
+                    or not image.is_floating_point():
+                raise ValueError(f"SipMask: images[{k}] must be a float tensor [3, H, W] (RGB in "
+                                 f"[0, 1]), got {getattr(image, 'shape', type(image))}")
+            target = None
+            if targets is not None:
+                target = _checked_target(targets[k], image, k, cfg.num_classes)
+            image_r, target_r, scale = transforms.resize(
+                image, target, cfg.input_size, cfg.keep_ratio
+            )
+            resized.append(transforms.normalize(image_r, cfg.pixel_mean, cfg.pixel_std))
+            image_sizes.append((int(image_r.shape[1]), int(image_r.shape[2])))
+            original_sizes.append((int(image.shape[1]), int(image.shape[2])))
+            scale_factors.append((float(scale[0]), float(scale[1])))
+            resized_targets.append(target_r)
+        batch, _ = transforms.pad_batch(resized, cfg.size_divisible)  # [B, 3, H, W] padded
+        if targets is None:
+            return PreparedBatch(batch, image_sizes, original_sizes, scale_factors, None)
+        padded = (int(batch.shape[2]), int(batch.shape[3]))
+        prepared = [_drop_degenerate(t, padded) for t in resized_targets]
+        return PreparedBatch(batch, image_sizes, original_sizes, scale_factors, prepared)
+
+    # ---- network -----------------------------------------------------------------------------
+
+    def run_network(self, images: Tensor) -> tuple[list[Tensor], HeadOutputs, Tensor]:
+        """Padded batch [B, 3, Hp, Wp] -> (FPN features P3..P7, head outputs, basis masks).
+
+        Basis masks are [B, M, Hp/2, Wp/2] (stride 2 of the padded input).
+        """
+        features = self.backbone(images)  # P3..P7
+        outputs = self.head(features)
+        basis_masks = self.basis_masks(outputs.reg_features[:3])  # [B, M, Hp/2, Wp/2]
+        return features, outputs, basis_masks
+
+    def forward(
+        self, images: list[Tensor], targets: list[dict[str, Any]] | None = None
+    ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
+        """Losses (train mode, targets required) or detections (eval mode); see the class doc."""
+        if self.training and targets is None:
+            raise ValueError("SipMask: targets are required in train mode (call model.eval() "
+                             "for inference)")
+        batch = self.preprocess(images, targets if self.training else None)
+        _, outputs, basis_masks = self.run_network(batch.images)
+        if self.training:
+            return self.compute_losses(outputs, basis_masks, batch.targets)
+        return self.postprocess(outputs, basis_masks, batch)
+
+    # ---- training ----------------------------------------------------------------------------
+
+    def compute_losses(
+        self, outputs: HeadOutputs, basis_masks: Tensor, targets: list[dict[str, Tensor]]
+    ) -> dict[str, Tensor]:
+        """The four losses of §3.4 (+ FCOS centerness), in float32 even under autocast."""
+        cfg = self.config
+        device = basis_masks.device
+        with torch.autocast(device.type, enabled=False):
+            sizes = [(int(x.shape[-2]), int(x.shape[-1])) for x in outputs.cls_logits]
+            points, strides, ranges = fcos.flatten_levels(
+                fcos.locations(sizes, cfg.strides, device), cfg.strides, cfg.regress_ranges
+            )  # [P, 2], [P], [P, 2]
+            # [B, P, C], [B, P, 4], [B, P], [B, P, Q, M]
+            cls, reg, ctr, coefficients = flatten_outputs(outputs)
+            cls, ctr, coefficients = cls.float(), ctr.float(), coefficients.float()
+            reg = reg.float() * strides[None, :, None]  # stride units -> pixels
+            basis_masks = basis_masks.float()
+            num_images, _, num_classes = cls.shape
+
+            assigned = [
+                fcos.fcos_targets(points, strides, ranges, t["boxes"], t["labels"],
+                                  cfg.center_sampling_radius)
+                for t in targets
+            ]
+            labels = torch.stack([a.labels for a in assigned])  # [B, P]
+            box_targets = torch.stack([a.box_targets for a in assigned])  # [B, P, 4]
+            positive = labels > 0  # [B, P]
+            num_pos = int(positive.sum())
+
+            # Focal loss over all points, normalised by num_pos + num_images (as the authors).
+            loss_cls = focal_loss(cls.reshape(-1, num_classes), labels.reshape(-1),
+                                  normalizer=num_pos + num_images,
+                                  gamma=cfg.focal_gamma, alpha=cfg.focal_alpha)
+            # IoU loss weighted by the centerness targets; centerness BCE; positives only.
+            pos_targets = box_targets[positive]  # [N, 4]
+            centerness_targets = fcos.centerness_target(pos_targets)  # [N]
+            loss_box = box_loss(reg[positive], pos_targets, centerness_targets, kind=cfg.box_loss)
+            loss_centerness = centerness_loss(ctr[positive], centerness_targets)
+
+            mask_losses = [
+                self._image_mask_loss(points, cls[b], reg[b], coefficients[b], basis_masks[b],
+                                      labels[b], assigned[b].matched_gt, targets[b])
+                for b in range(num_images)
+            ]
+            loss_mask = torch.stack(mask_losses).mean()  # mean over images
+        return {"loss_cls": loss_cls, "loss_box": loss_box,
+                "loss_centerness": loss_centerness, "loss_mask": loss_mask}
+
+    def _image_mask_loss(
+        self,
+        points: Tensor,
+        cls: Tensor,
+        reg: Tensor,
+        coefficients: Tensor,
+        basis_masks: Tensor,
+        labels: Tensor,
+        matched_gt: Tensor,
+        target: dict[str, Tensor],
+    ) -> Tensor:
+        """§3.4 mask alignment weighting loss of one image (the authors' recipe, spec §2).
+
+        1. all positive locations of all levels, no sampling;
+        2. their PREDICTED boxes, decoded and detached, / 2 -> basis-map pixels; boxes of area
+           <= 1 dropped;
+        3. GT masks of the padded image, bilinearly resized x0.5, > 0.5; each positive uses the
+           mask of its assigned GT;
+        4. alpha = sigmoid(GT-class logit) x IoU(predicted box, GT box) under no-grad, per
+           config.alignment_weight, normalised to mean ~1 over the kept positives;
+        5. losses.mask_loss: per-instance BCE inside the box / box area, sum_j alpha_j l_j / N.
+
+        Shapes (one image): points [P, 2], cls [P, C], reg [P, 4] pixels, coefficients [P, Q, M],
+        basis_masks [M, H, W], labels [P], matched_gt [P].
+        """
+        positives = (labels > 0).nonzero().squeeze(1)  # [N]
+        boxes = fcos.decode_boxes(points[positives], reg[positives]).detach() / 2  # [N, 4]
+        keep = valid_mask_boxes(boxes)
+        positives, boxes = positives[keep], boxes[keep]
+        if positives.numel() == 0:
+            return basis_masks.sum() * 0 + coefficients.sum() * 0
+        gt_index = matched_gt[positives]  # [N]
+        with torch.no_grad():
+            scores = cls[positives, labels[positives] - 1].sigmoid()  # [N]
+            ious = paired_box_iou(boxes * 2, target["boxes"][gt_index].to(boxes.dtype))  # [N]
+            weights = mask_alignment_weight(scores, ious, self.config.alignment_weight)  # [N]
+        gt_masks = basis_size_gt_masks(target["masks"], basis_masks.shape[-2:])  # [G, H, W]
+        gt_masks = gt_masks[gt_index]  # [N, H, W] each positive's assigned GT
+        return mask_loss(basis_masks, coefficients[positives], boxes, gt_masks, weights,
+                         self.config.sub_regions)
+
+    # ---- inference ---------------------------------------------------------------------------
+
+    def postprocess(
+        self, outputs: HeadOutputs, basis_masks: Tensor, batch: PreparedBatch
+    ) -> list[dict[str, Tensor]]:
+        """Detections of every image at its original size (see the class docstring)."""
+        cfg = self.config
+        results = []
+        with torch.autocast(basis_masks.device.type, enabled=False):
+            for b, detections in enumerate(self._detect(outputs, batch)):
+                original_size = batch.original_sizes[b]
+                masks = inference.paste_masks(
+                    basis_masks[b].float(), detections.coefficients, detections.boxes,
+                    cfg.sub_regions, batch.image_sizes[b], original_size,
+                )  # [N, 1, H0, W0]
+                boxes = inference.scale_boxes_to_original(
+                    detections.boxes, batch.scale_factors[b], original_size
+                )
+                results.append({"boxes": boxes, "labels": detections.labels,
+                                "scores": detections.scores, "masks": masks})
+        return results
+
+    def _detect(self, outputs: HeadOutputs, batch: PreparedBatch) -> list[inference.Detections]:
+        """inference.detect for every image of the batch (float32, resized-input pixels)."""
+        sizes = [(int(x.shape[-2]), int(x.shape[-1])) for x in outputs.cls_logits]
+        points = fcos.locations(sizes, self.config.strides, batch.images.device)
+        detections = []
+        for b in range(batch.images.shape[0]):
+            detections.append(inference.detect(
+                cls_logits=[x[b].flatten(1).t().float() for x in outputs.cls_logits],  # [P_l, C]
+                box_regression=[x[b].flatten(1).t().float() for x in outputs.box_regression],
+                centerness=[x[b].flatten().float() for x in outputs.centerness],  # [P_l]
+                coefficients=[flatten_coefficients(x[b:b + 1])[0].float()
+                              for x in outputs.coefficients],  # [P_l, Q, M]
+                points=points,
+                strides=self.config.strides,
+                image_size=batch.image_sizes[b],
+                config=self.config,
+            ))
+        return detections
+
+    @torch.no_grad()
+    def forward_intermediates(self, images: list[Tensor]) -> dict[str, Any]:
+        """Everything inside one eval forward pass, for teaching (call model.eval() first).
+
+        Returns a dict:
+            images          [B, 3, Hp, Wp] the normalised, padded network input
+            image_sizes, original_sizes, scale_factors   as PreparedBatch
+            features        [P3..P7] FPN features, each [B, D, H_l, W_l]
+            cls_logits      per level [B, C, H_l, W_l]
+            box_regression  per level [B, 4, H_l, W_l], (l, t, r, b) in stride units
+            centerness      per level [B, 1, H_l, W_l] logits
+            coefficients    per level [B, Q, M, H_l, W_l], sub-regions row-major
+            basis_masks     [B, M, Hp/2, Wp/2]
+            detections      per image a dict of the kept detections:
+                boxes         [N, 4] in BASIS-MAP pixels (input pixels / 2)
+                coefficients  [N, Q, M]
+                labels [N] 1..C, scores [N]
+                sub_region_maps [N, Q, Hp/2, Wp/2] sigmoid(B x c_q) of each sub-region, unpruned
+                masks         [N, Hp/2, Wp/2] the assembled mask (pruned per sub-region, summed)
+            results         the same detections as `model(images)` returns
+        """
+        batch = self.preprocess(images)
+        features, outputs, basis_masks = self.run_network(batch.images)
+        detections = []
+        for b, found in enumerate(self._detect(outputs, batch)):
+            basis = basis_masks[b].float()  # [M, H, W]
+            boxes = found.boxes / 2
+            detections.append({
+                "boxes": boxes,
+                "coefficients": found.coefficients,
+                "labels": found.labels,
+                "scores": found.scores,
+                "sub_region_maps": torch.sigmoid(
+                    torch.einsum("nqm,mhw->nqhw", found.coefficients, basis)
+                ),
+                "masks": assemble_masks(basis, found.coefficients, boxes, self.config.sub_regions),
+            })
+        return {
+            "images": batch.images,
+            "image_sizes": batch.image_sizes,
+            "original_sizes": batch.original_sizes,
+            "scale_factors": batch.scale_factors,
+            "features": features,
+            "cls_logits": outputs.cls_logits,
+            "box_regression": outputs.box_regression,
+            "centerness": outputs.centerness,
+            "coefficients": outputs.coefficients,
+            "basis_masks": basis_masks,
+            "detections": detections,
+            "results": self.postprocess(outputs, basis_masks, batch),
+        }
+
+
+def flatten_outputs(outputs: HeadOutputs) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Concatenate the levels, locations row-major within a level (the order of fcos.locations).
+
+    Returns cls [B, P, C], box regression [B, P, 4], centerness [B, P], coefficients [B, P, Q, M].
+    """
+    cls = torch.cat([x.flatten(2).transpose(1, 2) for x in outputs.cls_logits], dim=1)
+    reg = torch.cat([x.flatten(2).transpose(1, 2) for x in outputs.box_regression], dim=1)
+    ctr = torch.cat([x.flatten(1) for x in outputs.centerness], dim=1)
+    coefficients = torch.cat([flatten_coefficients(x) for x in outputs.coefficients], dim=1)
+    return cls, reg, ctr, coefficients
+
+
+def paired_box_iou(boxes_a: Tensor, boxes_b: Tensor) -> Tensor:
+    """IoU of boxes_a[j] with boxes_b[j] (xyxy, no +1 widths): [N, 4], [N, 4] -> [N]."""
+    top_left = torch.maximum(boxes_a[:, :2], boxes_b[:, :2])  # [N, 2]
+    bottom_right = torch.minimum(boxes_a[:, 2:], boxes_b[:, 2:])  # [N, 2]
+    intersection = (bottom_right - top_left).clamp(min=0).prod(dim=1)  # [N]
+    area_a = (boxes_a[:, 2:] - boxes_a[:, :2]).clamp(min=0).prod(dim=1)  # [N]
+    area_b = (boxes_b[:, 2:] - boxes_b[:, :2]).clamp(min=0).prod(dim=1)  # [N]
+    union = (area_a + area_b - intersection).clamp(min=torch.finfo(boxes_a.dtype).tiny)
+    return intersection / union
+
+
+def basis_size_gt_masks(masks: Tensor, basis_size: tuple[int, int]) -> Tensor:
+    """GT masks of the padded image [G, Hp, Wp] -> {0, 1} float [G, H, W] at the basis-map size.
+
+    As the authors: bilinear resize by 0.5 (align_corners=False: each output pixel is the mean of
+    a 2x2 block), pad / crop to the basis-map size, threshold > 0.5.
+    """
+    height, width = basis_size
+    if masks.shape[0] == 0:
+        return masks.new_zeros((0, height, width), dtype=torch.float32)
+    half = F.interpolate(masks[None].float(), scale_factor=0.5, mode="bilinear",
+                         align_corners=False)[0]  # [G, Hp/2, Wp/2]
+    out = half.new_zeros((half.shape[0], height, width))
+    h, w = min(height, half.shape[1]), min(width, half.shape[2])
+    out[:, :h, :w] = half[:, :h, :w]
+    return (out > 0.5).float()
+
+
+def _checked_target(
+    target: dict[str, Any], image: Tensor, k: int, num_classes: int
+) -> dict[str, Any]:
+    """Validate one training target and move its tensors to the image's device."""
+    if not isinstance(target, dict) or not {"boxes", "labels", "masks"} <= set(target):
+        raise ValueError(f"SipMask: targets[{k}] must be a dict with boxes, labels and masks")
+    name = f"targets[{k}] (image_id {target.get('image_id', '?')})"
+    boxes = torch.as_tensor(target["boxes"]).to(device=image.device, dtype=torch.float32)
+    labels = torch.as_tensor(target["labels"]).to(device=image.device, dtype=torch.int64)
+    masks = torch.as_tensor(target["masks"]).to(device=image.device)
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"SipMask: {name}: boxes must be [G, 4], got {tuple(boxes.shape)}")
+    num = boxes.shape[0]
+    if labels.shape != (num,) or masks.shape != (num, *image.shape[1:]):
+        raise ValueError(f"SipMask: {name}: expected labels [{num}] and masks [{num}, "
+                         f"{image.shape[1]}, {image.shape[2]}] for {num} boxes, got "
+                         f"{tuple(labels.shape)} and {tuple(masks.shape)}")
+    if num > 0 and (int(labels.min()) < 1 or int(labels.max()) > num_classes):
+        raise ValueError(f"SipMask: {name}: labels must be in 1..{num_classes}, got "
+                         f"{labels.unique().tolist()}")
+    malformed = (boxes[:, 2:] < boxes[:, :2]).any(dim=1) | ~torch.isfinite(boxes).all(dim=1)  # [G]
+    if bool(malformed.any()):
+        raise ValueError(f"SipMask: {name}: boxes must be finite xyxy with x2 >= x1 and y2 >= y1")
+    out = dict(target)
+    out.update(boxes=boxes, labels=labels, masks=masks)
+    return out
+
+
+def _drop_degenerate(target: dict[str, Any], padded_size: tuple[int, int]) -> dict[str, Tensor]:
+    """Drop boxes with zero width or height (after resizing) and pad masks to the batch size.
+
+    A zero-area box can have no positive location; dropping it keeps boxes, labels and masks
+    aligned. Tiny but positive boxes are kept (FCOS may give them no positive: no loss then).
+    """
+    boxes = target["boxes"]
+    keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])  # [G]
+    return {
+        "boxes": boxes[keep],
+        "labels": target["labels"][keep],
+        "masks": transforms.pad_masks(target["masks"][keep], padded_size),
+    }

@@ -1,0 +1,131 @@
+"""§3.1 Spatial preservation (SP) module: feature alignment and spatial coefficients.
+
+"Our SP module performs two tasks: spatial coefficients generation and feature alignment."
+
+- `FeatureAlignment`: a deformable 3x3 conv whose kernel offsets are predicted from the box
+  regression (l, t, r, b) of the same location, so that the classification feature "aligns with
+  the regressed box location". Its output feeds both the box classifier and the coefficients.
+- `SpatialCoefficients`: a 3x3 conv predicting, at every location, a separate set of m
+  coefficients for each of the k_h x k_w sub-regions of the box predicted there.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torchvision.ops import DeformConv2d
+
+
+def group_norm(channels: int, max_groups: int = 32) -> nn.GroupNorm:
+    """GroupNorm with the largest number of groups <= max_groups that divides `channels`.
+
+    32 groups for the paper's 256 channels (as the authors); fewer for narrow models.
+    """
+    groups = max(g for g in range(1, max_groups + 1) if channels % g == 0)
+    return nn.GroupNorm(groups, channels)
+
+
+class FeatureAlignment(nn.Module):
+    """§3.1 feature alignment: a deformable conv driven by the regressed box distances.
+
+    "The input to the deformable convolutional layer are the regression offsets to left, right,
+    top, and bottom corners [...] These offsets are utilized to estimate the kernel offset dp_r
+    that augments the regular sampling grid G" (Eq. (1), see `forward`).
+
+    As the authors (`FeatureAlign`), the offsets dp_r are not built geometrically from
+    (l, t, r, b): a 1x1 conv without bias maps the DETACHED 4-channel box regression (stride units)
+    to 2 * 9 * 4 = 72 channels, (dy, dx) for each of the 9 taps of each of 4 offset groups
+    (torchvision's DeformConv2d ordering, the same as mmcv's). That 1x1 conv is initialised to
+    zero, so at the start the layer is exactly a plain 3x3 conv. The deformable conv has no bias
+    and weights of std 0.01; then GroupNorm (if use_gn) and ReLU.
+
+    With `enabled=False` (ablation) the layer is a plain conv3x3 + GN + ReLU and ignores the box
+    regression.
+    """
+
+    def __init__(
+        self, channels: int, use_gn: bool = True, enabled: bool = True, offset_groups: int = 4
+    ) -> None:
+        super().__init__()
+        self.enabled = enabled
+        kernel_taps = 3 * 3
+        if enabled:
+            self.conv_offset = nn.Conv2d(4, offset_groups * kernel_taps * 2, 1, bias=False)
+            nn.init.zeros_(self.conv_offset.weight)
+            # No bias, as the authors' DeformConv (even when the head has no GN).
+            self.conv = DeformConv2d(channels, channels, 3, padding=1, bias=False)
+        else:
+            self.conv_offset = None
+            self.conv = nn.Conv2d(channels, channels, 3, padding=1, bias=not use_gn)
+            if self.conv.bias is not None:
+                nn.init.zeros_(self.conv.bias)
+        nn.init.normal_(self.conv.weight, std=0.01)
+        self.norm = group_norm(channels) if use_gn else nn.Identity()
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, features: Tensor, box_regression: Tensor) -> Tensor:
+        """§3.1 Eq. (1):  y(p0) = sum_{r in G} w_r * x(p0 + p_r + dp_r)
+
+        G is the regular 3x3 sampling grid, p_r its r-th position, w_r the kernel weight at p_r and
+        dp_r the offset predicted from the box regression at p0 (`offsets`), then GN and ReLU.
+
+        Args:
+            features: [B, D, H, W] the classification-tower output x.
+            box_regression: [B, 4, H, W] (l, t, r, b) in stride units of the same level; detached,
+                so no gradient flows back into the regression branch from here.
+        Returns:
+            the aligned feature [B, D, H, W].
+        """
+        if self.enabled:
+            offsets = self.offsets(box_regression)  # [B, 72, H, W]
+            device_type = features.device.type
+            if torch.is_autocast_enabled(device_type):
+                # torchvision's deformable conv has no half-precision CPU kernel: run it in
+                # float32 under autocast (as torchvision's own CUDA autocast rule does).
+                with torch.autocast(device_type, enabled=False):
+                    x = self.conv(features.float(), offsets.float())
+            else:
+                x = self.conv(features, offsets)
+        else:
+            x = self.conv(features)
+        return self.relu(self.norm(x))
+
+    def offsets(self, box_regression: Tensor) -> Tensor:
+        """Kernel offsets dp_r [B, 2 * 9 * groups, H, W] from the detached box regression."""
+        if self.conv_offset is None:
+            raise ValueError("FeatureAlignment.offsets: feature alignment is disabled "
+                             "(config.feature_alignment=False); the layer has no offsets")
+        return self.conv_offset(box_regression.detach())
+
+
+class SpatialCoefficients(nn.Module):
+    """§3.1 spatial coefficients: a separate set c_ij in R^m for each sub-region i of box j.
+
+    "Instead of predicting a single set of coefficients for the whole bounding-box j, we predict
+    a separate set of spatial coefficients c_ij in R^m for each of its sub-region i."
+
+    A 3x3 conv (std 0.001, as the authors' `sip_cof`) from the aligned feature to Q * M channels,
+    no activation. Channel layout: channels [q*M : (q+1)*M] belong to sub-region q, sub-regions
+    row-major (2x2: q = 0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right), the authors'
+    [0:32] top-left, [32:64] top-right, [64:96] bottom-left, [96:128] bottom-right.
+    """
+
+    def __init__(self, channels: int, num_basis: int, sub_regions: tuple[int, int]) -> None:
+        super().__init__()
+        self.num_basis = num_basis
+        self.num_sub_regions = sub_regions[0] * sub_regions[1]
+        self.conv = nn.Conv2d(channels, self.num_sub_regions * num_basis, 3, padding=1)
+        nn.init.normal_(self.conv.weight, std=0.001)
+        nn.init.zeros_(self.conv.bias)
+
+    def forward(self, aligned_features: Tensor) -> Tensor:
+        """[B, D, H, W] -> coefficients [B, Q, M, H, W]."""
+        b, _, h, w = aligned_features.shape
+        coefficients = self.conv(aligned_features)  # [B, Q*M, H, W]
+        return coefficients.view(b, self.num_sub_regions, self.num_basis, h, w)  # [B, Q, M, H, W]
+
+
+def flatten_coefficients(coefficients: Tensor) -> Tensor:
+    """Per-location coefficients of one level: [B, Q, M, H, W] -> [B, H*W, Q, M] (row-major)."""
+    b, q, m, h, w = coefficients.shape
+    return coefficients.permute(0, 3, 4, 1, 2).reshape(b, h * w, q, m)

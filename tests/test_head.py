@@ -1,0 +1,131 @@
+"""Head, feature alignment (§3.1), spatial coefficients layout and basis masks (§3.2)."""
+
+import math
+from dataclasses import replace
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sipmask_ref.basis_masks import ContextualBasisMasks
+from sipmask_ref.config import preset
+from sipmask_ref.head import SipMaskHead
+from sipmask_ref.spatial_preservation import (
+    FeatureAlignment,
+    SpatialCoefficients,
+    flatten_coefficients,
+    group_norm,
+)
+
+
+def _pyramid(batch=2, channels=64, height=64, width=96):
+    return [torch.randn(batch, channels, height // s, width // s) for s in (8, 16, 32, 64, 128)]
+
+
+def test_head_output_shapes_per_level():
+    torch.manual_seed(0)
+    config = preset("cpu_tiny")
+    head = SipMaskHead(config)
+    features = _pyramid(height=128, width=256)
+    outputs = head(features)
+    for level, x in enumerate(features):
+        b, _, h, w = x.shape
+        assert outputs.cls_logits[level].shape == (b, 6, h, w)
+        assert outputs.box_regression[level].shape == (b, 4, h, w)
+        assert outputs.centerness[level].shape == (b, 1, h, w)
+        assert outputs.coefficients[level].shape == (b, 4, 16, h, w)
+        assert outputs.reg_features[level].shape == (b, 64, h, w)
+        assert (outputs.box_regression[level] >= 0).all()  # ReLU'd distances in stride units
+
+
+def test_head_towers_and_initialisation_follow_the_authors():
+    config = replace(preset("paper_r50_544"), pretrained_backbone=False)  # S = 2
+    head = SipMaskHead(config)
+    assert len(head.reg_tower) == 2 and len(head.cls_tower) == 1  # + feature alignment
+    assert head.cls_logits.bias.detach().allclose(torch.full((80,), -math.log(99.0)))
+    assert head.cls_logits.weight.std().item() == pytest.approx(0.01, rel=0.05)
+    assert head.spatial_coefficients.conv.weight.std().item() == pytest.approx(0.001, rel=0.05)
+    assert head.spatial_coefficients.conv.out_channels == 4 * 32
+    assert torch.equal(head.scales.detach(), torch.ones(5))
+    assert isinstance(head.reg_tower[0][1], torch.nn.GroupNorm) and head.reg_tower[0][1].num_groups == 32
+    no_gn = SipMaskHead(replace(config, use_gn=False))
+    assert isinstance(no_gn.reg_tower[0][1], torch.nn.Identity) and no_gn.reg_tower[0][0].bias is not None
+    assert isinstance(no_gn.feature_alignment.norm, torch.nn.Identity)
+
+
+def test_group_norm_uses_at_most_32_groups_dividing_the_channels():
+    assert group_norm(256).num_groups == 32
+    assert group_norm(64).num_groups == 32
+    assert group_norm(48).num_groups == 24
+    assert group_norm(7).num_groups == 7
+
+
+def test_feature_alignment_with_zero_offsets_equals_a_plain_conv():
+    torch.manual_seed(0)
+    align = FeatureAlignment(16, use_gn=False)
+    assert align.conv_offset.out_channels == 72  # 4 groups x 9 taps x (dy, dx)
+    assert torch.count_nonzero(align.conv_offset.weight) == 0  # zero-initialised
+    x = torch.randn(2, 16, 9, 11)
+    box_regression = torch.rand(2, 4, 9, 11) * 5
+    expected = F.relu(F.conv2d(x, align.conv.weight, padding=1))
+    torch.testing.assert_close(align(x, box_regression), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_offsets_learn_but_do_not_backpropagate_into_the_box_regression():
+    torch.manual_seed(0)
+    align = FeatureAlignment(16, use_gn=True)
+    torch.nn.init.normal_(align.conv_offset.weight, std=0.1)  # non-zero offsets
+    x = torch.randn(1, 16, 8, 8, requires_grad=True)
+    box_regression = torch.rand(1, 4, 8, 8, requires_grad=True)
+    align(x, box_regression).square().sum().backward()
+    assert align.conv_offset.weight.grad is not None and align.conv_offset.weight.grad.abs().sum() > 0
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert box_regression.grad is None  # the regression map is detached
+
+
+def test_disabled_feature_alignment_is_a_plain_conv_block():
+    torch.manual_seed(0)
+    align = FeatureAlignment(16, use_gn=True, enabled=False)
+    assert align.conv_offset is None and isinstance(align.conv, torch.nn.Conv2d)
+    x = torch.randn(1, 16, 8, 8)
+    out_a = align(x, torch.zeros(1, 4, 8, 8))
+    out_b = align(x, torch.rand(1, 4, 8, 8))
+    torch.testing.assert_close(out_a, out_b)  # the box regression is ignored
+    with pytest.raises(ValueError, match="disabled"):
+        align.offsets(torch.zeros(1, 4, 8, 8))
+
+
+def test_coefficient_channels_q_times_m_belong_to_sub_region_q():
+    torch.manual_seed(0)
+    layer = SpatialCoefficients(8, num_basis=5, sub_regions=(2, 2))
+    x = torch.randn(2, 8, 3, 4)
+    raw = layer.conv(x)  # [B, Q*M, H, W]
+    coefficients = layer(x)  # [B, Q, M, H, W]
+    assert coefficients.shape == (2, 4, 5, 3, 4)
+    for q in range(4):  # 0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right
+        torch.testing.assert_close(coefficients[:, q], raw[:, q * 5:(q + 1) * 5])
+    flat = flatten_coefficients(coefficients)  # [B, H*W, Q, M], locations row-major
+    torch.testing.assert_close(flat[1, 1 * 4 + 2], coefficients[1, :, :, 1, 2])
+
+
+@pytest.mark.parametrize("source", ["p3-p5", "p3"])
+def test_basis_masks_are_at_stride_2_for_both_sources(source):
+    torch.manual_seed(0)
+    branch = ContextualBasisMasks(64, num_basis=16, hidden_channels=32, basis_source=source)
+    assert branch.reduce.in_channels == (3 * 64 if source == "p3-p5" else 64)
+    basis = branch(_pyramid(height=128, width=192))
+    assert basis.shape == (2, 16, 64, 96)  # stride 2 of a 128 x 192 input
+    assert (basis >= 0).all()  # ReLU before the upsampling: non-negative maps
+
+
+def test_contextual_basis_masks_use_p4_and_p5_and_ignore_p6_p7():
+    torch.manual_seed(0)
+    branch = ContextualBasisMasks(8, num_basis=4, hidden_channels=8)
+    torch.nn.init.normal_(branch.reduce.weight)
+    torch.nn.init.normal_(branch.predict.weight)
+    features = _pyramid(batch=1, channels=8)
+    base = branch(features)
+    changed_p5 = branch(features[:2] + [features[2] + 1.0] + features[3:])
+    changed_p7 = branch(features[:4] + [features[4] + 1.0])
+    assert not torch.allclose(base, changed_p5)
+    torch.testing.assert_close(base, changed_p7)
