@@ -1,0 +1,454 @@
+"""Command line: `python -m sipmask_ref {make-data, train, evaluate, predict, demo} ...`.
+
+    make-data   generate the synthetic benchmark (data/synthetic, data/synthetic_video), print its
+                statistics and draw sample figures
+    train       train a preset on a COCO-format dataset (default: the synthetic benchmark);
+                writes OUT/checkpoint.pt, OUT/train_log.jsonl and, with a val set, OUT/metrics.json
+    evaluate    COCO box + mask AP of a checkpoint: OUT/results.json, OUT/metrics.json
+    predict     overlays (PNG) and detections (JSON, RLE masks) for image files
+    demo        make-data, train cpu_tiny, evaluate, draw predictions into outputs/demo/
+
+Mistakes a user can make (a missing file, an unknown preset, --resume without a checkpoint,
+--device cuda without CUDA, a file that is not a checkpoint) print one line on stderr and exit with
+code 2; a diverging run (NaN loss) exits with code 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from . import engine
+from .config import PRESETS, SipMaskConfig, preset
+from .data.coco import CocoInstances, load_rgb_image
+from .data.synthetic import make_data
+from .eval.coco import encode_masks, format_table, save_metrics, save_results
+from .model import SipMask
+from .viz import draw_instances, write_sample_figure
+
+PROG = "sipmask_ref"
+
+
+class UsageError(Exception):
+    """A mistake in the command line or its files: reported in one line, exit code 2."""
+
+
+# ----------------------------------------------------------------------------------------------------
+# shared helpers
+# ----------------------------------------------------------------------------------------------------
+def _device(name: str | None) -> torch.device:
+    """The requested device, checked; default CUDA when available, else CPU."""
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"unknown device {name!r} (use cpu, cuda or cuda:N)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UsageError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise UsageError(f"--device {name}: MPS is not available on this machine")
+    return device
+
+
+def _preset(name: str) -> SipMaskConfig:
+    try:
+        return preset(name)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
+def _synthetic_split(root: Path, split: str) -> tuple[Path, Path]:
+    """(annotation JSON, image folder) of a synthetic split, generated (images only) if missing."""
+    ann = root / "synthetic" / "annotations" / f"instances_{split}.json"
+    images = root / "synthetic" / "images" / split
+    if not ann.is_file():
+        print(f"synthetic benchmark not found under {root}; generating it (make-data)")
+        make_data(root=root, video=False)
+    return ann, images
+
+
+def _dataset(ann: Path | str | None, images: Path | str | None, what: str) -> CocoInstances:
+    """A CocoInstances with both paths checked; bad files become one-line usage errors."""
+    if (ann is None) != (images is None):
+        raise UsageError(f"{what}: give both the annotation JSON and the image folder")
+    ann, images = Path(ann), Path(images)
+    if not ann.is_file():
+        raise UsageError(f"{what}: annotation file not found: {ann}")
+    if not images.is_dir():
+        raise UsageError(f"{what}: image folder not found: {images}")
+    try:
+        dataset = CocoInstances(ann, images)
+    except (ValueError, FileNotFoundError) as error:
+        raise UsageError(f"{what}: {error}") from None
+    if len(dataset) == 0:
+        raise UsageError(f"{what}: {ann} holds no images")
+    return dataset
+
+
+def _same_categories(a: dict[int, int], b: dict[int, int], what: str) -> None:
+    if {int(k): int(v) for k, v in a.items()} != {int(k): int(v) for k, v in b.items()}:
+        raise UsageError(f"{what}: the category ids differ (label -> category id {dict(a)} vs {dict(b)})")
+
+
+def _checkpoint(path: str) -> dict[str, Any]:
+    try:
+        return engine.read_checkpoint(path)
+    except (FileNotFoundError, engine.CheckpointError) as error:
+        raise UsageError(str(error)) from None
+
+
+# ----------------------------------------------------------------------------------------------------
+# make-data
+# ----------------------------------------------------------------------------------------------------
+def cmd_make_data(args: argparse.Namespace) -> dict[str, Any]:
+    """Generate the synthetic benchmark, print statistics, write samples.png next to each dataset."""
+    made = make_data(root=args.root, seed=args.seed, image_size=args.image_size, num_train=args.num_train,
+                     num_val=args.num_val, video=args.video, force=args.force, verbose=not args.quiet,
+                     progress=not args.quiet)
+    for name, entry in made.items():
+        figure = write_sample_figure(entry["root"], Path(entry["root"]) / "samples.png")
+        if not args.quiet:
+            print(f"sample figure: {figure}")
+    return made
+
+
+# ----------------------------------------------------------------------------------------------------
+# train
+# ----------------------------------------------------------------------------------------------------
+def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
+    """Train a preset; see `python -m sipmask_ref train --help`."""
+    config = _preset(args.config)
+    device = _device(args.device)
+    out = Path(args.out)
+    if args.resume and not (out / engine.CHECKPOINT_NAME).is_file():
+        raise UsageError(f"--resume: no checkpoint to resume from at {out / engine.CHECKPOINT_NAME}")
+    if args.iters is not None and args.iters < 0:
+        raise UsageError(f"--iters must be >= 0, got {args.iters}")
+
+    root = Path(args.data_root)
+    no_data_args = args.train_ann is None and args.train_images is None
+    if no_data_args:
+        train_ann, train_images = _synthetic_split(root, "train")
+    else:
+        train_ann, train_images = args.train_ann, args.train_images
+    train_set = _dataset(train_ann, train_images, "training set")
+    val_set = None
+    if args.val_ann is not None or args.val_images is not None:
+        val_set = _dataset(args.val_ann, args.val_images, "validation set")
+    elif no_data_args:
+        val_set = _dataset(*_synthetic_split(root, "val"), "validation set")
+    if val_set is not None:
+        _same_categories(train_set.label_to_cat_id, val_set.label_to_cat_id, "training and validation sets")
+
+    changes: dict[str, Any] = {}
+    num_classes = len(train_set.class_names)
+    if num_classes != config.num_classes:
+        print(f"note: num_classes = {num_classes} from {train_set.ann_file} "
+              f"(preset {args.config} says {config.num_classes})")
+        changes["num_classes"] = num_classes
+    for field in ("batch_size", "seed", "lr"):
+        if getattr(args, field) is not None:
+            changes[field] = getattr(args, field)
+    try:
+        config = dataclasses.replace(config, **changes)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+    engine.seed_everything(config.seed)  # the initial weights depend on the seed only
+    model = SipMask(config)
+    iters = config.max_iters if args.iters is None else args.iters
+    print(f"train {args.config}: {len(train_set)} images, {num_classes} classes, {iters} iterations of "
+          f"{config.batch_size} images on {device}" + (" (resuming)" if args.resume else "") + f" -> {out}")
+    summary = engine.train(
+        model, config, train_set, out, val_dataset=val_set, iters=args.iters, device=device,
+        resume=args.resume, log_every=args.log_every, checkpoint_every=args.checkpoint_every,
+        eval_every=args.eval_every, grad_clip=args.grad_clip, num_workers=args.num_workers,
+        progress=not args.quiet,
+    )
+    print(f"checkpoint: {summary['checkpoint']} (iteration {summary['iteration']}, "
+          f"{summary['seconds']:.0f} s)")
+    if summary["metrics"] is not None:
+        print(format_table(summary["metrics"]))
+        print(f"metrics: {out / engine.METRICS_NAME}")
+    return summary
+
+
+# ----------------------------------------------------------------------------------------------------
+# evaluate
+# ----------------------------------------------------------------------------------------------------
+def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    """COCO evaluation of a checkpoint; writes OUT/results.json and OUT/metrics.json."""
+    device = _device(args.device)
+    state = _checkpoint(args.checkpoint)
+    if args.ann is None and args.images is None:
+        dataset = _dataset(*_synthetic_split(Path(args.data_root), "val"), "evaluation set")
+    else:
+        dataset = _dataset(args.ann, args.images, "evaluation set")
+    trained_on = state.get("dataset", {}).get("label_to_cat_id")
+    if trained_on is not None:
+        _same_categories(trained_on, dataset.label_to_cat_id, f"checkpoint {args.checkpoint} and {dataset.ann_file}")
+    try:
+        model, config = engine.model_from_checkpoint(state, device)
+    except engine.CheckpointError as error:
+        raise UsageError(f"{args.checkpoint}: {error}") from None
+
+    results, metrics = engine.evaluate(model, dataset, device, args.batch_size or config.batch_size,
+                                       progress=not args.quiet)
+    out = Path(args.out)
+    results_path = save_results(results, out / "results.json")
+    metrics_path = save_metrics(metrics, out / engine.METRICS_NAME)
+    print(f"{args.checkpoint} (iteration {state['iteration']}) on {dataset.ann_file}: "
+          f"{len(dataset)} images, {len(results)} detections")
+    print(format_table(metrics))
+    print(f"results: {results_path}\nmetrics: {metrics_path}")
+    return metrics
+
+
+# ----------------------------------------------------------------------------------------------------
+# predict
+# ----------------------------------------------------------------------------------------------------
+def _output_names(paths: Sequence[Path]) -> list[str]:
+    """A distinct file stem per input image (a.png, a.jpg -> a, a_1)."""
+    names, seen = [], set()
+    for path in paths:
+        name, k = path.stem, 0
+        while name in seen:
+            k += 1
+            name = f"{path.stem}_{k}"
+        seen.add(name)
+        names.append(name)
+    return names
+
+
+def write_overlay(image: torch.Tensor, detection: dict[str, torch.Tensor], class_names: Sequence[str] | None,
+                  mask_threshold: float, path: Path, title: str | None = None) -> Path:
+    """Draw one image with its detections (masks, boxes, 'class score') into a PNG."""
+    height, width = image.shape[-2:]
+    scale = max(1.0, 512 / max(height, width))  # small images are drawn larger, so the text is legible
+    figure = Figure(figsize=(width * scale / 100, height * scale / 100 + (0.3 if title else 0)), dpi=100)
+    FigureCanvasAgg(figure)
+    ax = figure.add_axes((0, 0, 1, height / (height + (30 / scale if title else 0))))
+    draw_instances(ax, image, boxes=detection["boxes"], masks=detection["masks"], labels=detection["labels"],
+                   scores=detection["scores"], class_names=class_names, threshold=mask_threshold, title=title)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="png")
+    return path
+
+
+def _keep(detection: dict[str, torch.Tensor], score_threshold: float) -> dict[str, torch.Tensor]:
+    keep = detection["scores"] >= score_threshold
+    return {k: v[keep] for k, v in detection.items()}
+
+
+def cmd_predict(args: argparse.Namespace) -> list[Path]:
+    """Detections of image files: OUT/<name>.png (overlay) and OUT/<name>.json per image."""
+    device = _device(args.device)
+    paths = [Path(p) for p in args.images]
+    for path in paths:
+        if not path.is_file():
+            raise UsageError(f"image not found: {path}")
+    state = _checkpoint(args.checkpoint)
+    try:
+        model, config = engine.model_from_checkpoint(state, device)
+    except engine.CheckpointError as error:
+        raise UsageError(f"{args.checkpoint}: {error}") from None
+    meta = state.get("dataset", {})
+    class_names = meta.get("class_names")
+    label_to_cat_id = meta.get("label_to_cat_id", {})
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path, name in zip(paths, _output_names(paths)):
+        try:
+            image = load_rgb_image(path, None, str(path))
+        except OSError as error:
+            raise UsageError(str(error)) from None
+        detection = _keep(engine.predict_images(model, [image], device)[0], args.score_threshold)
+        rles = encode_masks(detection["masks"], config.mask_threshold)
+        detections = []
+        for k in range(len(detection["scores"])):
+            label = int(detection["labels"][k])
+            entry = {
+                "box": [round(float(v), 2) for v in detection["boxes"][k]],  # x1, y1, x2, y2 pixels
+                "label": label,
+                "class_name": class_names[label - 1] if class_names else str(label),
+                "score": round(float(detection["scores"][k]), 4),
+                "mask": rles[k],  # COCO RLE, binarised at config.mask_threshold
+            }
+            if label in label_to_cat_id:
+                entry["category_id"] = label_to_cat_id[label]
+            detections.append(entry)
+        record = {"image": str(path), "width": int(image.shape[-1]), "height": int(image.shape[-2]),
+                  "mask_threshold": config.mask_threshold, "score_threshold": args.score_threshold,
+                  "detections": detections}
+        (out / f"{name}.json").write_text(json.dumps(record, indent=1))
+        write_overlay(image, detection, class_names, config.mask_threshold, out / f"{name}.png")
+        written += [out / f"{name}.png", out / f"{name}.json"]
+        print(f"{path}: {len(detections)} detections (score >= {args.score_threshold}) -> {out / name}.png/.json")
+    return written
+
+
+# ----------------------------------------------------------------------------------------------------
+# demo
+# ----------------------------------------------------------------------------------------------------
+def write_prediction_grid(model: torch.nn.Module, dataset: CocoInstances, path: Path, device: torch.device,
+                          num_images: int = 6, score_threshold: float = 0.3, mask_threshold: float = 0.4) -> Path:
+    """Ground truth (top row) and predictions (bottom row) of the first images of a dataset, one PNG."""
+    count = min(num_images, len(dataset))
+    figure = Figure(figsize=(2.6 * count, 5.6), dpi=100)
+    FigureCanvasAgg(figure)
+    for k in range(count):
+        image, target = dataset[k]
+        found = _keep(engine.predict_images(model, [image], device)[0], score_threshold)
+        draw_instances(figure.add_subplot(2, count, k + 1), image, boxes=target["boxes"], masks=target["masks"],
+                       labels=target["labels"], class_names=dataset.class_names,
+                       title=f"image {target['image_id']}: ground truth")
+        draw_instances(figure.add_subplot(2, count, count + k + 1), image, boxes=found["boxes"],
+                       masks=found["masks"], labels=found["labels"], scores=found["scores"],
+                       class_names=dataset.class_names, threshold=mask_threshold,
+                       title=f"predictions (score >= {score_threshold})")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="png")
+    return path
+
+
+def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
+    """make-data -> train cpu_tiny -> evaluate -> figures, all under args.out (outputs/demo)."""
+    out, root = Path(args.out), Path(args.data_root)
+    parser = build_parser()
+    present = (root / "synthetic" / "annotations" / "instances_train.json").is_file()
+    cmd_make_data(parser.parse_args(["make-data", "--root", str(root)] + (["--quiet"] if present else [])))
+    checkpoint = out / engine.CHECKPOINT_NAME
+    train_argv = ["train", "--config", "cpu_tiny", "--out", str(out), "--data-root", str(root),
+                  "--train-ann", str(root / "synthetic/annotations/instances_train.json"),
+                  "--train-images", str(root / "synthetic/images/train")]
+    if args.iters is not None:
+        train_argv += ["--iters", str(args.iters)]
+    if args.device is not None:
+        train_argv += ["--device", args.device]
+    if checkpoint.is_file() and not args.fresh:
+        print(f"demo: continuing from {checkpoint} (use --fresh to start over)")
+        train_argv.append("--resume")
+    cmd_train(parser.parse_args(train_argv))
+
+    evaluate_argv = ["evaluate", "--checkpoint", str(checkpoint), "--out", str(out), "--data-root", str(root)]
+    if args.device is not None:
+        evaluate_argv += ["--device", args.device]
+    metrics = cmd_evaluate(parser.parse_args(evaluate_argv))
+    print(f"demo: box AP {100 * metrics['bbox']['AP']:.1f}, mask AP {100 * metrics['segm']['AP']:.1f} "
+          f"(COCO AP on the synthetic val split)")
+
+    model, config = engine.load_checkpoint(checkpoint, _device(args.device))
+    val_set = _dataset(*_synthetic_split(root, "val"), "validation set")
+    figure = write_prediction_grid(model, val_set, out / "predictions.png", _device(args.device),
+                                   mask_threshold=config.mask_threshold)
+    print(f"figure: {figure}")
+    return metrics
+
+
+# ----------------------------------------------------------------------------------------------------
+# argument parsing
+# ----------------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = commands.add_parser("make-data", help="generate the synthetic benchmark")
+    p.add_argument("--root", default="data", help="folder for synthetic/ and synthetic_video/ (default: data)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--image-size", type=int, default=128)
+    p.add_argument("--num-train", type=int, default=600, help="training images")
+    p.add_argument("--num-val", type=int, default=150, help="validation images")
+    p.add_argument("--no-video", dest="video", action="store_false", help="skip the video benchmark")
+    p.add_argument("--force", action="store_true", help="regenerate even when up to date")
+    p.add_argument("--quiet", action="store_true", help="no statistics, no progress bars")
+    p.set_defaults(func=cmd_make_data)
+
+    p = commands.add_parser("train", help="train a preset (default data: the synthetic benchmark)")
+    p.add_argument("--config", required=True, metavar="NAME", help="preset: " + ", ".join(PRESETS))
+    p.add_argument("--train-ann", help="COCO instances JSON of the training set")
+    p.add_argument("--train-images", help="image folder of the training set")
+    p.add_argument("--val-ann", help="COCO instances JSON of the validation set")
+    p.add_argument("--val-images", help="image folder of the validation set")
+    p.add_argument("--data-root", default="data", help="where the synthetic benchmark lives (default: data)")
+    p.add_argument("--out", required=True, help="output folder (checkpoint.pt, train_log.jsonl, metrics.json)")
+    p.add_argument("--iters", type=int, help="stop after this many iterations (default: the preset's max_iters; "
+                   "the lr steps stay where the preset puts them)")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--batch-size", type=int, help="images per iteration (per process under torchrun)")
+    p.add_argument("--lr", type=float, help="base learning rate (default: the preset's)")
+    p.add_argument("--seed", type=int, help="random seed (default: the preset's)")
+    p.add_argument("--log-every", type=int, default=20, help="iterations between log records")
+    p.add_argument("--checkpoint-every", type=int, default=500, help="iterations between checkpoints")
+    p.add_argument("--eval-every", type=int, help="also evaluate every this many iterations")
+    p.add_argument("--grad-clip", type=float, help="clip the gradient L2 norm (default: no clipping)")
+    p.add_argument("--num-workers", type=int, default=0, help="data-loading processes (the data order "
+                   "does not depend on it)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_train)
+
+    p = commands.add_parser("evaluate", help="COCO box and mask AP of a checkpoint")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--ann", help="COCO instances JSON (default: the synthetic val split)")
+    p.add_argument("--images", help="image folder of --ann")
+    p.add_argument("--data-root", default="data", help="where the synthetic benchmark lives (default: data)")
+    p.add_argument("--out", required=True, help="output folder (results.json, metrics.json)")
+    p.add_argument("--device")
+    p.add_argument("--batch-size", type=int, help="images per forward pass (default: the checkpoint's)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = commands.add_parser("predict", help="overlays and detections for image files")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--out", required=True, help="output folder (<name>.png, <name>.json per image)")
+    p.add_argument("--score-threshold", type=float, default=0.3, help="keep detections scoring at least "
+                   "this (default: 0.3)")
+    p.add_argument("--device")
+    p.set_defaults(func=cmd_predict)
+
+    p = commands.add_parser("demo", help="make-data, train cpu_tiny, evaluate, draw (outputs/demo)")
+    p.add_argument("--data-root", default="data")
+    p.add_argument("--out", default="outputs/demo")
+    p.add_argument("--iters", type=int, help="training iterations (default: the cpu_tiny preset's)")
+    p.add_argument("--device")
+    p.add_argument("--fresh", action="store_true", help="train from scratch even if OUT/checkpoint.pt exists")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `python -m sipmask_ref` and the `sipmask-ref` script; returns the exit code."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:  # argparse has printed the usage and the problem (or --help)
+        return int(exit_.code or 0)
+    try:
+        args.func(args)
+    except (UsageError, FileNotFoundError, engine.CheckpointError) as error:
+        print(f"{PROG} {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except engine.NonFiniteLossError as error:
+        print(f"{PROG} {args.command}: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG} {args.command}: interrupted" + (" (continue with --resume)" if args.command == "train" else ""),
+              file=sys.stderr)
+        return 130
+    return 0

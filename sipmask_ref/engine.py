@@ -1,0 +1,613 @@
+"""Training and evaluation engine: the loop that turns the §3.4 losses into weights.
+
+Not a paper section; the recipe is the authors' (SGD, lr 0.01, momentum 0.9, weight decay 1e-4,
+warm-up, x0.1 steps), written iteration by iteration. Read top to bottom:
+
+    lr_factor            the learning-rate schedule: warm-up, then x0.1 at each of config.lr_steps
+    build_optimizer      SGD with the bias lr / weight-decay multipliers of the 800-pixel configs
+    TrainSamples         the training stream: sample p is a pure function of (seed, p)
+    save_checkpoint      atomic write (temp file, fsync, os.replace)
+    read_checkpoint      validated load; load_checkpoint -> (model, config) for evaluate / predict
+    train                the loop: AMP on CUDA, non-finite-loss guard, checkpoints, resume, DDP
+    evaluate             eval mode over a dataset -> COCO results + the 12 COCO numbers per type
+
+Determinism. Which image step i trains on, and whether it is flipped, depends only on
+(config.seed, i): epoch e of the stream is `torch.randperm` under a generator seeded with seed + e,
+and the flip of stream position p is drawn from a generator seeded with (seed, p). Nothing is drawn
+from the global random generators for data, so a run resumed from a checkpoint sees exactly the
+batches an uninterrupted run sees, and (with the optimizer, scheduler, scaler and RNG states restored)
+reaches bit-identical weights on CPU. Data-loading worker processes (`num_workers > 0`) do not change
+this: a worker only computes positions it is handed, from the same pure function. On CUDA, some
+backward kernels (atomics in DeformConv2d, interpolate) are not bitwise deterministic; the data order
+still is.
+
+Multi-GPU. Under `torchrun` (RANK / WORLD_SIZE in the environment) `train` joins the process group,
+wraps the model in DistributedDataParallel and gives rank r the slice r of each global batch of
+world_size x config.batch_size stream positions; only rank 0 writes checkpoints, logs and metrics,
+and evaluation during training runs on rank 0 alone (the others wait at the next collective).
+config.batch_size is images per process (the authors' "images per GPU"); the learning rate is not
+rescaled for the number of processes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import os
+import random
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from .config import SipMaskConfig
+from .data.transforms import RandomHorizontalFlip, collate
+from .eval.coco import evaluate_coco, predictions_to_coco_results, save_metrics
+from .model import SipMask
+
+CHECKPOINT_FORMAT = "sipmask_ref.checkpoint/1"  # the marker every checkpoint carries
+CHECKPOINT_NAME = "checkpoint.pt"
+METRICS_NAME = "metrics.json"
+LOG_NAME = "train_log.jsonl"
+
+
+class CheckpointError(ValueError):
+    """A file that is not a (usable) sipmask_ref checkpoint."""
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss became NaN or infinite; training stopped without writing a checkpoint for that step."""
+
+
+# ----------------------------------------------------------------------------------------------------
+# learning-rate schedule and optimizer
+# ----------------------------------------------------------------------------------------------------
+def lr_factor(iteration: int, config: SipMaskConfig) -> float:
+    """Multiplier of config.lr for the step taken after `iteration` completed steps (0-based).
+
+    Step schedule: 0.1 ** (number of config.lr_steps <= iteration).
+    Warm-up, for iteration < config.warmup_iters, multiplies the step factor by
+      'linear':   warmup_factor + (1 - warmup_factor) * iteration / warmup_iters
+      'constant': warmup_factor
+    (mmdet's warm-up, which the authors use: linear for the 544 configs, constant 1/3 for 800).
+    """
+    factor = 0.1 ** sum(1 for step in config.lr_steps if step <= iteration)
+    if iteration < config.warmup_iters:
+        if config.warmup_method == "linear":
+            factor *= config.warmup_factor + (1.0 - config.warmup_factor) * iteration / config.warmup_iters
+        else:
+            factor *= config.warmup_factor
+    return factor
+
+
+def build_optimizer(model: nn.Module, config: SipMaskConfig) -> torch.optim.SGD:
+    """SGD(lr, momentum, weight_decay) over the trainable parameters.
+
+    Biases (parameter names ending in 'bias') get lr x config.bias_lr_factor and weight decay
+    config.bias_weight_decay (the authors' 800-pixel configs: x2 and 0; 1 and 1e-4 elsewhere).
+    Frozen parameters (requires_grad False, e.g. the ResNet stem) are left out.
+    """
+    weights, biases = [], []
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            (biases if name.endswith("bias") else weights).append(parameter)
+    groups = [{"params": weights, "lr": config.lr, "weight_decay": config.weight_decay}]
+    if biases:
+        groups.append({
+            "params": biases,
+            "lr": config.lr * config.bias_lr_factor,
+            "weight_decay": config.bias_weight_decay,
+        })
+    return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+
+
+# ----------------------------------------------------------------------------------------------------
+# data order: a pure function of (seed, stream position)
+# ----------------------------------------------------------------------------------------------------
+def sample_seed(seed: int, position: int) -> int:
+    """The seed of the random draws (flip) for stream position `position` of a run seeded `seed`."""
+    return int(np.random.SeedSequence([seed, position]).generate_state(1)[0])
+
+
+def batch_positions(iteration: int, batch_size: int, rank: int = 0, world_size: int = 1) -> list[int]:
+    """Stream positions of rank `rank`'s share of step `iteration` (0-based).
+
+    Step i consumes the global positions [i * W * b, (i + 1) * W * b) of the stream (W processes,
+    b images each); rank r takes the r-th consecutive slice of b of them.
+    """
+    start = (iteration * world_size + rank) * batch_size
+    return list(range(start, start + batch_size))
+
+
+class TrainSamples(Dataset):
+    """The infinite training stream, as a dataset indexed by stream position p = 0, 1, 2, ...
+
+    Position p is item perm_e[p mod n] of the base dataset (n items, e = p // n the epoch, perm_e =
+    torch.randperm(n) under a generator seeded with seed + e), horizontally flipped with probability
+    hflip_prob by a draw from a generator seeded with sample_seed(seed, p). The base dataset's own
+    transforms, if any, also run under that seed (they draw from torch's CPU generator), so they are
+    reproducible too; pass a dataset without a flip of its own to avoid flipping twice.
+    """
+
+    def __init__(self, dataset: Dataset, seed: int, hflip_prob: float) -> None:
+        if len(dataset) == 0:
+            raise ValueError("the training dataset is empty")
+        self.dataset = dataset
+        self.seed = seed
+        self.flip = RandomHorizontalFlip(hflip_prob) if hflip_prob > 0 else None
+        self._epoch_order: tuple[int, Tensor] | None = None  # cache: (epoch, permutation)
+
+    def index(self, position: int) -> int:
+        """Index into the base dataset of stream position `position`."""
+        epoch, offset = divmod(position, len(self.dataset))
+        if self._epoch_order is None or self._epoch_order[0] != epoch:
+            generator = torch.Generator().manual_seed(self.seed + epoch)
+            self._epoch_order = (epoch, torch.randperm(len(self.dataset), generator=generator))
+        return int(self._epoch_order[1][offset])
+
+    def __getitem__(self, position: int) -> tuple[Tensor, dict[str, Any]]:
+        with torch.random.fork_rng(devices=[]):  # the global CPU generator is left as it was
+            torch.manual_seed(sample_seed(self.seed, position))
+            image, target = self.dataset[self.index(position)]
+            if self.flip is not None:
+                image, target = self.flip(image, target)
+        return image, target
+
+
+class _StepBatches:
+    """Batch sampler for DataLoader: the positions of steps start .. stop-1 for one rank."""
+
+    def __init__(self, start: int, stop: int, batch_size: int, rank: int, world_size: int) -> None:
+        self.start, self.stop = start, stop
+        self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for iteration in range(self.start, self.stop):
+            yield batch_positions(iteration, self.batch_size, self.rank, self.world_size)
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+
+# ----------------------------------------------------------------------------------------------------
+# checkpoints
+# ----------------------------------------------------------------------------------------------------
+def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
+    """torch.save `state` to `path` atomically: a crash mid-write leaves the previous file intact.
+
+    Writes a temporary file in the same folder, fsyncs it, then os.replace()s it over `path`
+    (atomic on POSIX and Windows); the temporary file is removed if anything fails.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable (POSIX)
+        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a checkpoint dict (on CPU), checking that it is a sipmask_ref checkpoint.
+
+    Raises FileNotFoundError when the file is missing and CheckpointError when it is not a
+    sipmask_ref checkpoint. Loaded with weights_only=True: no code in the file is executed.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        reason = type(error).__name__  # torch's own message is pages long for a non-checkpoint
+        raise CheckpointError(f"{path} is not a sipmask_ref checkpoint (torch.load: {reason})") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a sipmask_ref checkpoint (no '{CHECKPOINT_FORMAT}' marker)")
+    missing = {"model", "config", "iteration"} - set(state)
+    if missing:
+        raise CheckpointError(f"{path}: sipmask_ref checkpoint lacks {sorted(missing)}")
+    return state
+
+
+def config_from_dict(values: dict[str, Any], source: str = "checkpoint") -> SipMaskConfig:
+    """A SipMaskConfig from `dataclasses.asdict` output; unknown keys are dropped with a warning."""
+    known = {f.name for f in dataclasses.fields(SipMaskConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        warnings.warn(f"{source}: ignoring config fields unknown to this version: {unknown}", stacklevel=2)
+    try:
+        return SipMaskConfig(**{k: v for k, v in values.items() if k in known})
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{source}: invalid config: {error}") from None
+
+
+def model_from_checkpoint(state: dict[str, Any], device: str | torch.device = "cpu") -> tuple[nn.Module, SipMaskConfig]:
+    """Build SipMask from a checkpoint dict (see read_checkpoint) and load its weights; eval mode."""
+    config = config_from_dict(state["config"])
+    # the weights come from the checkpoint: never download ImageNet weights for a restored model
+    config = dataclasses.replace(config, pretrained_backbone=False)
+    model = SipMask(config)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as error:
+        raise CheckpointError(f"checkpoint weights do not fit SipMask({config.backbone}): {error}") from None
+    return model.to(device).eval(), config
+
+
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, SipMaskConfig]:
+    """(model in eval mode on `device`, config) from a checkpoint written by `train`.
+
+    Raises FileNotFoundError / CheckpointError with the path when the file is missing or unusable.
+    Class names and the label -> category id map of the training set are in
+    read_checkpoint(path)['dataset'].
+    """
+    try:
+        return model_from_checkpoint(read_checkpoint(path), device)
+    except CheckpointError as error:
+        raise CheckpointError(f"{path}: {error}") from None
+
+
+def _rng_states() -> dict[str, Any]:
+    """Every global generator's state, in a form torch.load(weights_only=True) accepts."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    states: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached),
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _set_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    kind, keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch (CPU and CUDA), numpy and Python's random. Call before building the model."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+def _dataset_meta(dataset: Dataset) -> dict[str, Any]:
+    """Class names and label -> category id map of a dataset, for predict / evaluate later."""
+    meta: dict[str, Any] = {}
+    if hasattr(dataset, "class_names"):
+        meta["class_names"] = list(dataset.class_names)
+    if hasattr(dataset, "label_to_cat_id"):
+        meta["label_to_cat_id"] = {int(k): int(v) for k, v in dataset.label_to_cat_id.items()}
+    return meta
+
+
+# ----------------------------------------------------------------------------------------------------
+# multi-GPU (torchrun) -- the only distributed code of the package
+# ----------------------------------------------------------------------------------------------------
+def _join_process_group(device: torch.device) -> tuple[int, int, torch.device, bool]:
+    """(rank, world_size, device, created): join torchrun's process group when RANK / WORLD_SIZE are set.
+
+    CUDA: NCCL, one GPU per process (cuda:LOCAL_RANK). Other devices: gloo. `created` says whether
+    this call initialised the group (and so `train` destroys it at the end).
+    """
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        return 0, 1, device, False
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+    created = not dist.is_initialized()
+    if created:  # a long timeout: the other ranks wait while rank 0 evaluates (eval_every)
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo",
+                                timeout=datetime.timedelta(hours=2))
+    return dist.get_rank(), dist.get_world_size(), device, created
+
+
+def _all_finite(values: Tensor, world_size: int, device: torch.device) -> bool:
+    """True when every value is finite on every process (so all ranks stop together)."""
+    finite = torch.isfinite(values).all().to(device=device, dtype=torch.int32)  # NCCL needs CUDA
+    if world_size > 1:
+        dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+    return bool(finite.item())
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+# ----------------------------------------------------------------------------------------------------
+# training
+# ----------------------------------------------------------------------------------------------------
+def _to_device(target: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in target.items()}
+
+
+def _config_differences(saved: dict[str, Any], config: SipMaskConfig) -> list[str]:
+    current = dataclasses.asdict(config)
+    ignored = {"max_iters"}  # resuming to a later end point is what --resume --iters is for
+    return sorted(k for k in current if k not in ignored and k in saved and saved[k] != current[k])
+
+
+def _write_log(path: Path, records: list[dict[str, Any]], keep_until: int | None = None) -> None:
+    """Append records to the JSON-lines log; with keep_until, first drop lines of later iterations."""
+    if keep_until is not None and path.exists():
+        kept = [line for line in path.read_text().splitlines()
+                if line.strip() and json.loads(line).get("iteration", 0) <= keep_until]
+        path.write_text("".join(line + "\n" for line in kept))
+    with open(path, "a") as f:
+        for record in records:
+            f.write(json.dumps(record) + "\n")
+
+
+def train(
+    model: nn.Module,
+    config: SipMaskConfig,
+    train_dataset: Dataset,
+    out_dir: str | os.PathLike,
+    *,
+    val_dataset: Dataset | None = None,
+    iters: int | None = None,
+    device: str | torch.device = "cpu",
+    resume: bool = False,
+    log_every: int = 20,
+    checkpoint_every: int = 500,
+    eval_every: int | None = None,
+    eval_fn: Callable[[nn.Module, Dataset], dict[str, Any]] | None = None,
+    grad_clip: float | None = None,
+    num_workers: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train `model` on `train_dataset`; write OUT/checkpoint.pt (and OUT/metrics.json with a val set).
+
+    model: follows the model contract (train mode: model(images, targets) -> dict of scalar losses,
+        summed for the gradient). Build it after seed_everything(config.seed) for a reproducible init.
+    config: schedule and optimizer fields (lr, momentum, weight_decay, bias_*, warmup_*, lr_steps,
+        max_iters, batch_size per process, amp, seed, hflip_prob). The flip is applied here (see
+        TrainSamples), so train_dataset should not flip by itself.
+    iters: stop after this many steps in total (default config.max_iters). The schedule is NOT
+        rescaled: config.lr_steps stay where they are.
+    resume: continue from OUT/checkpoint.pt (model, optimizer, scheduler, AMP scaler, RNG states,
+        step); FileNotFoundError if there is none. On CPU the result is bit-identical to an
+        uninterrupted run. A config that differs from the saved one is used, with a warning.
+        A fresh run (resume False) first seeds torch, numpy and random with config.seed.
+    log_every: steps between progress-bar / OUT/train_log.jsonl records (mean losses over the window).
+    checkpoint_every: steps between checkpoints; one is always written at the end.
+    eval_every: with val_dataset, also evaluate every this many steps (the final evaluation always runs).
+    eval_fn: (model, val_dataset) -> metrics dict; default: `evaluate` with config.batch_size.
+    grad_clip: max L2 norm of all gradients (clip_grad_norm_); None (the authors' setting) = no clipping.
+    num_workers: DataLoader worker processes; the data order does not depend on it.
+    AMP (torch.autocast + GradScaler) is used when config.amp and the device is CUDA.
+
+    A NaN / infinite loss raises NonFiniteLossError naming the step and the loss; the checkpoint on disk
+    stays the last good one. Returns {'iteration', 'checkpoint', 'losses' (last logged means),
+    'log' (this call's records), 'metrics' (None without val set), 'seconds'}.
+    """
+    started = time.perf_counter()
+    out_dir = Path(out_dir)
+    rank, world_size, device, created_group = _join_process_group(torch.device(device))
+    is_main = rank == 0
+    max_iters = config.max_iters if iters is None else int(iters)
+    if max_iters < 0:
+        raise ValueError(f"iters must be >= 0, got {max_iters}")
+    checkpoint_path = out_dir / CHECKPOINT_NAME
+    log_path = out_dir / LOG_NAME
+
+    model.to(device)
+    optimizer = build_optimizer(model, config)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(it, config))
+    use_amp = config.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
+
+    start = 0
+    if resume:
+        if not checkpoint_path.is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint to resume from at {checkpoint_path}")
+        state = read_checkpoint(checkpoint_path)
+        changed = _config_differences(state["config"], config)
+        if changed:
+            warnings.warn(f"resuming {checkpoint_path} with a config that differs in {changed}; "
+                          f"using the new values", stacklevel=2)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if state["scaler"]:  # empty when saved without AMP (e.g. on CPU)
+            scaler.load_state_dict(state["scaler"])
+        _set_rng_states(state["rng"])
+        start = int(state["iteration"])
+    else:
+        if checkpoint_path.is_file() and is_main:
+            warnings.warn(f"{checkpoint_path} exists and will be overwritten by this fresh run "
+                          f"(resume=True continues it instead)", stacklevel=2)
+        seed_everything(config.seed)
+    if is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _write_log(log_path, [], keep_until=start)  # a resumed run rewrites what followed the checkpoint
+
+    if world_size > 1:
+        model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=True,  # e.g. a batch without positives leaves branches unused
+        )
+    samples = TrainSamples(train_dataset, config.seed, config.hflip_prob)
+    loader = DataLoader(
+        samples,
+        batch_sampler=_StepBatches(start, max_iters, config.batch_size, rank, world_size),
+        collate_fn=collate,
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+        generator=torch.Generator().manual_seed(config.seed),  # keeps the global generator untouched
+    )
+
+    def checkpoint(iteration: int) -> None:
+        save_checkpoint({
+            "format": CHECKPOINT_FORMAT,
+            "iteration": iteration,
+            "model": _unwrap(model).state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(),
+            "config": dataclasses.asdict(config),
+            "rng": _rng_states(),
+            "dataset": _dataset_meta(train_dataset),
+        }, checkpoint_path)
+
+    def run_eval(iteration: int) -> dict[str, Any]:
+        evaluator = eval_fn or (lambda m, d: evaluate(m, d, device, config.batch_size, progress=progress)[1])
+        metrics = evaluator(_unwrap(model), val_dataset)
+        model.train()
+        save_metrics(metrics, out_dir / METRICS_NAME)  # the same layout as `evaluate` writes
+        _write_log(log_path, [{"iteration": iteration, "metrics": metrics}])
+        return metrics
+
+    last_saved = start if resume else None  # the step of the checkpoint on disk
+    names: list[str] = []
+    window_sum: Tensor | None = None
+    window_steps = 0
+    records: list[dict[str, Any]] = []
+    means: dict[str, float] = {}
+    metrics: dict[str, Any] | None = None
+    bar = tqdm(total=max_iters, initial=min(start, max_iters), desc="train", dynamic_ncols=True,
+               disable=not (progress and is_main))
+    model.train()
+    for iteration, (images, targets) in zip(range(start, max_iters), loader):
+        step = iteration + 1  # steps completed after this one
+        images = [image.to(device, non_blocking=True) for image in images]
+        targets = [_to_device(target, device) for target in targets]
+        with torch.autocast(device.type, enabled=use_amp):
+            losses = model(images, targets)
+        names = list(losses)
+        values = torch.stack([losses[k].detach().float() for k in names]).cpu()  # one sync per step
+        if not _all_finite(values, world_size, device):
+            bad = ", ".join(f"{k} = {v:g}" for k, v in zip(names, values.tolist()))
+            kept = (f"the last good checkpoint, {checkpoint_path} (step {last_saved}), is untouched"
+                    if last_saved is not None else "no checkpoint had been written yet")
+            bar.close()
+            if created_group:
+                dist.destroy_process_group()
+            raise NonFiniteLossError(
+                f"non-finite loss at step {step} of {max_iters} on rank {rank} ({bad}); training stopped, "
+                f"{kept}. Lower config.lr or raise warmup_iters, then resume.")
+
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(sum(losses.values())).backward()
+        if grad_clip is not None:
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        lr = optimizer.param_groups[0]["lr"]  # the lr this step used
+        scheduler.step()
+
+        window_sum = values if window_sum is None else window_sum + values
+        window_steps += 1
+        bar.update(1)
+        if step % log_every == 0 or step == max_iters:
+            means = {k: float(v) / window_steps for k, v in zip(names, window_sum)}
+            record = {"iteration": step, "lr": lr, **means, "loss": sum(means.values())}
+            records.append(record)
+            bar.set_postfix({k.removeprefix("loss_"): f"{v:.3f}" for k, v in means.items()} | {"lr": f"{lr:.2e}"})
+            if is_main:
+                _write_log(log_path, [record])
+            window_sum, window_steps = None, 0
+        if is_main and (step % checkpoint_every == 0 or step == max_iters):
+            checkpoint(step)
+            last_saved = step
+        if val_dataset is not None and eval_every and step % eval_every == 0 and step != max_iters and is_main:
+            metrics = run_eval(step)
+            bar.write(f"step {step}: " + _metrics_line(metrics))
+    bar.close()
+
+    final = max(start, max_iters)
+    if is_main and last_saved != final:
+        checkpoint(final)  # e.g. iters=0 on a fresh run: still leave an (untrained) checkpoint
+    if val_dataset is not None and is_main:
+        metrics = run_eval(final)
+    if world_size > 1:
+        dist.barrier()
+    if created_group:
+        dist.destroy_process_group()
+    return {
+        "iteration": final,
+        "checkpoint": str(checkpoint_path),
+        "losses": means,
+        "log": records,
+        "metrics": metrics,
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def _metrics_line(metrics: dict[str, Any]) -> str:
+    """'bbox AP 12.3  segm AP 10.1' from evaluate's metrics (other dicts: their top-level numbers)."""
+    parts = [f"{k} AP {100 * v['AP']:.1f}" for k, v in metrics.items() if isinstance(v, dict) and "AP" in v]
+    return "  ".join(parts) or json.dumps(metrics)
+
+
+# ----------------------------------------------------------------------------------------------------
+# evaluation
+# ----------------------------------------------------------------------------------------------------
+@torch.no_grad()
+def predict_images(model: nn.Module, images: Sequence[Tensor], device: str | torch.device) -> list[dict[str, Tensor]]:
+    """Eval-mode outputs (model contract) for a list of [3, H, W] images in [0, 1], moved to CPU."""
+    was_training = model.training
+    model.eval()
+    outputs = model([image.to(device) for image in images])
+    model.train(was_training)
+    return [{k: v.cpu() if isinstance(v, Tensor) else v for k, v in output.items()} for output in outputs]
+
+
+def evaluate(
+    model: nn.Module,
+    dataset: Dataset,
+    device: str | torch.device = "cpu",
+    batch_size: int = 1,
+    *,
+    mask_threshold: float | None = None,
+    progress: bool = True,
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]]]:
+    """Run `model` in eval mode over `dataset` (in order) and score it with COCOeval.
+
+    dataset: a CocoInstances-like dataset (items (image, target) with target['image_id'], plus
+        `label_to_cat_id` and `coco`). Its transforms must not change the image size.
+    mask_threshold: binarisation of the mask probabilities (default model.config.mask_threshold,
+        else 0.4 as the authors).
+    Returns (COCO result dicts with the dataset's own category ids, ready for results.json;
+    {'bbox': {AP, AP50, ..., ARl}, 'segm': {...}}). Each batch is converted to RLE right away, so
+    memory does not grow with full-size mask maps.
+    """
+    if mask_threshold is None:
+        mask_threshold = getattr(getattr(model, "config", None), "mask_threshold", 0.4)
+    results: list[dict[str, Any]] = []
+    indices = list(range(len(dataset)))
+    for first in tqdm(range(0, len(indices), batch_size), desc="evaluate", dynamic_ncols=True,
+                      disable=not progress, leave=False):
+        batch = [dataset[i] for i in indices[first:first + batch_size]]
+        outputs = predict_images(model, [image for image, _ in batch], device)
+        results += predictions_to_coco_results(
+            outputs, [int(target["image_id"]) for _, target in batch], dataset.label_to_cat_id, mask_threshold)
+    return results, evaluate_coco(dataset.coco, results)
