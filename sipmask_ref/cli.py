@@ -5,8 +5,15 @@
     train       train a preset on a COCO-format dataset (default: the synthetic benchmark);
                 writes OUT/checkpoint.pt, OUT/train_log.jsonl and, with a val set, OUT/metrics.json
     evaluate    COCO box + mask AP of a checkpoint: OUT/results.json, OUT/metrics.json
-    predict     overlays (PNG) and detections (JSON, RLE masks) for image files
+    predict     overlays (PNG) and detections (JSON, RLE masks) for image files; with --video, a
+                tracked video: a frame strip (PNG) and an animated GIF, one colour per identity
     demo        make-data, train cpu_tiny, evaluate, draw predictions into outputs/demo/
+    reproduce   the ablation tables of §4.3 (Tables 2-5) on the synthetic benchmark, several seeds
+                each, into results/ablations.json and results/ablations.md (see reproduce.py)
+
+`train --task vis` / `evaluate --task vis` (§3.5, video instance segmentation, handled in video.py)
+train SipMaskVIS on frame pairs of a YouTube-VIS set (default: the synthetic videos) and report
+video AP; the presets paper_vis_r50 and cpu_tiny_vis select the task by themselves.
 
 Mistakes a user can make (a missing file, an unknown preset, --resume without a checkpoint,
 --device cuda without CUDA, a file that is not a checkpoint) print one line on stderr and exit with
@@ -33,7 +40,8 @@ from .data.coco import CocoInstances, load_rgb_image
 from .data.synthetic import make_data
 from .eval.coco import encode_masks, format_table, save_metrics, save_results
 from .model import SipMask
-from .viz import draw_instances, write_sample_figure
+from .tutorial import adjacent_example
+from .viz import draw_instances, plot_spatial_mask_prediction, write_sample_figure
 
 PROG = "sipmask_ref"
 
@@ -131,6 +139,13 @@ def cmd_make_data(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     """Train a preset; see `python -m sipmask_ref train --help`."""
     config = _preset(args.config)
+    if (args.task or config.task) == "vis":
+        from .video import cmd_train_vis  # video.py imports this module: import it at call time
+
+        return cmd_train_vis(args, config)
+    if args.init_from is not None:
+        raise UsageError("--init-from initialises a video model from an image checkpoint: use it with --task vis")
+    config = dataclasses.replace(config, task="image")
     device = _device(args.device)
     out = Path(args.out)
     if args.resume and not (out / engine.CHECKPOINT_NAME).is_file():
@@ -193,6 +208,10 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     """COCO evaluation of a checkpoint; writes OUT/results.json and OUT/metrics.json."""
     device = _device(args.device)
     state = _checkpoint(args.checkpoint)
+    if (args.task or state["config"].get("task", "image")) == "vis":
+        from .video import cmd_evaluate_vis  # video.py imports this module: import it at call time
+
+        return cmd_evaluate_vis(args, state)
     if args.ann is None and args.images is None:
         dataset = _dataset(*_synthetic_split(Path(args.data_root), "val"), "evaluation set")
     else:
@@ -255,6 +274,14 @@ def _keep(detection: dict[str, torch.Tensor], score_threshold: float) -> dict[st
 
 def cmd_predict(args: argparse.Namespace) -> list[Path]:
     """Detections of image files: OUT/<name>.png (overlay) and OUT/<name>.json per image."""
+    if args.video:
+        if args.images:
+            raise UsageError("predict: give image files or --video, not both")
+        from .video import cmd_predict_video  # video.py imports this module: import it at call time
+
+        return cmd_predict_video(args)
+    if not args.images:
+        raise UsageError("predict: give image files, or --video DIR_OR_FRAMES")
     device = _device(args.device)
     paths = [Path(p) for p in args.images]
     for path in paths:
@@ -305,7 +332,7 @@ def cmd_predict(args: argparse.Namespace) -> list[Path]:
 # demo
 # ----------------------------------------------------------------------------------------------------
 def write_prediction_grid(model: torch.nn.Module, dataset: CocoInstances, path: Path, device: torch.device,
-                          num_images: int = 6, score_threshold: float = 0.3, mask_threshold: float = 0.4) -> Path:
+                          num_images: int = 6, score_threshold: float = 0.2, mask_threshold: float = 0.4) -> Path:
     """Ground truth (top row) and predictions (bottom row) of the first images of a dataset, one PNG."""
     count = min(num_images, len(dataset))
     figure = Figure(figsize=(2.6 * count, 5.6), dpi=100)
@@ -357,6 +384,18 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
     figure = write_prediction_grid(model, val_set, out / "predictions.png", _device(args.device),
                                    mask_threshold=config.mask_threshold)
     print(f"figure: {figure}")
+    example = adjacent_example(model.cpu(), val_set)
+    if example is None:
+        print("demo: no detected instance beside a same-class neighbour in the first val images; "
+              "no Fig. 4 figure")
+    else:
+        fig4 = plot_spatial_mask_prediction(
+            example["image"], example["detection"], example["index"], config.sub_regions, config.mask_threshold,
+            title=f"Fig. 4 analogue: val image {example['image_id']}, an instance beside a same-class "
+                  f"neighbour (score {example['score']:.2f}, box IoU {example['iou']:.2f})")
+        fig4.savefig(out / "spatial_mask_prediction.png")
+        print(f"figure: {out / 'spatial_mask_prediction.png'} (its {config.sub_regions[0]}x"
+              f"{config.sub_regions[1]} sub-region maps, the pruned sum and the final mask)")
     return metrics
 
 
@@ -401,6 +440,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-workers", type=int, default=0, help="data-loading processes (the data order "
                    "does not depend on it)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--task", choices=("image", "vis"), help="'vis': SipMaskVIS on frame pairs of a YouTube-VIS "
+                   "set (--train-ann JSON, --train-images video folder; default: the synthetic videos). "
+                   "Default: the preset's task")
+    p.add_argument("--init-from", metavar="CHECKPOINT", help="--task vis: copy an image checkpoint's weights "
+                   "where shapes match (the authors start from COCO)")
     p.set_defaults(func=cmd_train)
 
     p = commands.add_parser("evaluate", help="COCO box and mask AP of a checkpoint")
@@ -412,11 +456,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device")
     p.add_argument("--batch-size", type=int, help="images per forward pass (default: the checkpoint's)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--task", choices=("image", "vis"), help="'vis': video AP on a YouTube-VIS set (--ann "
+                   "JSON, --images video folder; default: the synthetic val videos). Default: the checkpoint's")
+    p.add_argument("--tracker", default="sipmask", help="--task vis: sipmask (default), iou_greedy, or an "
+                   "ablation (no_embedding, no_score, no_iou, no_label, embedding_only)")
     p.set_defaults(func=cmd_evaluate)
 
     p = commands.add_parser("predict", help="overlays and detections for image files")
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("images", nargs="*", metavar="IMAGE")
+    p.add_argument("--video", nargs="+", metavar="DIR_OR_FRAMES", help="a folder of frames (sorted by name) or "
+                   "frame files in order: track through them (needs a --task vis checkpoint)")
+    p.add_argument("--tracker", default="sipmask", help="--video: sipmask (default) or iou_greedy")
     p.add_argument("--out", required=True, help="output folder (<name>.png, <name>.json per image)")
     p.add_argument("--score-threshold", type=float, default=0.3, help="keep detections scoring at least "
                    "this (default: 0.3)")
@@ -430,7 +481,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device")
     p.add_argument("--fresh", action="store_true", help="train from scratch even if OUT/checkpoint.pt exists")
     p.set_defaults(func=cmd_demo)
+
+    p = commands.add_parser("reproduce", help="ablation tables 2-5 on the synthetic benchmark (results/)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per configuration (default: 3)")
+    p.add_argument("--out", default="results", help="folder for ablations.json / ablations.md (default: results)")
+    p.add_argument("--iters", type=int, help="training iterations per run (default: reproduce.ABLATION_ITERS)")
+    p.add_argument("--jobs", type=int, default=2, help="runs in parallel, one process each (default: 2)")
+    p.add_argument("--threads", type=int, help="torch threads per run (default: CPU cores // jobs)")
+    p.add_argument("--work-dir", default="outputs/ablations", help="run records and checkpoints; finished "
+                   "runs found there are skipped (default: outputs/ablations)")
+    p.add_argument("--data-root", help="folder holding synthetic/ (default: the repository's data/)")
+    p.add_argument("--only", nargs="+", metavar="VARIANT", help="train only these variant keys")
+    p.set_defaults(func=cmd_reproduce)
     return parser
+
+
+def cmd_reproduce(args: argparse.Namespace) -> dict[str, Any]:
+    """Train the unique ablation variants x seeds (resumable) and write the tables with verdicts."""
+    from . import reproduce
+
+    iters = reproduce.ABLATION_ITERS if args.iters is None else args.iters
+    if args.seeds < 1 or args.jobs < 1 or iters < 1:
+        raise UsageError(f"--seeds, --jobs and --iters must be >= 1 (got {args.seeds}, {args.jobs}, {iters})")
+    try:
+        report = reproduce.reproduce(out=args.out, seeds=args.seeds, iters=iters, jobs=args.jobs,
+                                     work_dir=args.work_dir, data_root=args.data_root, only=args.only,
+                                     threads=args.threads)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    print(reproduce.to_markdown(report))
+    return report
 
 
 def main(argv: Sequence[str] | None = None) -> int:

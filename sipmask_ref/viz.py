@@ -249,3 +249,97 @@ def write_sample_figure(source: str | Path, out_png: str | Path, n: int = 6, col
     out_png.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out_png, format="png")
     return out_png
+
+
+def _zoom_window(box: Sequence[float], height: int, width: int, margin: float = 0.6) -> tuple[int, int, int, int]:
+    """Integer window (x0, y0, x1, y1) around a box, enlarged by `margin` of its size on each side."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    mx, my = margin * (x2 - x1), margin * (y2 - y1)
+    x0, y0 = max(0, int(np.floor(x1 - mx))), max(0, int(np.floor(y1 - my)))
+    return x0, y0, min(width, int(np.ceil(x2 + mx))), min(height, int(np.ceil(y2 + my)))
+
+
+def _show_map(ax: Axes, values: np.ndarray, window: tuple[int, int, int, int], title: str,
+              box: Sequence[float] | None = None, cell: Sequence[float] | None = None) -> None:
+    """One [H, W] map in [0, 1] inside the zoom window, with the box (white) and a sub-region (yellow)."""
+    x0, y0, x1, y1 = window
+    ax.imshow(values[y0:y1, x0:x1], cmap="viridis", vmin=0.0, vmax=1.0,
+              extent=(x0 - 0.5, x1 - 0.5, y1 - 0.5, y0 - 0.5), interpolation="nearest")
+    for rect, color in ((box, "white"), (cell, "yellow")):
+        if rect is not None:
+            rx1, ry1, rx2, ry2 = (float(v) for v in rect)
+            ax.add_patch(Rectangle((rx1 - 0.5, ry1 - 0.5), rx2 - rx1, ry2 - ry1, fill=False, edgecolor=color,
+                                   linewidth=1.2))
+    ax.set_title(title, fontsize=8)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def plot_spatial_mask_prediction(image: Any, detection: dict[str, Any], index: int, sub_regions: Sequence[int],
+                                 threshold: float = 0.4, single_map: Any = None,
+                                 title: str | None = None) -> Figure:
+    """Paper Fig. 4 for one detection: the sub-region maps M_ij, their pruned sum and the final mask.
+
+    §3.3: "the response values of M_ij outside the i-th quadrant of the box j are set as zero for
+    generating a pruned map; ... we perform a simple addition of its pruned maps obtained from all
+    four quadrants ... Finally, the instance map at the predicted bounding-box region is binarized".
+
+    Args:
+        image: the network input image [3, H, W] in [0, 1] (or H x W x 3), at twice the basis size.
+        detection: one entry of `SipMask.forward_intermediates(...)["detections"]`: boxes [N, 4] in
+            basis-map pixels, sub_region_maps [N, Q, H/2, W/2] (unpruned), masks [N, H/2, W/2].
+        index: which detection j to draw.
+        sub_regions: (k_h, k_w) of the model.
+        threshold: the binarisation threshold (0.4 as the authors).
+        single_map: optional [H/2, W/2] map sigma(B x c_j) of a one-coefficient (1x1, YOLACT-like) model
+            for the same instance, drawn before and after pruning to the box, as Fig. 4(a).
+    Returns:
+        a matplotlib Figure (Agg): the image with the box, the k_h x k_w maps laid out like the
+        sub-regions (each with its own cell outlined), the pruned sum, the final mask, and Fig. 4(a).
+    """
+    k_h, k_w = int(sub_regions[0]), int(sub_regions[1])
+    box = [float(v) for v in _to_numpy(detection["boxes"][index])]
+    maps = _to_numpy(detection["sub_region_maps"][index]).astype(np.float32)  # [Q, H, W]
+    summed = _to_numpy(detection["masks"][index]).astype(np.float32)  # [H, W]
+    height, width = summed.shape
+    window = _zoom_window(box, height, width)
+    picture = to_uint8_image(image)
+    extra = 2 if single_map is not None else 0
+    columns = 1 + k_w + 2 + extra
+    figure = Figure(figsize=(1.9 * columns, 1.9 * max(k_h, 1) + 0.5), dpi=90)
+    FigureCanvasAgg(figure)
+    grid = figure.add_gridspec(k_h, columns)
+
+    ax = figure.add_subplot(grid[:, 0])
+    scale = picture.shape[1] / width  # input pixels per basis-map pixel (2)
+    x0, y0, x1, y1 = window
+    ax.imshow(picture[int(y0 * scale):int(y1 * scale), int(x0 * scale):int(x1 * scale)],
+              extent=(x0 - 0.5, x1 - 0.5, y1 - 0.5, y0 - 0.5))
+    ax.add_patch(Rectangle((box[0] - 0.5, box[1] - 0.5), box[2] - box[0], box[3] - box[1], fill=False,
+                           edgecolor="red", linewidth=1.5))
+    ax.set_title("input and box j", fontsize=8)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+    box_w, box_h = box[2] - box[0], box[3] - box[1]
+    for row in range(k_h):
+        for column in range(k_w):
+            q = row * k_w + column
+            cell = (box[0] + column * box_w / k_w, box[1] + row * box_h / k_h,
+                    box[0] + (column + 1) * box_w / k_w, box[1] + (row + 1) * box_h / k_h)
+            _show_map(figure.add_subplot(grid[row, 1 + column]), maps[q], window,
+                      f"M_{q + 1}j = σ(B·c_{q + 1}j)", box=box, cell=cell)
+    _show_map(figure.add_subplot(grid[:, 1 + k_w]), summed, window, "pruned sum Σ_i M̂_ij", box=box)
+    _show_map(figure.add_subplot(grid[:, 2 + k_w]), (summed > threshold).astype(np.float32), window,
+              f"final mask (> {threshold})", box=box)
+    if single_map is not None:
+        single = _to_numpy(single_map).astype(np.float32)
+        xs, ys = np.arange(width), np.arange(height)
+        inside = ((xs >= box[0]) & (xs < box[2]))[None, :] & ((ys >= box[1]) & (ys < box[3]))[:, None]
+        _show_map(figure.add_subplot(grid[:, 3 + k_w]), single, window, "1x1: σ(B·c_j) (YOLACT-like)", box=box)
+        _show_map(figure.add_subplot(grid[:, 4 + k_w]), ((single * inside) > threshold).astype(np.float32),
+                  window, f"1x1: pruned, > {threshold}", box=box)
+    if title:
+        figure.suptitle(title, fontsize=9)
+    figure.tight_layout()
+    return figure

@@ -17,6 +17,7 @@ import torch
 from pycocotools import mask as mask_util
 
 from sipmask_ref import cli, engine
+from sipmask_ref.config import PRESETS
 from sipmask_ref.data.synthetic import CATEGORY_IDS, make_data
 
 REPO = Path(__file__).resolve().parents[1]
@@ -157,5 +158,4 @@ def test_python_dash_m_reports_errors_without_traceback(tmp_path):
                           capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        "sipmask_ref train: error: unknown preset 'nope'; choose one of paper_r50_800, paper_r101_800, "
-        "paper_r50_544, paper_r101_544, cpu_tiny"]
+        f"sipmask_ref train: error: unknown preset 'nope'; choose one of {', '.join(PRESETS)}"]

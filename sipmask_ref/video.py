@@ -1,0 +1,831 @@
+"""§3.5 / §4.4 video instance segmentation glue: train on frame pairs, track, evaluate, draw, reproduce.
+
+Not a new equation: this file runs SipMaskVIS (video_model.py) through whole videos and scores it.
+Read top to bottom:
+
+    make_tracker         the matcher of §3.5 (TrackMatcher, each term switchable) or the IoU baseline
+    detect_frames        the detector, frame by frame: boxes, labels, scores, masks, embeddings
+    track_frames         one tracker over the detections of one video -> an identity per detection
+    evaluate_vis         every video of a YouTube-VIS dataset, one or several trackers on the SAME
+                         detections -> YouTube-VIS results, video AP (eval/ytvis.py), identity switches
+    draw_video_strip     frames side by side, one colour per identity (paper Fig. 7); save_video_gif
+    train_vis            engine.train on frame pairs, optionally starting from an image checkpoint
+    trained_vis_model    the notebooks' cached cpu_tiny_vis model
+    reproduce            the synthetic benchmark of the README: seeds x trackers -> results/video/
+    cmd_*                the `--task vis` / `predict --video` command-line handlers (cli.py calls them)
+
+    python -m sipmask_ref.video reproduce [--seeds 0 1 2] [--iters N] [--out results/video]
+
+Decisions where the paper and the authors' code are silent:
+- A frame file that cannot be found during evaluation is skipped with a warning: it gets no detections
+  (its entries in the results are None) and the tracker's memory is carried over it unchanged.
+- Identity switches (tracking.count_id_switches, masks, IoU >= 0.5) are counted over all ground-truth
+  objects and over the "crossing" ones: objects whose box overlaps the box of another object of the
+  same class in at least one frame (the synthetic benchmark sends same-class objects across each other).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from PIL import Image
+from torch import Tensor
+from torchvision.ops import box_iou
+from tqdm.auto import tqdm
+
+from . import engine
+from .config import SipMaskConfig, preset
+from .data.coco import load_rgb_image
+from .data.synthetic import make_data
+from .data.ytvis import YTVISDataset
+from .eval.coco import save_metrics
+from .eval.ytvis import evaluate_ytvis, format_table
+from .tracking import IouTracker, TrackMatcher, VideoResultAccumulator, count_id_switches, encode_mask
+from .video_model import SipMaskVIS, load_image_weights
+from .viz import draw_instances, instance_colors
+
+# The trackers compared in the README: the full matcher, the matcher with one term removed, the
+# embedding alone, and the IoU-only greedy baseline (no embeddings, previous frame only).
+TRACKERS: tuple[str, ...] = ("sipmask", "no_embedding", "no_score", "no_iou", "no_label", "embedding_only",
+                             "iou_greedy")
+TRACKER_DESCRIPTIONS: dict[str, str] = {
+    "sipmask": "matcher: log-softmax(embedding) + 1.0 log score + 2.0 IoU + 10 same label",
+    "no_embedding": "matcher without the embedding term",
+    "no_score": "matcher without log score",
+    "no_iou": "matcher without the IoU term",
+    "no_label": "matcher without the same-label term",
+    "embedding_only": "matcher with the embedding term alone",
+    "iou_greedy": "IoU-only greedy tracker (previous frame, IoU >= 0.5)",
+}
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+FAST_VIS_ITERS = 10  # fine-tuning iterations of trained_vis_model in fast mode (SIPMASK_FAST=1)
+
+
+def make_tracker(name: str, config: SipMaskConfig) -> TrackMatcher | IouTracker:
+    """A fresh tracker by name (see TRACKERS); the matcher's weights come from the config."""
+    weights = {"score_weight": config.match_score_weight, "iou_weight": config.match_iou_weight,
+               "label_weight": config.match_label_weight}
+    switches = {
+        "sipmask": {},
+        "no_embedding": {"use_embedding": False},
+        "no_score": {"use_score": False},
+        "no_iou": {"use_iou": False},
+        "no_label": {"use_label": False},
+        "embedding_only": {"use_score": False, "use_iou": False, "use_label": False},
+    }
+    if name == "iou_greedy":
+        return IouTracker(iou_threshold=0.5)
+    if name not in switches:
+        raise ValueError(f"unknown tracker {name!r}; choose one of {', '.join(TRACKERS)}")
+    return TrackMatcher(**weights, **switches[name])
+
+
+# ----------------------------------------------------------------------------------------------------
+# detection and tracking through one video
+# ----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FrameDetections:
+    """The detections of one frame, on the CPU, in original frame pixels (None: the frame is missing).
+
+    boxes [N, 4] xyxy, labels [N] int64 1..C, scores [N], embeds [N, D], masks bool [N, H, W]
+    (binarised at config.mask_threshold).
+    """
+
+    boxes: Tensor
+    labels: Tensor
+    scores: Tensor
+    embeds: Tensor
+    masks: Tensor
+
+
+@torch.no_grad()
+def detect_frames(model: SipMaskVIS, frames: Iterable[Tensor | None], device: str | torch.device = "cpu"
+                  ) -> list[FrameDetections | None]:
+    """Run the detector on each frame [3, H, W] (in [0, 1]); None frames stay None (missing files)."""
+    was_training = model.training
+    model.eval()
+    out: list[FrameDetections | None] = []
+    for frame in frames:
+        if frame is None:
+            out.append(None)
+            continue
+        found = model([frame.to(device)])[0]
+        out.append(FrameDetections(
+            boxes=found["boxes"].cpu(), labels=found["labels"].cpu(), scores=found["scores"].cpu(),
+            embeds=found["embeds"].cpu(), masks=(found["masks"][:, 0] > model.config.mask_threshold).cpu(),
+        ))
+    model.train(was_training)
+    return out
+
+
+def track_frames(detections: Sequence[FrameDetections | None], tracker: TrackMatcher | IouTracker
+                 ) -> list[Tensor | None]:
+    """Identities [N] int64 of each frame's detections (-1: dropped by the matcher), frame by frame.
+
+    The tracker is reset first (frame 0 of a video). A missing frame (None) is skipped: it gets None
+    and the tracker's memory is carried over it unchanged.
+    """
+    tracker.reset()
+    return [None if d is None else tracker.match(d.embeds, d.boxes, d.labels, d.scores) for d in detections]
+
+
+def video_results(video_id: int, detections: Sequence[FrameDetections | None], ids: Sequence[Tensor | None],
+                  label_to_cat_id: Mapping[int, int]) -> list[dict]:
+    """YouTube-VIS results of one video: one dict per identity (mean score, majority category, RLEs)."""
+    accumulator = VideoResultAccumulator(video_id, len(detections), label_to_cat_id)
+    for t, (found, frame_ids) in enumerate(zip(detections, ids)):
+        if found is not None:
+            accumulator.add_frame(t, frame_ids, found.labels, found.scores, found.masks)
+    return accumulator.results()
+
+
+# ----------------------------------------------------------------------------------------------------
+# evaluation
+# ----------------------------------------------------------------------------------------------------
+
+
+def crossing_objects(targets: Sequence[dict[str, Any] | None]) -> set[int]:
+    """Object ids whose box overlaps the box of another object of the same class in some frame."""
+    crossing: set[int] = set()
+    for target in targets:
+        if target is None or len(target["boxes"]) < 2:
+            continue
+        overlap = box_iou(target["boxes"], target["boxes"]) > 0  # [G, G]
+        same_class = target["labels"][:, None] == target["labels"][None, :]
+        overlap &= same_class & ~torch.eye(len(target["boxes"]), dtype=torch.bool)
+        crossing.update(int(i) for i in target["obj_ids"][overlap.any(dim=1)].tolist())
+    return crossing
+
+
+def gt_tracks(targets: Sequence[dict[str, Any] | None]) -> dict[int, list[Tensor | None]]:
+    """Ground-truth object id -> its mask (bool [H, W]) or None in each frame."""
+    tracks: dict[int, list[Tensor | None]] = {}
+    for t, target in enumerate(targets):
+        if target is None:
+            continue
+        for k, obj in enumerate(target["obj_ids"].tolist()):
+            tracks.setdefault(int(obj), [None] * len(targets))[t] = target["masks"][k].bool()
+    return tracks
+
+
+def _load_video(dataset: YTVISDataset, video_index: int) -> tuple[list[Tensor | None], list[dict | None]]:
+    """All frames (None where the file is missing, with a warning) and targets of one video."""
+    frames: list[Tensor | None] = []
+    targets: list[dict | None] = []
+    for f in range(len(dataset.videos[video_index]["file_names"])):
+        try:
+            image, target = dataset.load_frame(video_index, f)
+        except FileNotFoundError as error:
+            warnings.warn(f"{error}; the frame is skipped (no detections, tracker unchanged)", stacklevel=3)
+            image, target = None, None
+        frames.append(image)
+        targets.append(target)
+    return frames, targets
+
+
+def evaluate_vis(
+    model: SipMaskVIS,
+    dataset: YTVISDataset,
+    device: str | torch.device = "cpu",
+    trackers: Sequence[str] = ("sipmask",),
+    max_videos: int | None = None,
+    count_switches: bool = True,
+    progress: bool = True,
+) -> dict[str, dict[str, Any]]:
+    """Detect each video once, run every named tracker on the same detections, score each.
+
+    dataset: a YTVISDataset (any mode; its transforms are not used: frames are read as stored).
+    max_videos: evaluate the first videos only (the metrics are restricted to them).
+    Returns {tracker: {'results': YouTube-VIS result dicts (the dataset's own video and category ids),
+    'metrics': evaluate_ytvis numbers (AP, AP50, AP75, ..., AR1, AR10; -1 where undefined, e.g. a
+    test JSON without annotations), 'id_switches', 'id_switches_crossing' (ints, None unless
+    count_switches), 'num_gt_objects', 'num_crossing_objects' (objects present in the frames that
+    could be read)}}.
+    """
+    for name in trackers:
+        make_tracker(name, model.config)  # unknown names fail before any work
+    videos = range(len(dataset.videos) if max_videos is None else min(max_videos, len(dataset.videos)))
+    label_to_cat_id = dataset.label_to_cat_id
+    out = {name: {"results": [], "id_switches": 0 if count_switches else None,
+                  "id_switches_crossing": 0 if count_switches else None} for name in trackers}
+    num_objects = num_crossing = 0
+    for v in tqdm(videos, desc="evaluate videos", disable=not progress, leave=False):
+        video_id = int(dataset.videos[v]["id"])
+        frames, targets = _load_video(dataset, v)
+        detections = detect_frames(model, frames, device)
+        truth = gt_tracks(targets)
+        crossing = crossing_objects(targets)
+        num_objects += len(truth)
+        num_crossing += len(crossing)
+        for name in trackers:
+            ids = track_frames(detections, make_tracker(name, model.config))
+            results = video_results(video_id, detections, ids, label_to_cat_id)
+            out[name]["results"] += results
+            if count_switches:
+                predicted = {k: r["segmentations"] for k, r in enumerate(results)}
+                out[name]["id_switches"] += count_id_switches(truth, predicted)
+                out[name]["id_switches_crossing"] += count_id_switches(
+                    {k: truth[k] for k in crossing}, predicted)
+    video_ids = [int(dataset.videos[v]["id"]) for v in videos]
+    for name in trackers:
+        out[name]["metrics"] = evaluate_ytvis(dataset.data, out[name]["results"], video_ids=video_ids)
+        out[name]["num_gt_objects"] = num_objects
+        out[name]["num_crossing_objects"] = num_crossing
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# figures (paper Fig. 7: the same identity keeps the same colour)
+# ----------------------------------------------------------------------------------------------------
+
+
+def _identity_colours(ids: Sequence[Tensor | None]) -> np.ndarray:
+    """One colour per identity of the video, indexed by identity id."""
+    largest = max([int(i.max()) for i in ids if i is not None and i.numel()] + [-1])
+    return instance_colors(largest + 1)
+
+
+def _draw_frame(ax: Any, frame: Tensor | None, found: FrameDetections | None, frame_ids: Tensor | None,
+                palette: np.ndarray, class_names: Sequence[str] | None, title: str) -> None:
+    """One frame with its tracked detections; dropped detections (id -1) are not drawn."""
+    if frame is None or found is None:
+        ax.set_title(f"{title} (missing)", fontsize=8)
+        ax.set_axis_off()
+        return
+    keep = frame_ids >= 0
+    ids = frame_ids[keep].tolist()
+    names = [class_names[int(label) - 1] if class_names else str(int(label)) for label in found.labels[keep]]
+    draw_instances(ax, frame, boxes=found.boxes[keep], masks=found.masks[keep],
+                   labels=[f"#{i} {n}" for i, n in zip(ids, names)], colors=palette[ids] if ids else None,
+                   title=title)
+
+
+def draw_video_strip(frames: Sequence[Tensor | None], detections: Sequence[FrameDetections | None],
+                     ids: Sequence[Tensor | None], class_names: Sequence[str] | None = None,
+                     max_frames: int = 8, title: str | None = None, dpi: int = 100) -> Figure:
+    """The frames side by side (at most max_frames, evenly spread), each identity in its own colour."""
+    count = len(frames)
+    chosen = sorted({round(k * (count - 1) / max(1, min(max_frames, count) - 1))
+                     for k in range(min(max_frames, count))}) if count else []
+    figure = Figure(figsize=(2.2 * max(1, len(chosen)), 2.5 + (0.3 if title else 0)), dpi=dpi)
+    FigureCanvasAgg(figure)
+    palette = _identity_colours(ids)
+    for k, t in enumerate(chosen):
+        _draw_frame(figure.add_subplot(1, len(chosen), k + 1), frames[t], detections[t], ids[t], palette,
+                    class_names, f"frame {t}")
+    if title:
+        figure.suptitle(title, fontsize=9)
+    figure.tight_layout()
+    return figure
+
+
+def save_video_gif(frames: Sequence[Tensor | None], detections: Sequence[FrameDetections | None],
+                   ids: Sequence[Tensor | None], path: str | os.PathLike,
+                   class_names: Sequence[str] | None = None, seconds_per_frame: float = 0.5) -> Path:
+    """An animated GIF of the tracked video (one frame per input frame, identity colours as the strip)."""
+    palette = _identity_colours(ids)
+    pictures = []
+    for t, frame in enumerate(frames):
+        height, width = (frame.shape[-2:] if frame is not None else (128, 128))
+        scale = max(1.0, 320 / max(height, width))
+        figure = Figure(figsize=(width * scale / 100, height * scale / 100 + 0.25), dpi=100)
+        canvas = FigureCanvasAgg(figure)
+        ax = figure.add_axes((0, 0, 1, 1 - 0.25 / (height * scale / 100 + 0.25)))
+        _draw_frame(ax, frame, detections[t], ids[t], palette, class_names, f"frame {t}")
+        canvas.draw()
+        pictures.append(Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3]))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pictures[0].save(path, save_all=True, append_images=pictures[1:], duration=int(1000 * seconds_per_frame),
+                     loop=0)
+    return path
+
+
+# ----------------------------------------------------------------------------------------------------
+# training
+# ----------------------------------------------------------------------------------------------------
+
+
+def _vis_metrics_fn(device: str | torch.device):
+    """engine.train's eval_fn for a video val set: {'video segm': video AP numbers} (sipmask tracker)."""
+    def evaluate(model: SipMaskVIS, dataset: YTVISDataset) -> dict[str, Any]:
+        found = evaluate_vis(model, dataset, device, ("sipmask",), count_switches=False, progress=False)
+        return {"video segm": found["sipmask"]["metrics"]}
+    return evaluate
+
+
+def train_vis(
+    config: SipMaskConfig,
+    train_set: YTVISDataset,
+    out_dir: str | os.PathLike,
+    *,
+    init_from: str | os.PathLike | None = None,
+    val_set: YTVISDataset | None = None,
+    iters: int | None = None,
+    device: str | torch.device = "cpu",
+    resume: bool = False,
+    progress: bool = True,
+    verbose: bool = True,
+    **train_kwargs: Any,
+) -> dict[str, Any]:
+    """Train SipMaskVIS on the frame pairs of `train_set` (mode 'pairs') with engine.train.
+
+    init_from: an image SipMask checkpoint whose weights are copied where shapes match
+    (load_image_weights; ignored when resuming, the checkpoint has them). val_set: a YTVISDataset
+    scored with evaluate_vis (sipmask tracker) at the end (and every eval_every steps).
+    progress: progress bars; verbose: one line on what init_from copied.
+    train_kwargs go to engine.train (log_every, checkpoint_every, eval_every, grad_clip, num_workers).
+    Returns engine.train's summary plus 'init' (load_image_weights' report, or None).
+    """
+    if train_set.mode != "pairs":
+        raise ValueError(f"train_vis: the training set must be in mode 'pairs', got {train_set.mode!r}")
+    if config.task != "vis":
+        config = dataclasses.replace(config, task="vis")
+    engine.seed_everything(config.seed)  # the initial weights depend on the seed only
+    model = SipMaskVIS(config)
+    report = None
+    if init_from is not None and not resume:
+        report = load_image_weights(model, init_from, verbose=False)
+        if verbose:
+            print(f"initialised from {init_from}: {len(report['loaded'])} tensors copied, "
+                  f"{len(report['not_in_source'])} new (tracking branch"
+                  + (f"; skipped: {', '.join(report['skipped'])}" if report["skipped"] else "") + ")")
+    summary = engine.train(model, config, train_set, out_dir, val_dataset=val_set, iters=iters, device=device,
+                           resume=resume, eval_fn=_vis_metrics_fn(device), progress=progress, **train_kwargs)
+    summary["init"] = report
+    return summary
+
+
+def synthetic_video_paths(root: str | os.PathLike = "data") -> dict[str, Path]:
+    """Paths of the synthetic video benchmark under root (generated with the image one if missing)."""
+    root = Path(root)
+    video_root = root / "synthetic_video"
+    paths = {
+        "train_ann": video_root / "annotations" / "train.json",
+        "train_dir": video_root / "videos" / "train",
+        "val_ann": video_root / "annotations" / "val.json",
+        "val_dir": video_root / "videos" / "val",
+    }
+    if not all(p.exists() for p in paths.values()):
+        print(f"synthetic video benchmark not found under {root}; generating it (make-data)")
+        make_data(root=root, verbose=False)
+    return paths
+
+
+def trained_vis_model(iters: int | None = None) -> tuple[SipMaskVIS, SipMaskConfig]:
+    """The notebooks' SipMaskVIS: cpu_tiny_vis fine-tuned from tutorial.trained_model(), cached.
+
+    Checkpoint: outputs/tutorial/cpu_tiny_vis[_fast]/. In fast mode (SIPMASK_FAST=1) the image model
+    and the fine-tuning are both short. Returns the model in eval mode on the CPU and its config.
+    """
+    from . import tutorial  # tutorial imports engine; keep the import local like load_image_weights
+
+    fast = tutorial.fast_mode()
+    out = tutorial.repo_root() / "outputs" / "tutorial" / ("cpu_tiny_vis" + ("_fast" if fast else ""))
+    checkpoint = out / engine.CHECKPOINT_NAME
+    if not checkpoint.is_file():
+        tutorial.trained_model()  # trains (or loads) the image model first
+        image_dir = tutorial.repo_root() / "outputs" / "tutorial" / ("cpu_tiny" + ("_fast" if fast else ""))
+        paths = synthetic_video_paths(tutorial.repo_root() / "data")
+        config = preset("cpu_tiny_vis")
+        train_set = YTVISDataset(paths["train_ann"], paths["train_dir"], mode="pairs", seed=config.seed)
+        config.num_classes = len(train_set.class_names)
+        steps = iters if iters is not None else (FAST_VIS_ITERS if fast else config.max_iters)
+        train_vis(config, train_set, out, init_from=image_dir / engine.CHECKPOINT_NAME, iters=steps,
+                  checkpoint_every=max(steps, 1), log_every=max(steps // 10, 1))
+    model, config = engine.load_checkpoint(checkpoint, "cpu")
+    return model.eval(), config
+
+
+# ----------------------------------------------------------------------------------------------------
+# reproduce: the synthetic benchmark table (README / results/video)
+# ----------------------------------------------------------------------------------------------------
+
+
+def _environment(device: str | torch.device) -> dict[str, Any]:
+    import pycocotools
+    import torchvision
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).resolve().parent.parent, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {
+        "python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
+        "numpy": np.__version__, "pycocotools": getattr(pycocotools, "__version__", "unknown"),
+        "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": str(device),
+        "git_commit": commit,
+    }
+
+
+def _mean_spread(values: Sequence[float]) -> dict[str, float]:
+    """Mean, sample standard deviation (0 for one value), min and max."""
+    values = [float(v) for v in values]
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return {"mean": statistics.fmean(values), "std": spread, "min": min(values), "max": max(values)}
+
+
+REPORTED = ("AP", "AP50", "AP75", "AR1", "AR10")
+
+
+def summarise(per_seed: Sequence[dict[str, dict[str, Any]]]) -> dict[str, dict[str, dict[str, float]]]:
+    """{tracker: {metric: mean/std/min/max over seeds}} from evaluate_vis outputs (one per seed)."""
+    summary: dict[str, dict[str, dict[str, float]]] = {}
+    for name in per_seed[0]:
+        rows = {m: [100 * run[name]["metrics"][m] for run in per_seed] for m in REPORTED}
+        rows["id_switches"] = [run[name]["id_switches"] for run in per_seed]
+        rows["id_switches_crossing"] = [run[name]["id_switches_crossing"] for run in per_seed]
+        summary[name] = {m: _mean_spread(v) for m, v in rows.items()}
+    return summary
+
+
+def markdown_table(summary: dict[str, dict[str, dict[str, float]]], num_seeds: int) -> str:
+    """The README table: mean ± standard deviation over seeds, one row per tracker."""
+    header = ["tracker", *REPORTED, "ID switches (all)", "ID switches (crossing)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, rows in summary.items():
+        cells = [f"{rows[m]['mean']:.1f} ± {rows[m]['std']:.1f}" for m in REPORTED]
+        cells += [f"{rows[m]['mean']:.1f} ± {rows[m]['std']:.1f}" for m in ("id_switches", "id_switches_crossing")]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append(f"Mean ± sample standard deviation over {num_seeds} seed(s); AP and AR in percent.")
+    return "\n".join(lines)
+
+
+def reproduce(
+    out_dir: str | os.PathLike = "results/video",
+    seeds: Sequence[int] = (0, 1, 2),
+    iters: int | None = None,
+    data_root: str | os.PathLike | None = None,
+    image_checkpoint: str | os.PathLike | None = None,
+    work_dir: str | os.PathLike | None = None,
+    num_val_videos: int = 40,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train cpu_tiny_vis once per seed on the synthetic videos, evaluate every tracker on it.
+
+    Data: the synthetic video benchmark generated with `num_val_videos` validation videos into
+    <data_root>/video_reproduce (its 40 training videos and its first 10 validation videos are the
+    default benchmark's; more validation videos make the table less noisy).
+
+    Per seed: SipMaskVIS (cpu_tiny_vis, that seed) starts from ONE image checkpoint (default: the
+    notebooks' cpu_tiny model, tutorial.trained_model(), trained once with seed 0) and is fine-tuned
+    on frame pairs for `iters` steps (default the preset's max_iters); the val videos are detected
+    once and every tracker of TRACKERS runs on the same detections (the matcher ablations are
+    inference-only). Writes OUT/reproduce.json (per-seed numbers, summary, environment, wall time)
+    and OUT/README.md (the table). Runs go to work_dir (default outputs/video_reproduce).
+    """
+    from . import tutorial
+
+    started = time.perf_counter()
+    root = Path(data_root) if data_root is not None else tutorial.repo_root() / "data"
+    work = Path(work_dir) if work_dir is not None else tutorial.repo_root() / "outputs" / "video_reproduce"
+    made = make_data(root=root / "video_reproduce", num_train=1, num_val=1, num_val_videos=num_val_videos,
+                     progress=progress, verbose=False)["synthetic_video"]  # (1 image each: unused)
+    paths = {"train_ann": made["train_annotations"], "train_dir": made["train_videos"],
+             "val_ann": made["val_annotations"], "val_dir": made["val_videos"]}
+    if image_checkpoint is None:
+        tutorial.trained_model()
+        name = "cpu_tiny" + ("_fast" if tutorial.fast_mode() else "")
+        image_checkpoint = tutorial.repo_root() / "outputs" / "tutorial" / name / engine.CHECKPOINT_NAME
+    image_state = engine.read_checkpoint(image_checkpoint)
+    val_set = YTVISDataset(paths["val_ann"], paths["val_dir"], mode="frames")
+    runs = []
+    for seed in seeds:
+        config = dataclasses.replace(preset("cpu_tiny_vis"), seed=int(seed))
+        train_set = YTVISDataset(paths["train_ann"], paths["train_dir"], mode="pairs", seed=int(seed))
+        config.num_classes = len(train_set.class_names)
+        seed_start = time.perf_counter()
+        summary = train_vis(config, train_set, work / f"seed_{seed}", init_from=image_checkpoint, iters=iters,
+                            device=device, progress=progress, checkpoint_every=10**9,
+                            log_every=max(1, (iters or config.max_iters) // 10))
+        train_seconds = time.perf_counter() - seed_start
+        model, _ = engine.load_checkpoint(summary["checkpoint"], device)
+        found = evaluate_vis(model, val_set, device, TRACKERS, progress=progress)
+        runs.append({
+            "seed": int(seed), "iterations": summary["iteration"], "train_seconds": train_seconds,
+            "eval_seconds": time.perf_counter() - seed_start - train_seconds,
+            "final_losses": summary["losses"],
+            "trackers": {name: {k: v for k, v in r.items() if k != "results"} for name, r in found.items()},
+        })
+        if progress:
+            print(f"seed {seed}: " + ", ".join(f"{n} AP {100 * r['metrics']['AP']:.1f}" for n, r in found.items()))
+    summary_table = summarise([run["trackers"] for run in runs])
+    record = {
+        "what": "video AP of SipMask-VIS (cpu_tiny_vis) on the synthetic video val split, per tracker",
+        "trackers": {name: TRACKER_DESCRIPTIONS[name] for name in TRACKERS},
+        "seeds": [int(s) for s in seeds],
+        "config": dataclasses.asdict(dataclasses.replace(preset("cpu_tiny_vis"),
+                                                         num_classes=len(val_set.class_names))),
+        "iterations": runs[0]["iterations"] if runs else 0,
+        "image_checkpoint": {"path": str(image_checkpoint), "iteration": int(image_state["iteration"]),
+                             "seed": image_state["config"].get("seed")},
+        "data": {"train": str(paths["train_ann"]), "val": str(paths["val_ann"]),
+                 "val_videos": len(val_set.videos),
+                 "val_objects": runs[0]["trackers"]["sipmask"]["num_gt_objects"] if runs else 0,
+                 "val_crossing_objects": runs[0]["trackers"]["sipmask"]["num_crossing_objects"] if runs else 0},
+        "summary": summary_table,
+        "runs": runs,
+        "environment": _environment(device),
+        "wall_seconds": time.perf_counter() - started,
+    }
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_metrics(record, out / "reproduce.json")
+    (out / "README.md").write_text(_results_markdown(record))
+    if progress:
+        print(markdown_table(summary_table, len(seeds)))
+        print(f"written: {out / 'reproduce.json'}, {out / 'README.md'} ({record['wall_seconds']:.0f} s)")
+    return record
+
+
+def _results_markdown(record: dict[str, Any]) -> str:
+    """results/video/README.md: what was run, the table, and how to regenerate it."""
+    data, image = record["data"], record["image_checkpoint"]
+    env = record["environment"]
+    lines = [
+        "# SipMask-VIS on the synthetic videos (§3.5, §4.4)",
+        "",
+        "Generated by `python -m sipmask_ref.video reproduce` (do not edit by hand).",
+        "",
+        f"- Model: `cpu_tiny_vis` (embedding {record['config']['embed_dim']} channels), initialised from the "
+        f"image checkpoint `{Path(image['path']).parent.name}` ({image['iteration']} iterations, seed "
+        f"{image['seed']}, shared by all seeds), fine-tuned on frame pairs for {record['iterations']} "
+        f"iterations of {record['config']['batch_size']} pairs, once per seed ({len(record['seeds'])} seeds: "
+        f"{', '.join(map(str, record['seeds']))}).",
+        f"- Evaluation: {data['val_videos']} val videos, {data['val_objects']} objects of which "
+        f"{data['val_crossing_objects']} cross a same-class object. Each seed's model detects every video "
+        "once; all trackers run on those same detections.",
+        "- ID switches: tracking.count_id_switches (mask IoU >= 0.5), summed over the val videos; "
+        "'crossing' counts only the objects that overlap a same-class object in some frame.",
+        "",
+        markdown_table(record["summary"], len(record["seeds"])),
+        "",
+        "Trackers:",
+        "",
+    ]
+    lines += [f"- `{name}`: {text}" for name, text in record["trackers"].items()]
+    lines += [
+        "",
+        f"Environment: Python {env['python']}, torch {env['torch']}, torchvision {env['torchvision']}, "
+        f"{env['cpu_count']} CPU(s), {env['torch_threads']} torch threads, device {env['device']}; "
+        f"wall time {record['wall_seconds'] / 60:.1f} min (training and evaluation of all seeds).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------------
+# command-line handlers (called by cli.py for --task vis and predict --video)
+# ----------------------------------------------------------------------------------------------------
+
+
+def _cli():
+    from . import cli  # cli imports this module lazily; importing it here at call time avoids a cycle
+
+    return cli
+
+
+def _video_dataset(ann: str | os.PathLike | None, video_dir: str | os.PathLike | None, mode: str, what: str,
+                   seed: int = 0) -> YTVISDataset:
+    """A YTVISDataset with both paths checked; bad files become one-line usage errors."""
+    cli = _cli()
+    if (ann is None) != (video_dir is None):
+        raise cli.UsageError(f"{what}: give both the YouTube-VIS JSON and the video folder")
+    ann, video_dir = Path(ann), Path(video_dir)
+    if not ann.is_file():
+        raise cli.UsageError(f"{what}: annotation file not found: {ann}")
+    if not video_dir.is_dir():
+        raise cli.UsageError(f"{what}: video folder not found: {video_dir}")
+    try:
+        dataset = YTVISDataset(ann, video_dir, mode=mode, seed=seed)
+    except (ValueError, FileNotFoundError) as error:
+        raise cli.UsageError(f"{what}: {error}") from None
+    if len(dataset.videos) == 0 or (mode == "pairs" and len(dataset) == 0):
+        raise cli.UsageError(f"{what}: {ann} holds no {'annotated frames' if mode == 'pairs' else 'videos'}")
+    return dataset
+
+
+def cmd_train_vis(args: argparse.Namespace, config: SipMaskConfig) -> dict[str, Any]:
+    """`train --task vis`: frame pairs of a YouTube-VIS set (default: the synthetic videos)."""
+    cli = _cli()
+    device = cli._device(args.device)
+    out = Path(args.out)
+    if args.resume and not (out / engine.CHECKPOINT_NAME).is_file():
+        raise cli.UsageError(f"--resume: no checkpoint to resume from at {out / engine.CHECKPOINT_NAME}")
+    if args.iters is not None and args.iters < 0:
+        raise cli.UsageError(f"--iters must be >= 0, got {args.iters}")
+    if args.init_from is not None and not Path(args.init_from).is_file():
+        raise cli.UsageError(f"--init-from: checkpoint not found: {args.init_from}")
+    seed = args.seed if args.seed is not None else config.seed
+    no_data_args = args.train_ann is None and args.train_images is None
+    if no_data_args:
+        paths = synthetic_video_paths(args.data_root)
+        train_ann, train_dir = paths["train_ann"], paths["train_dir"]
+    else:
+        train_ann, train_dir = args.train_ann, args.train_images
+    train_set = _video_dataset(train_ann, train_dir, "pairs", "training set", seed)
+    val_set = None
+    if args.val_ann is not None or args.val_images is not None:
+        val_set = _video_dataset(args.val_ann, args.val_images, "frames", "validation set")
+    elif no_data_args:
+        val_set = _video_dataset(paths["val_ann"], paths["val_dir"], "frames", "validation set")
+    if val_set is not None:
+        cli._same_categories(train_set.label_to_cat_id, val_set.label_to_cat_id, "training and validation sets")
+
+    changes: dict[str, Any] = {"task": "vis"}
+    num_classes = len(train_set.class_names)
+    if num_classes != config.num_classes:
+        print(f"note: num_classes = {num_classes} from {train_set.ann_file} "
+              f"(preset {args.config} says {config.num_classes})")
+        changes["num_classes"] = num_classes
+    for field in ("batch_size", "seed", "lr"):
+        if getattr(args, field) is not None:
+            changes[field] = getattr(args, field)
+    try:
+        config = dataclasses.replace(config, **changes)
+    except ValueError as error:
+        raise cli.UsageError(str(error)) from None
+    iters = config.max_iters if args.iters is None else args.iters
+    print(f"train {args.config} (video): {len(train_set.videos)} videos, {len(train_set)} frame pairs, "
+          f"{num_classes} classes, {iters} iterations of {config.batch_size} pairs on {device}"
+          + (" (resuming)" if args.resume else "") + f" -> {out}")
+    try:
+        summary = train_vis(config, train_set, out, init_from=args.init_from, val_set=val_set, iters=args.iters,
+                            device=device, resume=args.resume, progress=not args.quiet, log_every=args.log_every,
+                            checkpoint_every=args.checkpoint_every, eval_every=args.eval_every,
+                            grad_clip=args.grad_clip, num_workers=args.num_workers)
+    except engine.CheckpointError as error:
+        raise cli.UsageError(str(error)) from None
+    print(f"checkpoint: {summary['checkpoint']} (iteration {summary['iteration']}, {summary['seconds']:.0f} s)")
+    if summary["metrics"] is not None:
+        print(format_table(summary["metrics"]["video segm"]))
+        print(f"metrics: {out / engine.METRICS_NAME}")
+    return summary
+
+
+def cmd_evaluate_vis(args: argparse.Namespace, state: dict[str, Any]) -> dict[str, Any]:
+    """`evaluate --task vis`: video AP (and ID switches) of a checkpoint; OUT/results.json, metrics.json."""
+    cli = _cli()
+    device = cli._device(args.device)
+    if args.ann is None and args.images is None:
+        paths = synthetic_video_paths(args.data_root)
+        dataset = _video_dataset(paths["val_ann"], paths["val_dir"], "frames", "evaluation set")
+    else:
+        dataset = _video_dataset(args.ann, args.images, "frames", "evaluation set")
+    trained_on = state.get("dataset", {}).get("label_to_cat_id")
+    if trained_on is not None:
+        cli._same_categories(trained_on, dataset.label_to_cat_id,
+                             f"checkpoint {args.checkpoint} and {dataset.ann_file}")
+    try:
+        model, config = engine.model_from_checkpoint(state, device)
+    except engine.CheckpointError as error:
+        raise cli.UsageError(f"{args.checkpoint}: {error}") from None
+    if not isinstance(model, SipMaskVIS):
+        raise cli.UsageError(f"{args.checkpoint} is an image model (task 'image'): it has no tracking branch; "
+                             f"train one with --task vis")
+    if args.tracker not in TRACKERS:
+        raise cli.UsageError(f"unknown tracker {args.tracker!r}; choose one of {', '.join(TRACKERS)}")
+    found = evaluate_vis(model, dataset, device, (args.tracker,), progress=not args.quiet)[args.tracker]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(found["results"]))
+    metrics = {"video segm": found["metrics"], "tracker": args.tracker, "id_switches": found["id_switches"],
+               "id_switches_crossing": found["id_switches_crossing"]}
+    save_metrics(metrics, out / engine.METRICS_NAME)
+    print(f"{args.checkpoint} (iteration {state['iteration']}) on {dataset.ann_file}: {len(dataset.videos)} "
+          f"videos, {len(found['results'])} predicted tracks, tracker {args.tracker}")
+    print(format_table(found["metrics"]))
+    print(f"identity switches: {found['id_switches']} ({found['id_switches_crossing']} on crossing objects)")
+    print(f"results: {out / 'results.json'}\nmetrics: {out / engine.METRICS_NAME}")
+    return metrics
+
+
+def video_frame_paths(inputs: Sequence[str | os.PathLike]) -> list[Path]:
+    """One folder (its image files, sorted by name) or a list of image files, in order."""
+    paths = [Path(p) for p in inputs]
+    if len(paths) == 1 and paths[0].is_dir():
+        files = sorted(p for p in paths[0].iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise FileNotFoundError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {paths[0]}")
+        return files
+    for path in paths:
+        if not path.is_file():
+            raise FileNotFoundError(f"video frame not found: {path}")
+    return paths
+
+
+def cmd_predict_video(args: argparse.Namespace) -> list[Path]:
+    """`predict --video DIR_OR_FILES --out DIR`: OUT/<name>_strip.png, <name>.gif, <name>.json."""
+    cli = _cli()
+    device = cli._device(args.device)
+    if args.tracker not in TRACKERS:
+        raise cli.UsageError(f"unknown tracker {args.tracker!r}; choose one of {', '.join(TRACKERS)}")
+    try:
+        paths = video_frame_paths(args.video)
+    except FileNotFoundError as error:
+        raise cli.UsageError(str(error)) from None
+    state = cli._checkpoint(args.checkpoint)
+    try:
+        model, config = engine.model_from_checkpoint(state, device)
+    except engine.CheckpointError as error:
+        raise cli.UsageError(f"{args.checkpoint}: {error}") from None
+    if not isinstance(model, SipMaskVIS):
+        raise cli.UsageError(f"{args.checkpoint} is an image model: predict --video needs a checkpoint trained "
+                             f"with --task vis")
+    meta = state.get("dataset", {})
+    class_names = meta.get("class_names")
+    frames = []
+    for path in paths:
+        try:
+            frames.append(load_rgb_image(path, None, str(path)))
+        except OSError as error:
+            raise cli.UsageError(str(error)) from None
+    sizes = {tuple(f.shape[-2:]) for f in frames}
+    if len(sizes) > 1:
+        raise cli.UsageError(f"the frames of a video must share one size, got {sorted(sizes)}")
+    detections = detect_frames(model, frames, device)
+    for found in detections:  # keep what the tracker should see: the score threshold of the command
+        keep = found.scores >= args.score_threshold
+        for field in dataclasses.fields(found):
+            setattr(found, field.name, getattr(found, field.name)[keep])
+    ids = track_frames(detections, make_tracker(args.tracker, config))
+    name = paths[0].parent.name if len(args.video) == 1 and Path(args.video[0]).is_dir() else "video"
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    figure = draw_video_strip(frames, detections, ids, class_names, title=f"{name}: tracker {args.tracker}")
+    strip = out / f"{name}_strip.png"
+    figure.savefig(strip, format="png")
+    gif = save_video_gif(frames, detections, ids, out / f"{name}.gif", class_names)
+    tracks: dict[int, dict[str, Any]] = {}
+    for t, (found, frame_ids) in enumerate(zip(detections, ids)):
+        for k, identity in enumerate(frame_ids.tolist()):
+            if identity < 0:
+                continue
+            label = int(found.labels[k])
+            track = tracks.setdefault(identity, {"id": identity, "frames": []})
+            track["frames"].append({"frame": t, "file": str(paths[t]), "label": label,
+                                    "class_name": class_names[label - 1] if class_names else str(label),
+                                    "score": round(float(found.scores[k]), 4),
+                                    "box": [round(float(v), 2) for v in found.boxes[k]],
+                                    "mask": encode_mask(found.masks[k])})
+    record = {"frames": [str(p) for p in paths], "tracker": args.tracker, "score_threshold": args.score_threshold,
+              "mask_threshold": config.mask_threshold, "identities": [tracks[i] for i in sorted(tracks)]}
+    (out / f"{name}.json").write_text(json.dumps(record, indent=1))
+    print(f"{len(paths)} frames, {len(tracks)} identities (score >= {args.score_threshold}) -> {strip}, {gif}, "
+          f"{out / f'{name}.json'}")
+    return [strip, gif, out / f"{name}.json"]
+
+
+# ----------------------------------------------------------------------------------------------------
+# python -m sipmask_ref.video reproduce
+# ----------------------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sipmask_ref.video", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    p = commands.add_parser("reproduce", help="the synthetic video benchmark table -> results/video/")
+    p.add_argument("--out", default="results/video", help="where reproduce.json and README.md go")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--iters", type=int, help="fine-tuning iterations per seed (default: cpu_tiny_vis's)")
+    p.add_argument("--data-root", help="where the synthetic benchmark lives (default: <repo>/data)")
+    p.add_argument("--image-checkpoint", help="image SipMask checkpoint to start from (default: the "
+                   "notebooks' cpu_tiny model, trained if missing)")
+    p.add_argument("--work-dir", help="training runs (default: <repo>/outputs/video_reproduce)")
+    p.add_argument("--num-val-videos", type=int, default=40, help="validation videos (default: 40)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    if args.iters is not None and args.iters < 0:
+        parser.error(f"--iters must be >= 0, got {args.iters}")
+    reproduce(args.out, args.seeds, args.iters, args.data_root, args.image_checkpoint, args.work_dir,
+              args.num_val_videos, args.device, progress=not args.quiet)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
