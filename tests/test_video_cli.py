@@ -85,6 +85,15 @@ def test_evaluate_infers_the_task_and_writes_youtube_vis_results(vis_run, data_r
         assert result["category_id"] in {c["id"] for c in val["categories"]}
         assert len(result["segmentations"]) == 3
     assert "identity switches" in capsys.readouterr().out
+    # a test-set JSON (no annotations, as YouTube-VIS valid): results are written, metrics are -1
+    test_json = tmp_path / "test.json"
+    test_json.write_text(json.dumps({k: v for k, v in val.items() if k != "annotations"}))
+    assert cli.main(["evaluate", "--checkpoint", str(vis_run / "checkpoint.pt"), "--ann", str(test_json),
+                     "--images", str(data_root / "synthetic_video/videos/val"), "--out", str(tmp_path / "test"),
+                     "--quiet"]) == 0
+    metrics = json.loads((tmp_path / "test" / "metrics.json").read_text())
+    assert metrics["video segm"]["AP"] == -1 and metrics["id_switches"] is None
+    assert (tmp_path / "test" / "results.json").is_file()
 
 
 def test_predict_video_writes_strip_gif_and_identities(vis_run, data_root, tmp_path):
@@ -214,9 +223,13 @@ def test_evaluation_survives_missing_frames_absent_objects_and_one_frame_videos(
 def test_no_predictions_gives_zeros_not_a_crash(ytvis_files):
     dataset = YTVISDataset(ytvis_files.ann_file, ytvis_files.video_dir, mode="frames")
     model = small_model(score_threshold=1.0)  # nothing passes
-    found = evaluate_vis(model, dataset, trackers=TRACKERS, progress=False)
+    found = evaluate_vis(model, dataset, trackers=TRACKERS, frame_ap=True, progress=False)
     for name in TRACKERS:
         assert found[name]["results"] == []
+        assert found[name]["frame_metrics"]["segm"]["AP"] == 0 and found[name]["frame_metrics"]["bbox"]["AR100"] == 0
         metrics = found[name]["metrics"]
         assert metrics["AP"] == 0 and metrics["AR10"] == 0
         assert found[name]["id_switches"] == 0
+    # Association alone (the ground truth as detections): object 11 leaves at frame 2 and comes back at
+    # frame 3; the IoU baseline remembers only the previous frame, so it gives it a new identity.
+    assert found["iou_greedy"]["gt_box_id_switches"] == 1
