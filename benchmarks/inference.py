@@ -45,6 +45,7 @@ def _timed(fn: Callable[[], object], device: torch.device) -> float:
 def build_models(device: torch.device) -> dict[str, torch.nn.Module]:
     config = preset("paper_r50_544")
     config.score_threshold = 0.0  # fill all 100 detection slots with random weights
+    config.pretrained_backbone = False  # random weights: nothing is downloaded
     sipmask = SipMask(config)
     fcos = torchvision.models.detection.fcos_resnet50_fpn(
         weights=None, weights_backbone=None, num_classes=81, min_size=SIZE, max_size=SIZE,

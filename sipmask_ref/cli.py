@@ -492,6 +492,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "runs found there are skipped (default: outputs/ablations)")
     p.add_argument("--data-root", help="folder holding synthetic/ (default: the repository's data/)")
     p.add_argument("--only", nargs="+", metavar="VARIANT", help="train only these variant keys")
+    p.add_argument("--report-only", action="store_true", help="train nothing: write the tables of the runs "
+                   "already finished in --work-dir")
     p.set_defaults(func=cmd_reproduce)
     return parser
 
@@ -506,7 +508,7 @@ def cmd_reproduce(args: argparse.Namespace) -> dict[str, Any]:
     try:
         report = reproduce.reproduce(out=args.out, seeds=args.seeds, iters=iters, jobs=args.jobs,
                                      work_dir=args.work_dir, data_root=args.data_root, only=args.only,
-                                     threads=args.threads)
+                                     threads=args.threads, report_only=args.report_only)
     except ValueError as error:
         raise UsageError(str(error)) from None
     print(reproduce.to_markdown(report))

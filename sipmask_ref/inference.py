@@ -16,7 +16,9 @@ Masks (§3.3): the kept locations' spatial coefficients and the image's basis ma
 by `spatial_mask_prediction.assemble_masks` with the boxes in basis-map pixels (input pixels / 2),
 pruned per sub-region and 0 outside the box; the [N, H/2, W/2] maps are upsampled x2 (bilinear) to
 the padded input, cropped to the resized image and resized (bilinear) to the original image. The
-result is a probability map; binarise it at config.mask_threshold (0.4 as the authors).
+result is a probability map; binarise it at config.mask_threshold (0.4 as the authors). `paste_masks`
+upsamples only a window around each box (the rest of the map is 0 and stays 0) and skips the last
+resize when the image was not resized; the values are those of the whole-map operations.
 
 Deliberate differences from the authors' code: they upsample the cropped stride-2 maps in one step
 by 2 / scale_factor and binarise before pasting; sipmask_ref upsamples x2, crops the padding, then
@@ -54,16 +56,19 @@ class Detections(NamedTuple):
 
 
 def pairwise_iou(boxes: Tensor) -> Tensor:
-    """IoU between all pairs of boxes in each group: [C, N, 4] -> [C, N, N] (no +1 widths)."""
+    """IoU between all pairs of boxes in each group: [C, N, 4] -> [C, N, N] (no +1 widths).
+
+    The [C, N, N] temporaries are updated in place (Fast NMS calls this on 80 x 200 x 200).
+    """
     x1, y1, x2, y2 = boxes.unbind(dim=-1)  # [C, N] each
     areas = (x2 - x1).clamp(min=0) * (y2 - y1).clamp(min=0)  # [C, N]
-    inter_w = (torch.minimum(x2[:, :, None], x2[:, None, :])
-               - torch.maximum(x1[:, :, None], x1[:, None, :])).clamp(min=0)  # [C, N, N]
-    inter_h = (torch.minimum(y2[:, :, None], y2[:, None, :])
-               - torch.maximum(y1[:, :, None], y1[:, None, :])).clamp(min=0)  # [C, N, N]
-    intersection = inter_w * inter_h
-    union = areas[:, :, None] + areas[:, None, :] - intersection
-    return intersection / union.clamp(min=torch.finfo(boxes.dtype).tiny)
+    inter_w = torch.minimum(x2[:, :, None], x2[:, None, :])  # [C, N, N]
+    inter_w.sub_(torch.maximum(x1[:, :, None], x1[:, None, :])).clamp_(min=0)
+    inter_h = torch.minimum(y2[:, :, None], y2[:, None, :])  # [C, N, N]
+    inter_h.sub_(torch.maximum(y1[:, :, None], y1[:, None, :])).clamp_(min=0)
+    intersection = inter_w.mul_(inter_h)  # [C, N, N]
+    union = (areas[:, :, None] + areas[:, None, :]).sub_(intersection)  # [C, N, N]
+    return intersection.div_(union.clamp_(min=torch.finfo(boxes.dtype).tiny))
 
 
 def fast_nms(
@@ -77,8 +82,8 @@ def fast_nms(
     """YOLACT's Fast NMS, vectorised over classes.
 
     For each class: sort the candidates by score and keep the top `top_k`; compute their IoU
-    matrix and keep only the part above the diagonal (IoU of each box with the HIGHER-scored boxes
-    of its class); a box survives when that largest IoU is <= iou_threshold and its score is
+    matrix and keep only the part below the diagonal (IoU of each box with the HIGHER-scored boxes
+    of its class; YOLACT takes the transposed part above it, the same numbers); a box survives when that largest IoU is <= iou_threshold and its score is
     > score_threshold. Unlike standard NMS, a box already suppressed can still suppress others,
     which lets everything run as one matrix operation. Finally the `max_detections` best
     survivors over all classes.
@@ -97,8 +102,10 @@ def fast_nms(
     class_scores, order = scores.t().sort(dim=1, descending=True, stable=True)  # [C, P] each
     class_scores, order = class_scores[:, :k], order[:, :k]  # [C, N]
     class_boxes = boxes[order]  # [C, N, 4]
-    iou = pairwise_iou(class_boxes).triu(diagonal=1)  # [C, N, N]: row i < column j
-    max_iou = iou.max(dim=1).values  # [C, N]: largest IoU with a higher-scored box
+    # IoU is symmetric, so the IoU of box j with the higher-scored boxes i < j is row j below the
+    # diagonal (the same numbers as column j above it, reduced along the contiguous last dim).
+    iou = pairwise_iou(class_boxes).tril_(diagonal=-1)  # [C, N, N]: column i < row j
+    max_iou = iou.amax(dim=2)  # [C, N]: largest IoU with a higher-scored box
     keep = (max_iou <= iou_threshold) & (class_scores > score_threshold)  # [C, N]
     labels = torch.arange(num_classes, device=scores.device)[:, None].expand(-1, k)[keep]  # [N]
     index, kept_scores = order[keep], class_scores[keep]  # [N]
@@ -173,16 +180,50 @@ def paste_masks(
         boxes: [N, 4] detections in resized-input pixels.
         image_size: (h, w) of the resized image inside the padded input.
         original_size: (H0, W0) of the image given to the model.
+
+    The result is the same as upsampling every whole [H, W] map x2 (bilinear), cropping the padding
+    and resizing to (H0, W0), but cheaper: an assembled map is 0 outside its box, so its x2 upsampling
+    is 0 outside the box's window widened by one stride-2 pixel (`_mask_windows`); only that window
+    is upsampled (bit-identical values) and written into a zeroed [N, 1, h, w]. The last resize is
+    skipped when (h, w) is already the original size (bilinear at scale 1 is the identity).
     """
     h, w = image_size
-    out = basis_masks.new_zeros((boxes.shape[0], 1, *original_size))  # [N, 1, H0, W0]
+    upsampled = basis_masks.new_zeros((boxes.shape[0], 1, h, w))  # [N, 1, h, w]
     for start in range(0, boxes.shape[0], PASTE_CHUNK):
         part = slice(start, start + PASTE_CHUNK)
         masks = assemble_masks(basis_masks, coefficients[part], boxes[part] / 2, sub_regions)
-        masks = F.interpolate(masks[:, None], scale_factor=2, mode="bilinear", align_corners=False)
-        masks = masks[:, :, :h, :w]  # drop the padding: [N, 1, h, w]
-        out[part] = F.interpolate(masks, size=original_size, mode="bilinear", align_corners=False)
-    return out
+        windows = _mask_windows(boxes[part] / 2, masks.shape[-2], masks.shape[-1])  # [n, 4]
+        for j, (top, bottom, left, right) in enumerate(windows.tolist(), start=start):
+            rows, columns = min(2 * bottom, h) - 2 * top, min(2 * right, w) - 2 * left
+            if rows <= 0 or columns <= 0:  # an empty box, or a window in the padding (beyond h x w)
+                continue
+            window = masks[j - start, top:bottom, left:right][None, None]  # [1, 1, rows/2, columns/2]
+            window = F.interpolate(window, scale_factor=2, mode="bilinear", align_corners=False)
+            upsampled[j, 0, 2 * top:2 * top + rows, 2 * left:2 * left + columns] = \
+                window[0, 0, :rows, :columns]
+    if (h, w) == tuple(original_size):
+        return upsampled
+    return F.interpolate(upsampled, size=original_size, mode="bilinear", align_corners=False)
+
+
+def _mask_windows(boxes: Tensor, height: int, width: int) -> Tensor:
+    """Rows [top, bottom) and columns [left, right) of an H x W map holding each box's pixels
+    (x1 <= x < x2, y1 <= y < y2) plus one pixel on every side, clipped to the map: int64 [N, 4].
+
+    The extra pixel is 0 in an assembled mask; the bilinear x2 upsampling of the window therefore
+    reads the same values at the window's edge as the upsampling of the whole map (which would
+    read the 0 beyond it), so both agree exactly inside the window, and the whole map's upsampling
+    is 0 outside it. An empty box gets an empty window.
+    """
+    bounds = []
+    for low, high, size in ((boxes[:, 1], boxes[:, 3], height), (boxes[:, 0], boxes[:, 2], width)):
+        coords = torch.arange(size, dtype=boxes.dtype, device=boxes.device)  # [H] (or [W])
+        inside = (coords >= low[:, None]) & (coords < high[:, None])  # [N, H] an interval
+        first = (coords < low[:, None]).sum(dim=1)  # [N]
+        count = inside.sum(dim=1)  # [N]
+        bounds += [torch.where(count > 0, (first - 1).clamp(min=0), 0),
+                   torch.where(count > 0, (first + count + 1).clamp(max=size), 0)]
+    return torch.stack(bounds, dim=1)  # [N, 4] (top, bottom, left, right)
 
 
 def scale_boxes_to_original(

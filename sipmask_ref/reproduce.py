@@ -364,6 +364,7 @@ VERDICTS = {
     "weak": "same direction, within seed noise",
     "not_seen": "not seen (within seed noise)",
     "reversed": "reversed (beyond seed noise)",
+    "one_seed": "undecided (a row has one seed: no spread)",
 }
 
 
@@ -377,7 +378,9 @@ def judge(contrast: Sequence[tuple[dict[str, Any], float]]) -> dict[str, Any]:
     delta = sum(c * s["mean"] for s, c in contrast)
     se = math.sqrt(sum(c * c * s["std"] ** 2 / s["n"] for s, c in contrast))
     limit = NOISE_FACTOR * se
-    if delta > limit:
+    if any(s["n"] < 2 for s, c in contrast if c):
+        verdict = "one_seed"
+    elif delta > limit:
         verdict = "holds"
     elif delta > 0:
         verdict = "weak"
@@ -389,7 +392,8 @@ def judge(contrast: Sequence[tuple[dict[str, Any], float]]) -> dict[str, Any]:
     # the typical seed spread of the rows involved: root mean square of their stds
     seed_std = math.sqrt(sum(s["std"] ** 2 for s, c in contrast if c) / sum(1 for _, c in contrast if c))
     size = f", {abs(delta) / seed_std:.1f}x the seed std of {seed_std:.1f}" if seed_std > 0 else ""
-    text = f"{VERDICTS[verdict]}: {delta:+.1f} AP{size}; noise threshold 2 se = {limit:.1f}"
+    text = f"{VERDICTS[verdict]}: {delta:+.1f} AP" + (
+        "" if verdict == "one_seed" else f"{size}; noise threshold 2 se = {limit:.1f}")
     return {"delta": delta, "se": se, "ratio": ratio, "seed_std": seed_std, "verdict": verdict, "text": text}
 
 
@@ -440,7 +444,7 @@ def _pm(summary: dict[str, Any] | None, metric: str) -> str:
     if summary is None:
         return "not run"
     s = summary[metric]
-    return f"{s['mean']:.1f} ± {s['std']:.1f}"
+    return f"{s['mean']:.1f} (1 seed)" if s["n"] == 1 else f"{s['mean']:.1f} ± {s['std']:.1f}"
 
 
 def to_markdown(report: dict[str, Any]) -> str:
@@ -506,7 +510,7 @@ def _environment(jobs: int, threads: int) -> dict[str, Any]:
 
 def reproduce(out: str | os.PathLike = "results", seeds: int = 3, iters: int = ABLATION_ITERS, jobs: int = 2,
               work_dir: str | os.PathLike = "outputs/ablations", data_root: str | os.PathLike | None = None,
-              only: Sequence[str] | None = None, threads: int | None = None,
+              only: Sequence[str] | None = None, threads: int | None = None, report_only: bool = False,
               log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train every unique variant of TABLES with seeds 0..seeds-1; write OUT/ablations.{json,md}.
 
@@ -515,7 +519,8 @@ def reproduce(out: str | os.PathLike = "results", seeds: int = 3, iters: int = A
     (default: the repository's data/, generated if missing). only: variant keys to run (default all).
     jobs: runs in parallel, each in its own process with `threads` torch threads (default
     cpu_count // jobs); jobs=1 runs in this process and leaves its thread count alone unless
-    `threads` is given. Returns the report written to ablations.json.
+    `threads` is given. report_only: train nothing, assemble the runs already finished (a partial
+    report lists the missing rows as "not run"). Returns the report written to ablations.json.
     """
     started = time.perf_counter()
     if seeds < 1 or jobs < 1:
@@ -557,7 +562,16 @@ def reproduce(out: str | os.PathLike = "results", seeds: int = 3, iters: int = A
         log(f"[{len(records) + len(failed)}/{len(plan)}] {name}: mask AP "
             f"{100 * record['metrics']['segm']['AP']:.1f} ({state})")
 
-    if jobs == 1:
+    if report_only:
+        num_classes = len(json.loads((data_root / "synthetic" / "annotations" / "instances_train.json")
+                                     .read_text())["categories"])
+        for variant, seed in plan:
+            config = ablation_config(variant, seed, iters, num_classes=num_classes)
+            record = load_finished_run(run_record_path(work_dir, variant, seed), config)
+            if record is not None:
+                records.append(record | {"skipped": True})
+        log(f"report only: {len(records)} of {len(plan)} runs finished")
+    elif jobs == 1:
         for variant, seed in plan:
             finished(run_name(variant, seed),
                      lambda: run_one(variant, seed, iters, work_dir, data_root, requested_threads))

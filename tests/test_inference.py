@@ -117,3 +117,34 @@ def test_boxes_go_back_to_original_pixels_and_are_clipped():
     boxes = torch.tensor([[10.0, 20, 60, 64]])
     out = scale_boxes_to_original(boxes, (0.5, 0.25), (200, 100))
     torch.testing.assert_close(out, torch.tensor([[20.0, 80, 100, 200]]))
+
+
+def _paste_whole_maps(basis, coefficients, boxes, sub_regions, image_size, original_size):
+    """paste_masks written plainly: upsample every whole map x2, crop the padding, resize."""
+    from sipmask_ref.spatial_mask_prediction import assemble_masks
+
+    masks = assemble_masks(basis, coefficients, boxes / 2, sub_regions)[:, None]  # [N, 1, H, W]
+    masks = torch.nn.functional.interpolate(masks, scale_factor=2, mode="bilinear", align_corners=False)
+    masks = masks[:, :, :image_size[0], :image_size[1]]
+    return torch.nn.functional.interpolate(masks, size=original_size, mode="bilinear", align_corners=False)
+
+
+def test_paste_masks_windows_equal_whole_map_upsampling():
+    generator = torch.Generator().manual_seed(4)
+    basis = torch.rand(3, 24, 32, generator=generator)  # a 48 x 64 padded input
+    boxes = torch.tensor([
+        [0.0, 0.0, 64.0, 48.0],  # the whole padded input
+        [-30.0, -20.0, 90.0, 70.0],  # larger than it
+        [50.5, 30.25, 70.0, 60.0],  # over the bottom-right corner, partly in the padding
+        [61.0, 45.0, 64.0, 48.0],  # only in the padding (the image is 44 x 60)
+        [10.5, 10.0, 11.5, 30.0],  # no stride-2 pixel inside (5.25 <= x < 5.75)
+        [5.0, 7.5, 21.0, 19.0],
+        [33.3, 1.7, 47.9, 40.2],
+    ])
+    coefficients = torch.randn(boxes.shape[0], 4, 3, generator=generator)
+    for original_size in [(44, 60), (88, 120), (30, 41)]:
+        masks = paste_masks(basis, coefficients, boxes, (2, 2), (44, 60), original_size)
+        expected = _paste_whole_maps(basis, coefficients, boxes, (2, 2), (44, 60), original_size)
+        assert masks.shape == expected.shape == (boxes.shape[0], 1, *original_size)
+        torch.testing.assert_close(masks, expected, atol=1e-6, rtol=0)
+        assert masks[3:5].abs().max() == 0  # boxes with no pixel in the image

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from sipmask_ref import reproduce
+from sipmask_ref import cli, reproduce
 from sipmask_ref.config import preset
 from sipmask_ref.data.synthetic import make_data
 from sipmask_ref.reproduce import BASELINE, FULL, TABLES, Variant
@@ -107,6 +107,11 @@ def test_judge_against_seed_spread(better: list[float], verdict: str) -> None:
     assert result["text"].startswith(reproduce.VERDICTS[verdict])
 
 
+def test_judge_needs_two_seeds() -> None:
+    one, three = reproduce.summarize([40.0]), reproduce.summarize([29.0, 30.0, 31.0])
+    assert reproduce.judge([(one, 1.0), (three, -1.0)])["verdict"] == "one_seed"
+
+
 def _record(variant: Variant, seed: int, ap: float) -> dict:
     segm = {"AP": ap / 100, "AP50": (ap + 20) / 100, "AP75": (ap - 5) / 100}
     return {"variant": variant.key, "seed": seed, "switches": variant.switches(),
@@ -143,10 +148,10 @@ def test_reproduce_tiny_run_writes_reports_and_resumes(tmp_path: Path) -> None:
     make_data(root=tmp_path / "data", image_size=64, num_train=4, num_val=2, video=False,
               progress=False, verbose=False)
     kwargs = dict(out=tmp_path / "results", seeds=1, iters=3, jobs=1, work_dir=tmp_path / "work",
-                  data_root=tmp_path / "data", only=[BASELINE.key], log=lambda line: None)
+                  data_root=tmp_path / "data", only=[BASELINE.key], threads=1, log=lambda line: None)
     threads = torch.get_num_threads()
     report = reproduce.reproduce(**kwargs)
-    assert torch.get_num_threads() == threads  # jobs=1 leaves the caller's thread count alone
+    assert torch.get_num_threads() == threads  # run with 1 thread, then the caller's count is restored
     saved = reproduce.load_report(tmp_path / "results" / "ablations.json")
     assert saved == json.loads(json.dumps(report))
     assert saved["environment"]["runs_finished"] == 1 == saved["environment"]["runs_this_invocation"]
@@ -163,6 +168,13 @@ def test_reproduce_tiny_run_writes_reports_and_resumes(tmp_path: Path) -> None:
     assert again["environment"]["runs_this_invocation"] == 0  # skipped: nothing trained
     assert record.stat().st_mtime_ns == stamp
     assert again["configs"] == report["configs"]
+
+    # the CLI: --report-only assembles the finished runs without training
+    argv = ["reproduce", "--report-only", "--seeds", "1", "--iters", "3", "--out", str(tmp_path / "cli"),
+            "--work-dir", str(tmp_path / "work"), "--data-root", str(tmp_path / "data")]
+    assert cli.main(argv) == 0
+    assert reproduce.load_report(tmp_path / "cli" / "ablations.json")["configs"] == saved["configs"]
+    assert cli.main(argv[:2] + ["--seeds", "0"] + argv[4:]) == 2  # a usage error, one line on stderr
 
     record.unlink()  # as if stopped during the evaluation: the finished checkpoint is only evaluated
     third = reproduce.reproduce(**kwargs)

@@ -133,3 +133,95 @@ def test_bad_shapes_raise():
         assemble_masks(torch.zeros(3, 4, 4), torch.zeros(1, 3, 3), torch.zeros(1, 4), (2, 2))
     with pytest.raises(ValueError, match="sub_regions"):
         assemble_masks(torch.zeros(3, 4, 4), torch.zeros(1, 4, 3), torch.zeros(1, 4), (0, 2))
+
+
+def test_huge_outside_and_mixed_boxes_equal_reference():
+    generator = torch.Generator().manual_seed(5)
+    num_basis, height, width = 6, 19, 24
+    boxes = torch.tensor([
+        [-500.0, -300.0, 700.0, 900.0],  # far larger than the map on every side
+        [-40.0, 3.0, -2.0, 10.0],  # entirely left of the map
+        [30.0, 3.0, 40.0, 10.0],  # entirely right of the map
+        [2.0, -30.0, 9.0, -1.0],  # entirely above
+        [2.0, 19.0, 9.0, 25.0],  # starts at the bottom edge: no row inside
+        [4.5, 4.5, 4.9, 30.0],  # narrower than a pixel, no integer x inside
+        [3.0, 2.0, 3.0, 9.0],  # zero width
+        [0.0, 0.0, 1.0, 1.0],  # a single pixel
+        [-3.25, 15.5, 27.75, 40.0],  # wider than the map, bottom rows only
+        [10.125, 1.875, 13.5, 18.25],  # small, fractional
+    ])
+    for sub_regions in [(2, 2), (3, 1), (1, 4)]:
+        q = sub_regions[0] * sub_regions[1]
+        basis = torch.rand(num_basis, height, width, generator=generator)
+        coefficients = torch.randn(boxes.shape[0], q, num_basis, generator=generator)
+        expected = assemble_masks_reference(basis, coefficients, boxes, sub_regions)
+        torch.testing.assert_close(assemble_masks(basis, coefficients, boxes, sub_regions), expected)
+        logits, inside = assemble_mask_logits(basis, coefficients, boxes, sub_regions)
+        torch.testing.assert_close(torch.sigmoid(logits) * inside, expected)
+        assert torch.equal(inside, box_pixel_mask(boxes, height, width))
+        assert not expected[1:7].any()  # boxes with no pixel in the map give empty masks
+        assert expected[0].gt(0).all()  # the huge box covers every pixel
+
+
+def test_nan_box_has_no_pixels():
+    basis = torch.rand(3, 8, 8)
+    boxes = torch.tensor([[float("nan"), 1.0, 5.0, 6.0], [1.0, 1.0, 5.0, 6.0]])
+    masks = assemble_masks(basis, torch.randn(2, 4, 3), boxes, (2, 2))
+    assert not masks[0].any() and masks[1].gt(0).sum() == 4 * 5
+
+
+@pytest.mark.parametrize("coverage", ["small", "large"])
+def test_sparse_and_full_map_paths_give_the_same_values_and_gradients(monkeypatch, coverage):
+    import sipmask_ref.spatial_mask_prediction as smp
+
+    generator = torch.Generator().manual_seed(7)
+    num_basis, height, width, num_boxes = 5, 16, 20, 9
+    boxes = _random_boxes(generator, num_boxes, height, width)
+    if coverage == "small":
+        boxes = boxes[2:] / 4  # boxes of a few pixels: well under FULL_MAP_COVERAGE
+    basis0 = torch.rand(num_basis, height, width, generator=generator)
+    coefficients0 = torch.randn(boxes.shape[0], 4, num_basis, generator=generator)
+    weight = torch.rand(boxes.shape[0], height, width, generator=generator)
+    results = {}
+    for path, threshold in [("sparse", 2.0), ("full_map", -1.0)]:
+        monkeypatch.setattr(smp, "FULL_MAP_COVERAGE", threshold)
+        basis = basis0.clone().requires_grad_()
+        coefficients = coefficients0.clone().requires_grad_()
+        logits, inside = assemble_mask_logits(basis, coefficients, boxes, (2, 2))
+        masks = assemble_masks(basis, coefficients, boxes, (2, 2))
+        ((logits * inside + masks) * weight).sum().backward()
+        results[path] = (logits, masks, basis.grad, coefficients.grad)
+    for sparse, full_map in zip(results["sparse"], results["full_map"]):
+        torch.testing.assert_close(sparse, full_map)
+    torch.testing.assert_close(
+        results["sparse"][1], assemble_masks_reference(basis0, coefficients0, boxes, (2, 2))
+    )
+
+
+def test_sparse_path_gradients_reach_only_the_selected_sub_regions():
+    generator = torch.Generator().manual_seed(3)
+    basis = torch.randn(4, 30, 30, generator=generator, requires_grad=True)
+    # Bottom half of the first box is below the map (no pixel of sub-regions 2, 3); the second box
+    # lies outside the map entirely. Together they cover far less than FULL_MAP_COVERAGE.
+    boxes = torch.tensor([[2.0, 24.0, 8.0, 36.0], [40.0, 2.0, 50.0, 8.0]])
+    coefficients = torch.randn(2, 4, 4, generator=generator, requires_grad=True)
+    masks = assemble_masks(basis, coefficients, boxes, (2, 2))
+    (masks * torch.rand(masks.shape, generator=generator)).sum().backward()
+    assert (coefficients.grad[0, 2:] == 0).all() and (coefficients.grad[0, :2] != 0).all()
+    assert (coefficients.grad[1] == 0).all()
+    outside_all = ~box_pixel_mask(boxes, 30, 30).any(dim=0)
+    assert (basis.grad[:, outside_all] == 0).all()
+    assert (basis.grad[:, ~outside_all] != 0).any()
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
+def test_other_dtypes(dtype):
+    generator = torch.Generator().manual_seed(11)
+    basis = torch.rand(4, 12, 14, generator=generator)
+    coefficients = torch.randn(5, 4, 4, generator=generator)
+    boxes = _random_boxes(generator, 5, 12, 14)
+    expected = assemble_masks_reference(basis, coefficients, boxes, (2, 2))
+    masks = assemble_masks(basis.to(dtype), coefficients.to(dtype), boxes, (2, 2))
+    assert masks.dtype == dtype
+    tolerance = 1e-5 if dtype == torch.float64 else 1e-2
+    torch.testing.assert_close(masks.float(), expected, atol=tolerance, rtol=tolerance)
