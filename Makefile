@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lab data clean
+.PHONY: demo test lab data reproduce clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,8 +17,16 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m sipmask_ref demo
 
+# Unit tests, then every notebook under nbval (lax: only cells marked # NBVAL_CHECK_OUTPUT are compared).
+# SIPMASK_FAST=1 shrinks the notebooks' training runs so that they all fit in a few minutes.
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
+	SIPMASK_FAST=1 $(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax \
+		--sanitize-with notebooks/nbval_sanitize.cfg notebooks/
+
+# The ablation tables (paper Tables 2-5) on the synthetic benchmark, 3 seeds each, into results/.
+reproduce: $(STAMP)
+	$(BIN)/python -m sipmask_ref reproduce
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/
