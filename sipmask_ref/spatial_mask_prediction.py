@@ -33,8 +33,9 @@ only at those entries (a "sampled" matrix product). The K results are copied int
 [N, H, W] output, whose zero-filling is then a good part of the remaining time. Memory is O(K)
 indices and values besides the output, so a huge box (even one far larger than the map) costs at
 most what the literal formula costs, never a window larger than the map. Measured on one CPU
-thread (benchmarks/inference.py: 100 boxes of 4 to 64 pixels, 136 x 136 maps, M = 32): about 20x
-faster than the reference, 7x faster than the previous full-map vectorisation.
+thread (benchmarks/inference.py: 100 boxes of 4 to 64 pixels, 136 x 136 maps, M = 32): 20 to 24x
+faster than the reference, about 12x faster than computing every sub-region's map over the whole
+map (`_full_map_logits`).
 
 The backward pass of the sparse product transposes its pattern (a sort over the K entries). When
 autograd records the assembly and the boxes cover more than `FULL_MAP_COVERAGE` (a quarter) of the
