@@ -22,7 +22,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 	SIPMASK_FAST=1 $(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax \
-		--sanitize-with notebooks/nbval_sanitize.cfg notebooks/
+		--nbval-sanitize-with notebooks/nbval_sanitize.cfg notebooks/
 
 # The ablation tables (paper Tables 2-5) on the synthetic benchmark, 3 seeds each, into results/.
 reproduce: $(STAMP)
