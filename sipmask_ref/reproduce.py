@@ -45,6 +45,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -553,6 +554,8 @@ def reproduce(out: str | os.PathLike = "results", seeds: int = 3, iters: int = A
         """Log one finished run; a run that raised (e.g. a NaN loss) is reported and left out."""
         try:
             record = get_record()
+        except BrokenProcessPool:  # a worker process was killed: stop, a rerun resumes
+            raise
         except Exception as error:  # noqa: BLE001 - one bad run must not lose the others
             failed.append(f"{name}: {type(error).__name__}: {error}")
             log(f"[{len(records) + len(failed)}/{len(plan)}] {name} FAILED: {error}")
