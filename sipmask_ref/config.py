@@ -27,6 +27,7 @@ from typing import Callable
 BACKBONES = ("tiny", "resnet18", "resnet34", "resnet50", "resnet101")
 BASIS_SOURCES = ("p3", "p3-p5")
 ALIGNMENT_WEIGHTS = ("none", "cls", "loc", "cls+loc")
+DEFORM_IMPLEMENTATIONS = ("auto", "sampled", "torchvision")
 BOX_LOSSES = ("iou", "giou")
 NMS_KINDS = ("standard", "fast")
 WARMUP_METHODS = ("constant", "linear")
@@ -68,6 +69,7 @@ class SipMaskConfig:
     basis_source: str = "p3-p5"  # 'p3-p5' contextual basis masks (§3.2) | 'p3' YOLACT-like
     alignment_weight: str = "cls+loc"  # mask loss weight alpha: 'none' | 'cls' | 'loc' | 'cls+loc'
     feature_alignment: bool = True  # deformable-conv feature alignment (§3.1); False: plain conv
+    deform_implementation: str = "auto"  # its kernel: 'auto' | 'sampled' (grid_sample) | 'torchvision'
 
     # ---- targets & losses --------------------------------------------------------------------
     regress_ranges: tuple[tuple[float, float], ...] = PAPER_REGRESS_RANGES  # (lo, hi] per level
@@ -158,6 +160,7 @@ class SipMaskConfig:
         _one_of("basis_source", self.basis_source, BASIS_SOURCES)
         _one_of("alignment_weight", self.alignment_weight, ALIGNMENT_WEIGHTS)
         _bool("feature_alignment", self.feature_alignment)
+        _one_of("deform_implementation", self.deform_implementation, DEFORM_IMPLEMENTATIONS)
 
         if len(self.regress_ranges) != len(self.strides):
             raise ValueError(f"SipMaskConfig.regress_ranges needs one (lo, hi) per level "

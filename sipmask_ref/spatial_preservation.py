@@ -12,8 +12,61 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import DeformConv2d
+from torchvision.ops import DeformConv2d, deform_conv2d
+
+from .config import DEFORM_IMPLEMENTATIONS
+
+
+def deform_conv2d_sampled(features: Tensor, offsets: Tensor, weight: Tensor) -> Tensor:
+    """§3.1 Eq. (1) written with `grid_sample`:  y(p0) = sum_{r in G} w_r * x(p0 + p_r + dp_r)
+
+    The same function as `torchvision.ops.deform_conv2d(features, offsets, weight, padding=k // 2)`
+    (stride 1, dilation 1, no bias, no mask), computed in two plain steps:
+    1. sample x bilinearly at the K = k_h * k_w shifted positions p0 + p_r + dp_r of every output
+       location (zero outside the map, as torchvision) -> columns [B, D, K, H, W];
+    2. contract the columns with the kernel: y = sum over (D, K) of w * columns.
+    Autograd differentiates both steps, so the backward pass is grid_sample's and a matrix product.
+    On a CPU this is ~5x faster forward and ~10x faster forward + backward than torchvision's
+    kernel at the sizes used here (see tests/test_spatial_preservation.py for the equality); it
+    holds the K-fold columns in memory, which torchvision's CUDA kernel avoids.
+
+    Args:
+        features: x [B, D, H, W].
+        offsets: dp [B, 2 * K * G, H, W], torchvision's layout: channel 2 * (g * K + r) is the row
+            (y) offset of tap r in offset group g, the next channel its column (x) offset; tap r
+            is row-major in the kernel; the D channels are split into G equal groups.
+        weight: w [E, D, k_h, k_w] (odd k_h, k_w).
+    Returns:
+        y [B, E, H, W].
+    """
+    b, d, h, w = features.shape
+    e, _, k_h, k_w = weight.shape
+    taps = k_h * k_w
+    groups = offsets.shape[1] // (2 * taps)
+    if groups * 2 * taps != offsets.shape[1] or d % groups or k_h % 2 == 0 or k_w % 2 == 0:
+        raise ValueError(f"deform_conv2d_sampled: offsets {tuple(offsets.shape)} do not fit features "
+                         f"{tuple(features.shape)} and an odd kernel {k_h}x{k_w}")
+    dp = offsets.view(b, groups, taps, 2, h, w)
+    kernel_y, kernel_x = torch.meshgrid(
+        torch.arange(k_h, dtype=features.dtype, device=features.device) - k_h // 2,
+        torch.arange(k_w, dtype=features.dtype, device=features.device) - k_w // 2,
+        indexing="ij",
+    )  # p_r, [k_h, k_w] each
+    rows = torch.arange(h, dtype=features.dtype, device=features.device).view(1, 1, 1, h, 1)
+    cols = torch.arange(w, dtype=features.dtype, device=features.device).view(1, 1, 1, 1, w)
+    y = rows + kernel_y.reshape(1, 1, taps, 1, 1) + dp[:, :, :, 0]  # [B, G, K, H, W]
+    x = cols + kernel_x.reshape(1, 1, taps, 1, 1) + dp[:, :, :, 1]  # [B, G, K, H, W]
+    # Pixel centres in grid_sample's align_corners=False coordinates (valid for maps of size 1 too).
+    grid = torch.stack(((2 * x + 1) / w - 1, (2 * y + 1) / h - 1), dim=-1)  # [B, G, K, H, W, 2]
+    sampled = F.grid_sample(
+        features.reshape(b * groups, d // groups, h, w),
+        grid.reshape(b * groups, taps * h, w, 2),
+        mode="bilinear", padding_mode="zeros", align_corners=False,
+    )  # [B*G, D/G, K*H, W]
+    columns = sampled.view(b, d, taps, h, w)  # [B, D, K, H, W]
+    return torch.einsum("bdkhw,edk->behw", columns, weight.reshape(e, d, taps))
 
 
 def group_norm(channels: int, max_groups: int = 32) -> nn.GroupNorm:
@@ -41,13 +94,23 @@ class FeatureAlignment(nn.Module):
 
     With `enabled=False` (ablation) the layer is a plain conv3x3 + GN + ReLU and ignores the box
     regression.
+
+    `implementation` picks the kernel of the deformable conv (the parameters are the same):
+    'torchvision' (`torchvision.ops.deform_conv2d`), 'sampled' (`deform_conv2d_sampled`, equal up
+    to float rounding and much faster on a CPU) or 'auto' (the default): 'sampled' on a CPU,
+    'torchvision' on other devices, where its kernel saves the K-fold column memory.
     """
 
     def __init__(
-        self, channels: int, use_gn: bool = True, enabled: bool = True, offset_groups: int = 4
+        self, channels: int, use_gn: bool = True, enabled: bool = True, offset_groups: int = 4,
+        implementation: str = "auto",
     ) -> None:
         super().__init__()
+        if implementation not in DEFORM_IMPLEMENTATIONS:
+            raise ValueError(f"FeatureAlignment: implementation must be one of {DEFORM_IMPLEMENTATIONS}, "
+                             f"got {implementation!r}")
         self.enabled = enabled
+        self.implementation = implementation
         kernel_taps = 3 * 3
         if enabled:
             self.conv_offset = nn.Conv2d(4, offset_groups * kernel_taps * 2, 1, bias=False)
@@ -80,15 +143,24 @@ class FeatureAlignment(nn.Module):
             offsets = self.offsets(box_regression)  # [B, 72, H, W]
             device_type = features.device.type
             if torch.is_autocast_enabled(device_type):
-                # torchvision's deformable conv has no half-precision CPU kernel: run it in
-                # float32 under autocast (as torchvision's own CUDA autocast rule does).
+                # Neither kernel has a half-precision CPU path: run it in float32 under autocast
+                # (as torchvision's own CUDA autocast rule does).
                 with torch.autocast(device_type, enabled=False):
-                    x = self.conv(features.float(), offsets.float())
+                    x = self.deform(features.float(), offsets.float())
             else:
-                x = self.conv(features, offsets)
+                x = self.deform(features, offsets)
         else:
             x = self.conv(features)
         return self.relu(self.norm(x))
+
+    def deform(self, features: Tensor, offsets: Tensor) -> Tensor:
+        """The deformable conv of Eq. (1) with the kernel chosen by `implementation`."""
+        implementation = self.implementation
+        if implementation == "auto":
+            implementation = "sampled" if features.device.type == "cpu" else "torchvision"
+        if implementation == "sampled":
+            return deform_conv2d_sampled(features, offsets, self.conv.weight)
+        return deform_conv2d(features, offsets, self.conv.weight, padding=self.conv.padding)
 
     def offsets(self, box_regression: Tensor) -> Tensor:
         """Kernel offsets dp_r [B, 2 * 9 * groups, H, W] from the detached box regression."""

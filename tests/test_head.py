@@ -7,12 +7,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from torchvision.ops import deform_conv2d
+
 from sipmask_ref.basis_masks import ContextualBasisMasks
-from sipmask_ref.config import preset
+from sipmask_ref.config import SipMaskConfig, preset
 from sipmask_ref.head import SipMaskHead
 from sipmask_ref.spatial_preservation import (
     FeatureAlignment,
     SpatialCoefficients,
+    deform_conv2d_sampled,
     flatten_coefficients,
     group_norm,
 )
@@ -129,3 +132,60 @@ def test_contextual_basis_masks_use_p4_and_p5_and_ignore_p6_p7():
     changed_p7 = branch(features[:4] + [features[4] + 1.0])
     assert not torch.allclose(base, changed_p5)
     torch.testing.assert_close(base, changed_p7)
+
+
+def _deform_inputs(b: int, d: int, h: int, w: int, groups: int = 4, seed: int = 0):
+    """Features, offsets and a kernel; every sampling position keeps >= 0.05 px from an integer,
+    where bilinear interpolation has a kink and two correct kernels may pick different one-sided
+    gradients."""
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(b, d, h, w, generator=generator)
+    whole = torch.randint(-3, 3, (b, groups * 18, h, w), generator=generator).float()
+    fraction = 0.05 + 0.9 * torch.rand(b, groups * 18, h, w, generator=generator)
+    weight = torch.randn(d + 3, d, 3, 3, generator=generator) * 0.1
+    return x, whole + fraction, weight
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 7, 9), (1, 16, 1, 1), (3, 4, 2, 5)])
+def test_sampled_deform_conv_equals_torchvisions_values_and_gradients(shape):
+    x, offsets, weight = _deform_inputs(*shape)
+    inputs = [t.clone().requires_grad_() for t in (x, offsets, weight)]
+    reference = [t.clone().requires_grad_() for t in (x, offsets, weight)]
+    ours = deform_conv2d_sampled(*inputs)
+    theirs = deform_conv2d(*reference, padding=(1, 1))
+    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
+    upstream = torch.randn_like(ours)
+    for mine, other in zip(torch.autograd.grad(ours, inputs, upstream),
+                           torch.autograd.grad(theirs, reference, upstream)):
+        torch.testing.assert_close(mine, other, rtol=1e-4, atol=1e-4)
+
+
+def test_sampled_deform_conv_is_eq_1_written_out_for_one_location():
+    x, offsets, weight = _deform_inputs(1, 4, 5, 6, groups=1)
+    y = deform_conv2d_sampled(x, offsets, weight)
+    p0 = (2, 3)  # (row, column)
+    expected = torch.zeros(weight.shape[0])
+    for r in range(9):  # y(p0) = sum_r w_r x(p0 + p_r + dp_r)
+        dy, dx = offsets[0, 2 * r, p0[0], p0[1]], offsets[0, 2 * r + 1, p0[0], p0[1]]
+        py, px = p0[0] + r // 3 - 1 + dy.item(), p0[1] + r % 3 - 1 + dx.item()
+        value = torch.zeros(4)  # bilinear, zero outside the map
+        for qy in (math.floor(py), math.floor(py) + 1):
+            for qx in (math.floor(px), math.floor(px) + 1):
+                if 0 <= qy < 5 and 0 <= qx < 6:
+                    value += (1 - abs(py - qy)) * (1 - abs(px - qx)) * x[0, :, qy, qx]
+        expected += weight[:, :, r // 3, r % 3] @ value
+    torch.testing.assert_close(y[0, :, p0[0], p0[1]], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_feature_alignment_kernels_agree_and_bad_names_are_rejected():
+    torch.manual_seed(0)
+    sampled = FeatureAlignment(16, implementation="sampled")
+    torch.nn.init.normal_(sampled.conv_offset.weight, std=0.3)
+    tv = FeatureAlignment(16, implementation="torchvision")
+    tv.load_state_dict(sampled.state_dict())  # same parameters, other kernel
+    x, box_regression = torch.randn(2, 16, 6, 7), torch.rand(2, 4, 6, 7) * 3
+    torch.testing.assert_close(sampled(x, box_regression), tv(x, box_regression), rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="implementation"):
+        FeatureAlignment(16, implementation="cuda")
+    with pytest.raises(ValueError, match="deform_implementation"):
+        SipMaskConfig(deform_implementation="fast")
