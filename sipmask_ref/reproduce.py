@@ -65,7 +65,7 @@ BASE_PRESET = "cpu_tiny"  # the model of every run: its architecture, input size
 # The schedule of one run, fixed here (not taken from the preset) so that tuning the preset's own
 # schedule does not change the tables: AdamW, which learns from scratch in few iterations, linear
 # warm-up over the first 10% and the learning rate divided by 10 at 75% and 92% of the iterations.
-ABLATION_ITERS = 400  # training iterations per run (batch: the preset's, 8 images)
+ABLATION_ITERS = 640  # training iterations per run (batch: the preset's, 8 images)
 ABLATION_OPTIMIZER = "adamw"
 ABLATION_LR = 4e-3
 ABLATION_LR_STEPS = (0.75, 0.92)  # fractions of the iterations

@@ -10,6 +10,7 @@ unset, the notebooks do the full run whose outputs are committed.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -66,23 +67,30 @@ def trained_model(config: SipMaskConfig | None = None, name: str = "cpu_tiny",
     """A SipMask trained on the synthetic train split, cached in outputs/tutorial/<name>/.
 
     The first call trains (`config`, default the cpu_tiny preset; `iters`, default the preset's
-    max_iters, or FAST_ITERS in fast mode) and writes the checkpoint; later calls load it. Fast-mode
-    and full-mode checkpoints live in different folders, so neither overwrites the other.
+    max_iters, or FAST_ITERS in fast mode) and writes the checkpoint; later calls load it. A cached
+    checkpoint trained with another config or iteration count (say, after a preset changed) is
+    trained again. Fast-mode and full-mode checkpoints live in different folders, so neither
+    overwrites the other. Training runs with gradients on even where the caller switched them off.
     Returns the model in eval mode on the CPU and its config.
     """
-    config = config or preset("cpu_tiny")
+    train_set = synthetic_dataset("train")
+    config = dataclasses.replace(config or preset("cpu_tiny"), num_classes=len(train_set.class_names))
     fast = fast_mode()
+    steps = iters if iters is not None else (FAST_ITERS if fast else config.max_iters)
     out = repo_root() / "outputs" / "tutorial" / (name + ("_fast" if fast else ""))
     checkpoint = out / engine.CHECKPOINT_NAME
+    if checkpoint.is_file():
+        state = engine.read_checkpoint(checkpoint)
+        if state.get("config") != dataclasses.asdict(config) or state.get("iteration") != steps:
+            print(f"{checkpoint}: trained with another config or length; training again")
+            checkpoint.unlink()
     if not checkpoint.is_file():
-        train_set = synthetic_dataset("train")
-        config.num_classes = len(train_set.class_names)
-        steps = iters if iters is not None else (FAST_ITERS if fast else config.max_iters)
         engine.seed_everything(config.seed)
         from .model import SipMask
 
-        engine.train(SipMask(config), config, train_set, out, iters=steps, device="cpu",
-                     checkpoint_every=max(steps, 1), log_every=max(steps // 10, 1))
+        with torch.enable_grad():
+            engine.train(SipMask(config), config, train_set, out, iters=steps, device="cpu",
+                         checkpoint_every=max(steps, 1), log_every=max(steps // 10, 1))
     model, config = engine.load_checkpoint(checkpoint, "cpu")
     return model.eval(), config
 

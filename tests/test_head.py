@@ -6,7 +6,6 @@ from dataclasses import replace
 import pytest
 import torch
 import torch.nn.functional as F
-
 from torchvision.ops import deform_conv2d
 
 from sipmask_ref.basis_masks import ContextualBasisMasks

@@ -8,7 +8,8 @@ images that isolate exactly that situation:
 
 * six shape classes (disc, square, triangle, ellipse, ring, star). Colour, texture and outline are drawn
   at random and are NOT tied to the class, so a model can only learn the class from the shape;
-* sizes log-uniform over about 8..90 px on a 128 px image, so FPN levels of stride 8..64 all get work;
+* sizes log-uniform over about 16..90 px on a 128 px image, so FPN levels of stride 8..64 all get work
+  (16 px = two strides of P3: a smaller object leaves FCOS one positive location or none);
 * many same-class instances touching and overlapping: with probability ``adjacency`` a new instance is
   placed against an existing instance of its class;
 * occlusion: a pixel belongs to the top-most instance, masks are the visible parts, and an instance
@@ -72,7 +73,7 @@ class SyntheticConfig:
     classes: tuple[str, ...] = SHAPE_CLASSES  # shape classes to draw, a subset of SHAPE_CLASSES
     adjacency: float = 0.7  # probability that a new instance is placed against a same-class instance
     instances_per_image: tuple[int, int] = (3, 10)  # instances attempted per image (min, max), inclusive
-    size_range: tuple[float, float] = (8.0, 90.0)  # circumscribed diameter, pixels, drawn log-uniform
+    size_range: tuple[float, float] = (16.0, 90.0)  # circumscribed diameter, pixels, drawn log-uniform
     min_visible_area: int = 20  # an instance with fewer visible pixels is removed from the scene
     min_visible_fraction: float = 0.35  # ... and so is one with a smaller visible share of its pixels
     clutter: tuple[int, int] = (0, 6)  # non-instance distractors (lines, arcs, dots) per image (min, max)
