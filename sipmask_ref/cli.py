@@ -136,6 +136,34 @@ def cmd_make_data(args: argparse.Namespace) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------------
 # train
 # ----------------------------------------------------------------------------------------------------
+def train_target(args: argparse.Namespace) -> tuple[torch.device, Path]:
+    """The device and output folder of `train`, after checking --resume and --iters."""
+    out = Path(args.out)
+    if args.resume and not (out / engine.CHECKPOINT_NAME).is_file():
+        raise UsageError(f"--resume: no checkpoint to resume from at {out / engine.CHECKPOINT_NAME}")
+    if args.iters is not None and args.iters < 0:
+        raise UsageError(f"--iters must be >= 0, got {args.iters}")
+    return _device(args.device), out
+
+
+def config_for_training(config: SipMaskConfig, args: argparse.Namespace, train_set: Any,
+                        task: str) -> SipMaskConfig:
+    """The preset with `task`, the training set's class count and --batch-size / --seed / --lr."""
+    changes: dict[str, Any] = {"task": task}
+    num_classes = len(train_set.class_names)
+    if num_classes != config.num_classes:
+        print(f"note: num_classes = {num_classes} from {train_set.ann_file} "
+              f"(preset {args.config} says {config.num_classes})")
+        changes["num_classes"] = num_classes
+    for field in ("batch_size", "seed", "lr"):
+        if getattr(args, field) is not None:
+            changes[field] = getattr(args, field)
+    try:
+        return dataclasses.replace(config, **changes)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
 def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     """Train a preset; see `python -m sipmask_ref train --help`."""
     config = _preset(args.config)
@@ -145,13 +173,7 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
         return cmd_train_vis(args, config)
     if args.init_from is not None:
         raise UsageError("--init-from initialises a video model from an image checkpoint: use it with --task vis")
-    config = dataclasses.replace(config, task="image")
-    device = _device(args.device)
-    out = Path(args.out)
-    if args.resume and not (out / engine.CHECKPOINT_NAME).is_file():
-        raise UsageError(f"--resume: no checkpoint to resume from at {out / engine.CHECKPOINT_NAME}")
-    if args.iters is not None and args.iters < 0:
-        raise UsageError(f"--iters must be >= 0, got {args.iters}")
+    device, out = train_target(args)
 
     root = Path(args.data_root)
     no_data_args = args.train_ann is None and args.train_images is None
@@ -168,19 +190,8 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     if val_set is not None:
         _same_categories(train_set.label_to_cat_id, val_set.label_to_cat_id, "training and validation sets")
 
-    changes: dict[str, Any] = {}
-    num_classes = len(train_set.class_names)
-    if num_classes != config.num_classes:
-        print(f"note: num_classes = {num_classes} from {train_set.ann_file} "
-              f"(preset {args.config} says {config.num_classes})")
-        changes["num_classes"] = num_classes
-    for field in ("batch_size", "seed", "lr"):
-        if getattr(args, field) is not None:
-            changes[field] = getattr(args, field)
-    try:
-        config = dataclasses.replace(config, **changes)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
+    config = config_for_training(config, args, train_set, task="image")
+    num_classes = config.num_classes
 
     engine.seed_everything(config.seed)  # the initial weights depend on the seed only
     model = SipMask(config)

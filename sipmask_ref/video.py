@@ -738,12 +738,7 @@ def _video_dataset(ann: str | os.PathLike | None, video_dir: str | os.PathLike |
 def cmd_train_vis(args: argparse.Namespace, config: SipMaskConfig) -> dict[str, Any]:
     """`train --task vis`: frame pairs of a YouTube-VIS set (default: the synthetic videos)."""
     cli = _cli()
-    device = cli._device(args.device)
-    out = Path(args.out)
-    if args.resume and not (out / engine.CHECKPOINT_NAME).is_file():
-        raise cli.UsageError(f"--resume: no checkpoint to resume from at {out / engine.CHECKPOINT_NAME}")
-    if args.iters is not None and args.iters < 0:
-        raise cli.UsageError(f"--iters must be >= 0, got {args.iters}")
+    device, out = cli.train_target(args)
     if args.init_from is not None and not Path(args.init_from).is_file():
         raise cli.UsageError(f"--init-from: checkpoint not found: {args.init_from}")
     seed = args.seed if args.seed is not None else config.seed
@@ -762,19 +757,8 @@ def cmd_train_vis(args: argparse.Namespace, config: SipMaskConfig) -> dict[str, 
     if val_set is not None:
         cli._same_categories(train_set.label_to_cat_id, val_set.label_to_cat_id, "training and validation sets")
 
-    changes: dict[str, Any] = {"task": "vis"}
-    num_classes = len(train_set.class_names)
-    if num_classes != config.num_classes:
-        print(f"note: num_classes = {num_classes} from {train_set.ann_file} "
-              f"(preset {args.config} says {config.num_classes})")
-        changes["num_classes"] = num_classes
-    for field in ("batch_size", "seed", "lr"):
-        if getattr(args, field) is not None:
-            changes[field] = getattr(args, field)
-    try:
-        config = dataclasses.replace(config, **changes)
-    except ValueError as error:
-        raise cli.UsageError(str(error)) from None
+    config = cli.config_for_training(config, args, train_set, task="vis")
+    num_classes = config.num_classes
     iters = config.max_iters if args.iters is None else args.iters
     print(f"train {args.config} (video): {len(train_set.videos)} videos, {len(train_set)} frame pairs, "
           f"{num_classes} classes, {iters} iterations of {config.batch_size} pairs on {device}"

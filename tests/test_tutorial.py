@@ -1,10 +1,14 @@
 """The notebooks' helpers (tutorial.py) and the Fig. 4 drawing (viz.plot_spatial_mask_prediction)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
-from sipmask_ref import assemble_masks, tutorial
+from sipmask_ref import assemble_masks, engine, preset, tutorial
+from sipmask_ref.data.coco import CocoInstances
+from sipmask_ref.data.synthetic import generate_image_dataset
 from sipmask_ref.viz import _zoom_window, plot_spatial_mask_prediction
 
 
@@ -40,3 +44,26 @@ def test_spatial_mask_prediction_figure_has_one_panel_per_sub_region(sub_regions
     final = np.asarray(figure.axes[2 + k_h * k_w].images[0].get_array())
     expected = (detection["masks"][0].numpy() > 0.4)[y0:y1, x0:x1]
     np.testing.assert_array_equal(final, expected.astype(np.float32))
+
+
+def test_trained_model_trains_once_with_grad_off_and_again_when_the_config_changes(
+        tmp_path, monkeypatch, capsys):
+    paths = generate_image_dataset(tmp_path / "data", num_train=4, num_val=1, image_size=64, progress=False)
+    small = CocoInstances(paths["train_annotations"], paths["train_images"])
+    monkeypatch.setattr(tutorial, "repo_root", lambda: tmp_path)
+    monkeypatch.setattr(tutorial, "synthetic_dataset", lambda split="val": small)
+    monkeypatch.delenv(tutorial.FAST_ENV, raising=False)
+    config = dataclasses.replace(preset("cpu_tiny"), input_size=(64, 64), batch_size=2, warmup_iters=1,
+                                 lr_steps=(2,))
+    checkpoint = tmp_path / "outputs" / "tutorial" / "tiny" / "checkpoint.pt"
+    with torch.no_grad():  # as a notebook that switched gradients off before asking for a model
+        model, loaded = tutorial.trained_model(config, name="tiny", iters=2)
+    assert checkpoint.is_file() and not model.training
+    assert loaded.num_classes == len(small.class_names)
+    first = checkpoint.stat().st_mtime_ns
+    tutorial.trained_model(config, name="tiny", iters=2)  # cached: loaded, not trained
+    assert checkpoint.stat().st_mtime_ns == first
+    assert "training again" not in capsys.readouterr().out
+    tutorial.trained_model(dataclasses.replace(config, lr=1e-3), name="tiny", iters=2)
+    assert "training again" in capsys.readouterr().out
+    assert engine.read_checkpoint(checkpoint)["config"]["lr"] == 1e-3
