@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lab data reproduce clean
+.PHONY: demo test lab data reproduce notebooks clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ test: $(STAMP)
 # The ablation tables (paper Tables 2-5) on the synthetic benchmark, 3 seeds each, into results/.
 reproduce: $(STAMP)
 	$(BIN)/python -m sipmask_ref reproduce
+
+# Re-execute every notebook in place in full mode (the outputs that are committed; about half an hour).
+notebooks: $(STAMP)
+	$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=3600 \
+		--ExecutePreprocessor.kernel_name=python3 notebooks/*.ipynb
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/
