@@ -488,23 +488,30 @@ def trained_vis_model(iters: int | None = None) -> tuple[SipMaskVIS, SipMaskConf
     """The notebooks' SipMaskVIS: cpu_tiny_vis fine-tuned from tutorial.trained_model(), cached.
 
     Checkpoint: outputs/tutorial/cpu_tiny_vis[_fast]/. In fast mode (SIPMASK_FAST=1) the image model
-    and the fine-tuning are both short. Returns the model in eval mode on the CPU and its config.
+    and the fine-tuning are both short. A cached checkpoint older than the image model it starts from
+    (say, the image model was retrained after a preset changed) is fine-tuned again.
+    Returns the model in eval mode on the CPU and its config.
     """
     from . import tutorial  # tutorial imports engine; keep the import local like load_image_weights
 
     fast = tutorial.fast_mode()
     out = tutorial.repo_root() / "outputs" / "tutorial" / ("cpu_tiny_vis" + ("_fast" if fast else ""))
     checkpoint = out / engine.CHECKPOINT_NAME
+    tutorial.trained_model()  # trains (or loads) the image model first
+    image_dir = tutorial.repo_root() / "outputs" / "tutorial" / ("cpu_tiny" + ("_fast" if fast else ""))
+    image_checkpoint = image_dir / engine.CHECKPOINT_NAME
+    if checkpoint.is_file() and checkpoint.stat().st_mtime < image_checkpoint.stat().st_mtime:
+        print(f"{checkpoint}: older than the image model {image_checkpoint}; fine-tuning again")
+        checkpoint.unlink()
     if not checkpoint.is_file():
-        tutorial.trained_model()  # trains (or loads) the image model first
-        image_dir = tutorial.repo_root() / "outputs" / "tutorial" / ("cpu_tiny" + ("_fast" if fast else ""))
         paths = synthetic_video_paths(tutorial.repo_root() / "data")
         config = preset("cpu_tiny_vis")
         train_set = YTVISDataset(paths["train_ann"], paths["train_dir"], mode="pairs", seed=config.seed)
         config.num_classes = len(train_set.class_names)
         steps = iters if iters is not None else (FAST_VIS_ITERS if fast else config.max_iters)
-        train_vis(config, train_set, out, init_from=image_dir / engine.CHECKPOINT_NAME, iters=steps,
-                  checkpoint_every=max(steps, 1), log_every=max(steps // 10, 1))
+        with torch.enable_grad():  # even where the caller switched gradients off
+            train_vis(config, train_set, out, init_from=image_checkpoint, iters=steps,
+                      checkpoint_every=max(steps, 1), log_every=max(steps // 10, 1))
     model, config = engine.load_checkpoint(checkpoint, "cpu")
     return model.eval(), config
 
