@@ -25,7 +25,7 @@ import torchvision
 from torch import Tensor, nn
 from torchvision.ops import FeaturePyramidNetwork
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7
-from torchvision.ops.misc import FrozenBatchNorm2d
+from torchvision.ops import misc as torchvision_misc
 
 from .config import SipMaskConfig
 
@@ -60,6 +60,21 @@ def load_imagenet_weights(arch: str) -> dict[str, Tensor]:
             f"expect much lower accuracy on COCO; with random init also set frozen_bn=False, "
             f"frozen_stages=0 so that BatchNorm and the stem can learn)."
         ) from None
+
+
+class FrozenBatchNorm2d(torchvision_misc.FrozenBatchNorm2d):
+    """torchvision's FrozenBatchNorm2d (same buffers, same state dict) computed in one fused pass.
+
+    y = (x - running_mean) / sqrt(running_var + eps) * weight + bias, with nothing learned or updated.
+    torchvision's version writes it as x * scale + shift, two passes over the feature map; the
+    eval-mode `batch_norm` kernel does the same arithmetic in one (about 5% of a ResNet-50 forward on a
+    CPU). tests/test_backbone.py checks the two agree.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.nn.functional.batch_norm(
+            x, self.running_mean, self.running_var, self.weight, self.bias, training=False, eps=self.eps
+        )
 
 
 class ResNetBody(nn.Module):

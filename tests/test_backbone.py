@@ -9,6 +9,7 @@ import torch
 import torch.hub
 from torchvision.ops.misc import FrozenBatchNorm2d
 
+from sipmask_ref import backbone
 from sipmask_ref.backbone import ResNetBody, build_backbone, load_imagenet_weights
 from sipmask_ref.config import preset
 
@@ -73,3 +74,15 @@ def test_offline_weights_give_a_clear_error(tmp_path, monkeypatch):
 
     with pytest.raises(RuntimeError, match="pretrained_backbone=False"):
         build_backbone(replace(preset("paper_r50_544"), backbone="resnet18"))
+
+
+def test_frozen_batch_norm_equals_torchvisions_and_keeps_its_state_dict():
+    ours, theirs = backbone.FrozenBatchNorm2d(8), FrozenBatchNorm2d(8)  # ours is a subclass of torchvision's
+    generator = torch.Generator().manual_seed(0)
+    for name, buffer in theirs.named_buffers():
+        buffer.copy_(torch.rand(8, generator=generator) + 0.5)
+    ours.load_state_dict(theirs.state_dict())  # the same keys
+    x = torch.randn(2, 8, 5, 7, generator=generator, requires_grad=True)
+    torch.testing.assert_close(ours(x), theirs(x), rtol=1e-5, atol=1e-6)
+    ours(x).sum().backward()  # gradients reach the input, nothing else learns
+    assert x.grad is not None and not any(p.requires_grad for p in ours.parameters())
