@@ -329,7 +329,7 @@ def cpu_tiny() -> SipMaskConfig:
     go to P3, ~64 px to P4 and ~128 px to P5 (P6/P7, 2x2 and 1x1 maps, are almost unused).
     Fast NMS as the 544 models, with the lower score threshold 0.05 so that a young model still
     reports recall for COCO AP. Trained from scratch with AdamW (lr 4e-3, 1800 iterations of 8
-    images, about 4.5 minutes on 2 CPU cores). In short comparisons on this benchmark AdamW was
+    images, about 4 minutes on 2 CPU cores). In short comparisons on this benchmark AdamW was
     ahead of SGD at lr 0.01, 0.04 and 0.1, and lr 4e-3 ahead of 2e-3 and 8e-3 (mask AP 9.6 vs 7.3
     and 8.3 after 1800 iterations on the earlier 8-90 px version of the benchmark).
     """
