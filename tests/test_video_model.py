@@ -4,6 +4,8 @@ checkpoints, and bad input (missing obj_ids, a reference of another size, a zero
 from __future__ import annotations
 
 import dataclasses
+import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -175,3 +177,38 @@ def test_engine_flips_both_frames_of_a_pair_together():
         assert torch.equal(image, ref_image) and torch.equal(target["boxes"], ref_target["boxes"])
         flipped.add(bool(target["boxes"][0, 0] != LEFT[0]))
     assert flipped == {True, False}
+
+
+def test_trained_vis_model_fine_tunes_again_after_the_image_model_changes(ytvis_files, tmp_path, monkeypatch):
+    from sipmask_ref import tutorial, video
+
+    image_checkpoint = tmp_path / "outputs" / "tutorial" / "cpu_tiny" / engine.CHECKPOINT_NAME
+    image_checkpoint.parent.mkdir(parents=True)
+    image_checkpoint.write_bytes(b"an image model")  # only its age matters here
+    calls = []
+
+    def fake_train_vis(config, train_set, out, init_from, iters, **kwargs):
+        """Stands in for the fine-tuning: records the call, writes a real (untrained) checkpoint."""
+        calls.append({"init_from": init_from, "grad": torch.is_grad_enabled()})
+        model = SipMaskVIS(config)
+        engine.save_checkpoint({"format": engine.CHECKPOINT_FORMAT, "model": model.state_dict(),
+                                "config": dataclasses.asdict(config),
+                                "iteration": iters}, Path(out) / engine.CHECKPOINT_NAME)
+
+    monkeypatch.setattr(tutorial, "repo_root", lambda: tmp_path)
+    monkeypatch.setattr(tutorial, "trained_model", lambda: None)
+    monkeypatch.setattr(video, "synthetic_video_paths", lambda root: {
+        "train_ann": ytvis_files.ann_file, "train_dir": ytvis_files.video_dir,
+        "val_ann": ytvis_files.ann_file, "val_dir": ytvis_files.video_dir})
+    monkeypatch.setattr(video, "train_vis", fake_train_vis)
+    monkeypatch.delenv(tutorial.FAST_ENV, raising=False)
+
+    with torch.no_grad():  # as a notebook that switched gradients off
+        model, _ = video.trained_vis_model(iters=1)
+    assert isinstance(model, SipMaskVIS) and calls == [{"init_from": image_checkpoint, "grad": True}]
+    video.trained_vis_model(iters=1)  # cached, and newer than the image model: loaded
+    assert len(calls) == 1
+    later = image_checkpoint.stat().st_mtime + 10
+    os.utime(image_checkpoint, (later, later))  # the image model was trained again
+    video.trained_vis_model(iters=1)
+    assert len(calls) == 2
