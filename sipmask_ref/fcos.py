@@ -120,6 +120,17 @@ def _check_target_inputs(
         )
 
 
+def points_of_maps(
+    maps: Sequence[Tensor], strides: Sequence[int], regress_ranges: Sequence[tuple[float, float]]
+) -> tuple[Tensor, Tensor, Tensor]:
+    """`flatten_levels(locations(...))` for per-level maps [B, *, H_l, W_l] (the head's outputs).
+
+    Returns points [P, 2], strides [P], regress_ranges [P, 2] on the maps' device.
+    """
+    sizes = [(int(x.shape[-2]), int(x.shape[-1])) for x in maps]
+    return flatten_levels(locations(sizes, strides, maps[0].device), strides, regress_ranges)
+
+
 def fcos_targets(
     points: Tensor,
     strides: Tensor,

@@ -153,9 +153,8 @@ class SipMask(nn.Module):
         cfg = self.config
         device = basis_masks.device
         with torch.autocast(device.type, enabled=False):
-            sizes = [(int(x.shape[-2]), int(x.shape[-1])) for x in outputs.cls_logits]
-            points, strides, ranges = fcos.flatten_levels(
-                fcos.locations(sizes, cfg.strides, device), cfg.strides, cfg.regress_ranges
+            points, strides, ranges = fcos.points_of_maps(
+                outputs.cls_logits, cfg.strides, cfg.regress_ranges
             )  # [P, 2], [P], [P, 2]
             # [B, P, C], [B, P, 4], [B, P], [B, P, Q, M]
             cls, reg, ctr, coefficients = flatten_outputs(outputs)

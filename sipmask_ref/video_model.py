@@ -150,9 +150,8 @@ class SipMaskVIS(SipMask):
         cfg = self.config
         device = embed_cur.device
         with torch.autocast(device.type, enabled=False):
-            sizes = [(int(x.shape[-2]), int(x.shape[-1])) for x in outputs.box_regression]
-            points, strides, ranges = fcos.flatten_levels(
-                fcos.locations(sizes, cfg.strides, device), cfg.strides, cfg.regress_ranges
+            points, strides, ranges = fcos.points_of_maps(
+                outputs.box_regression, cfg.strides, cfg.regress_ranges
             )  # [P, 2], [P], [P, 2]
             reg = torch.cat([x.flatten(2).transpose(1, 2) for x in outputs.box_regression], dim=1)
             reg = reg.float() * strides[None, :, None]  # [B, P, 4] stride units -> pixels

@@ -13,6 +13,7 @@ from sipmask_ref.fcos import (
     fcos_targets_reference,
     flatten_levels,
     locations,
+    points_of_maps,
 )
 
 STRIDES = (8, 16, 32, 64, 128)
@@ -146,3 +147,12 @@ def test_centerness_target_by_hand():
     expected = torch.tensor([math.sqrt(1 / 3), 1.0, math.sqrt(2 / 8 * 1 / 4)])
     torch.testing.assert_close(centerness_target(ltrb), expected)
     assert centerness_target(torch.zeros(0, 4)).shape == (0,)
+
+
+def test_points_of_maps_reads_the_level_sizes_from_the_maps():
+    strides, ranges = (8, 16), ((-1.0, 64.0), (64.0, 1e8))
+    maps = [torch.zeros(2, 3, 5, 7), torch.zeros(2, 3, 3, 4)]
+    expected = flatten_levels(locations([(5, 7), (3, 4)], strides), strides, ranges)
+    for got, want in zip(points_of_maps(maps, strides, ranges), expected):
+        torch.testing.assert_close(got, want)
+    assert expected[0].shape == (5 * 7 + 3 * 4, 2)
