@@ -35,6 +35,16 @@ def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
 
 
+def repo_relative(path: str | os.PathLike) -> str:
+    """`path` relative to the repository root when it lies inside it (for records that are committed
+    and must not name one machine's folders), else as given."""
+    resolved = Path(path).resolve()
+    try:
+        return resolved.relative_to(repo_root()).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def synthetic_data(quiet: bool = True) -> dict[str, Path]:
     """Generate the synthetic benchmark under <repo>/data if missing; return its paths.
 
@@ -62,22 +72,24 @@ def synthetic_dataset(split: str = "val") -> CocoInstances:
     return CocoInstances(paths[f"{split}_ann"], paths[f"{split}_images"])
 
 
-def trained_model(config: SipMaskConfig | None = None, name: str = "cpu_tiny",
-                  iters: int | None = None) -> tuple[torch.nn.Module, SipMaskConfig]:
-    """A SipMask trained on the synthetic train split, cached in outputs/tutorial/<name>/.
+def model_dir(name: str) -> Path:
+    """outputs/tutorial/<name>, or <name>_fast in fast mode (so neither run overwrites the other)."""
+    return repo_root() / "outputs" / "tutorial" / (name + ("_fast" if fast_mode() else ""))
+
+
+def trained_checkpoint(config: SipMaskConfig | None = None, name: str = "cpu_tiny",
+                       iters: int | None = None) -> Path:
+    """The checkpoint of a SipMask trained on the synthetic train split, in model_dir(name).
 
     The first call trains (`config`, default the cpu_tiny preset; `iters`, default the preset's
-    max_iters, or FAST_ITERS in fast mode) and writes the checkpoint; later calls load it. A cached
-    checkpoint trained with another config or iteration count (say, after a preset changed) is
-    trained again. Fast-mode and full-mode checkpoints live in different folders, so neither
-    overwrites the other. Training runs with gradients on even where the caller switched them off.
-    Returns the model in eval mode on the CPU and its config.
+    max_iters, or FAST_ITERS in fast mode) and writes the checkpoint; later calls only return its
+    path. A cached checkpoint trained with another config or iteration count (say, after a preset
+    changed) is trained again. Training runs with gradients on even where the caller switched them off.
     """
     train_set = synthetic_dataset("train")
     config = dataclasses.replace(config or preset("cpu_tiny"), num_classes=len(train_set.class_names))
-    fast = fast_mode()
-    steps = iters if iters is not None else (FAST_ITERS if fast else config.max_iters)
-    out = repo_root() / "outputs" / "tutorial" / (name + ("_fast" if fast else ""))
+    steps = iters if iters is not None else (FAST_ITERS if fast_mode() else config.max_iters)
+    out = model_dir(name)
     checkpoint = out / engine.CHECKPOINT_NAME
     if checkpoint.is_file():
         state = engine.read_checkpoint(checkpoint)
@@ -91,7 +103,13 @@ def trained_model(config: SipMaskConfig | None = None, name: str = "cpu_tiny",
         with torch.enable_grad():
             engine.train(SipMask(config), config, train_set, out, iters=steps, device="cpu",
                          checkpoint_every=max(steps, 1), log_every=max(steps // 10, 1))
-    model, config = engine.load_checkpoint(checkpoint, "cpu")
+    return checkpoint
+
+
+def trained_model(config: SipMaskConfig | None = None, name: str = "cpu_tiny",
+                  iters: int | None = None) -> tuple[torch.nn.Module, SipMaskConfig]:
+    """The model of `trained_checkpoint(config, name, iters)`, in eval mode on the CPU, and its config."""
+    model, config = engine.load_checkpoint(trained_checkpoint(config, name, iters), "cpu")
     return model.eval(), config
 
 

@@ -494,12 +494,9 @@ def trained_vis_model(iters: int | None = None) -> tuple[SipMaskVIS, SipMaskConf
     """
     from . import tutorial  # tutorial imports engine; keep the import local like load_image_weights
 
-    fast = tutorial.fast_mode()
-    out = tutorial.repo_root() / "outputs" / "tutorial" / ("cpu_tiny_vis" + ("_fast" if fast else ""))
+    out = tutorial.model_dir("cpu_tiny_vis")
     checkpoint = out / engine.CHECKPOINT_NAME
-    tutorial.trained_model()  # trains (or loads) the image model first
-    image_dir = tutorial.repo_root() / "outputs" / "tutorial" / ("cpu_tiny" + ("_fast" if fast else ""))
-    image_checkpoint = image_dir / engine.CHECKPOINT_NAME
+    image_checkpoint = tutorial.trained_checkpoint()  # trains the image model first if needed
     if checkpoint.is_file() and checkpoint.stat().st_mtime < image_checkpoint.stat().st_mtime:
         print(f"{checkpoint}: older than the image model {image_checkpoint}; fine-tuning again")
         checkpoint.unlink()
@@ -508,7 +505,7 @@ def trained_vis_model(iters: int | None = None) -> tuple[SipMaskVIS, SipMaskConf
         config = preset("cpu_tiny_vis")
         train_set = YTVISDataset(paths["train_ann"], paths["train_dir"], mode="pairs", seed=config.seed)
         config.num_classes = len(train_set.class_names)
-        steps = iters if iters is not None else (FAST_VIS_ITERS if fast else config.max_iters)
+        steps = iters if iters is not None else (FAST_VIS_ITERS if tutorial.fast_mode() else config.max_iters)
         with torch.enable_grad():  # even where the caller switched gradients off
             train_vis(config, train_set, out, init_from=image_checkpoint, iters=steps,
                       checkpoint_every=max(steps, 1), log_every=max(steps // 10, 1))
@@ -611,9 +608,7 @@ def reproduce(
     paths = {"train_ann": made["train_annotations"], "train_dir": made["train_videos"],
              "val_ann": made["val_annotations"], "val_dir": made["val_videos"]}
     if image_checkpoint is None:
-        tutorial.trained_model()
-        name = "cpu_tiny" + ("_fast" if tutorial.fast_mode() else "")
-        image_checkpoint = tutorial.repo_root() / "outputs" / "tutorial" / name / engine.CHECKPOINT_NAME
+        image_checkpoint = tutorial.trained_checkpoint()
     image_state = engine.read_checkpoint(image_checkpoint)
     val_set = YTVISDataset(paths["val_ann"], paths["val_dir"], mode="frames")
     runs = []
@@ -646,9 +641,10 @@ def reproduce(
         "config": dataclasses.asdict(dataclasses.replace(preset("cpu_tiny_vis"),
                                                          num_classes=len(val_set.class_names))),
         "iterations": runs[0]["iterations"] if runs else 0,
-        "image_checkpoint": {"path": str(image_checkpoint), "iteration": int(image_state["iteration"]),
+        "image_checkpoint": {"path": tutorial.repo_relative(image_checkpoint), "iteration": int(image_state["iteration"]),
                              "seed": image_state["config"].get("seed")},
-        "data": {"train": str(paths["train_ann"]), "val": str(paths["val_ann"]),
+        "data": {"train": tutorial.repo_relative(paths["train_ann"]),
+                 "val": tutorial.repo_relative(paths["val_ann"]),
                  "val_videos": len(val_set.videos),
                  "val_objects": runs[0]["trackers"]["sipmask"]["num_gt_objects"] if runs else 0,
                  "val_crossing_objects": runs[0]["trackers"]["sipmask"]["num_crossing_objects"] if runs else 0},
@@ -784,6 +780,19 @@ def cmd_train_vis(args: argparse.Namespace, config: SipMaskConfig) -> dict[str, 
     return summary
 
 
+def _vis_model(state: dict[str, Any], checkpoint: str, device: torch.device) -> tuple[SipMaskVIS, SipMaskConfig]:
+    """The SipMaskVIS of a checkpoint dict; a UsageError naming `checkpoint` if unusable or an image model."""
+    cli = _cli()
+    try:
+        model, config = engine.model_from_checkpoint(state, device)
+    except engine.CheckpointError as error:
+        raise cli.UsageError(f"{checkpoint}: {error}") from None
+    if not isinstance(model, SipMaskVIS):
+        raise cli.UsageError(f"{checkpoint} is an image model (task 'image'): it has no tracking branch; "
+                             f"train one with --task vis")
+    return model, config
+
+
 def cmd_evaluate_vis(args: argparse.Namespace, state: dict[str, Any]) -> dict[str, Any]:
     """`evaluate --task vis`: video AP (and ID switches) of a checkpoint; OUT/results.json, metrics.json."""
     cli = _cli()
@@ -797,13 +806,7 @@ def cmd_evaluate_vis(args: argparse.Namespace, state: dict[str, Any]) -> dict[st
     if trained_on is not None:
         cli._same_categories(trained_on, dataset.label_to_cat_id,
                              f"checkpoint {args.checkpoint} and {dataset.ann_file}")
-    try:
-        model, config = engine.model_from_checkpoint(state, device)
-    except engine.CheckpointError as error:
-        raise cli.UsageError(f"{args.checkpoint}: {error}") from None
-    if not isinstance(model, SipMaskVIS):
-        raise cli.UsageError(f"{args.checkpoint} is an image model (task 'image'): it has no tracking branch; "
-                             f"train one with --task vis")
+    model, config = _vis_model(state, args.checkpoint, device)
     if args.tracker not in TRACKERS:
         raise cli.UsageError(f"unknown tracker {args.tracker!r}; choose one of {', '.join(TRACKERS)}")
     annotated = bool(dataset.data.get("annotations"))  # a test JSON has none: nothing to count
@@ -850,13 +853,7 @@ def cmd_predict_video(args: argparse.Namespace) -> list[Path]:
     except FileNotFoundError as error:
         raise cli.UsageError(str(error)) from None
     state = cli._checkpoint(args.checkpoint)
-    try:
-        model, config = engine.model_from_checkpoint(state, device)
-    except engine.CheckpointError as error:
-        raise cli.UsageError(f"{args.checkpoint}: {error}") from None
-    if not isinstance(model, SipMaskVIS):
-        raise cli.UsageError(f"{args.checkpoint} is an image model: predict --video needs a checkpoint trained "
-                             f"with --task vis")
+    model, config = _vis_model(state, args.checkpoint, device)
     meta = state.get("dataset", {})
     class_names = meta.get("class_names")
     frames = []

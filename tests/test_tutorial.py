@@ -67,3 +67,9 @@ def test_trained_model_trains_once_with_grad_off_and_again_when_the_config_chang
     tutorial.trained_model(dataclasses.replace(config, lr=1e-3), name="tiny", iters=2)
     assert "training again" in capsys.readouterr().out
     assert engine.read_checkpoint(checkpoint)["config"]["lr"] == 1e-3
+
+
+def test_repo_relative_paths_do_not_name_this_machine(tmp_path):
+    root = tutorial.repo_root()
+    assert tutorial.repo_relative(root / "outputs" / "x.pt") == "outputs/x.pt"
+    assert tutorial.repo_relative(tmp_path / "elsewhere.json") == str(tmp_path / "elsewhere.json")

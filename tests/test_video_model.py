@@ -196,7 +196,7 @@ def test_trained_vis_model_fine_tunes_again_after_the_image_model_changes(ytvis_
                                 "iteration": iters}, Path(out) / engine.CHECKPOINT_NAME)
 
     monkeypatch.setattr(tutorial, "repo_root", lambda: tmp_path)
-    monkeypatch.setattr(tutorial, "trained_model", lambda: None)
+    monkeypatch.setattr(tutorial, "trained_checkpoint", lambda: image_checkpoint)
     monkeypatch.setattr(video, "synthetic_video_paths", lambda root: {
         "train_ann": ytvis_files.ann_file, "train_dir": ytvis_files.video_dir,
         "val_ann": ytvis_files.ann_file, "val_dir": ytvis_files.video_dir})
