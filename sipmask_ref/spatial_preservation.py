@@ -29,7 +29,7 @@ def deform_conv2d_sampled(features: Tensor, offsets: Tensor, weight: Tensor) -> 
     2. contract the columns with the kernel: y = sum over (D, K) of w * columns.
     Autograd differentiates both steps, so the backward pass is grid_sample's and a matrix product.
     On a CPU this is ~5x faster forward and ~10x faster forward + backward than torchvision's
-    kernel at the sizes used here (see tests/test_spatial_preservation.py for the equality); it
+    kernel at the sizes used here (see tests/test_head.py for the equality); it
     holds the K-fold columns in memory, which torchvision's CUDA kernel avoids.
 
     Args:
