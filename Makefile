@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lab data reproduce notebooks clean
+.PHONY: demo test lab data reproduce compare notebooks clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ test: $(STAMP)
 # The ablation tables (paper Tables 2-5) on the synthetic benchmark, 3 seeds each, into results/.
 reproduce: $(STAMP)
 	$(BIN)/python -m sipmask_ref reproduce
+
+# Table 1 (speed vs accuracy) on this machine: SipMask, the YOLACT-like baseline and torchvision's
+# Mask R-CNN, each trained for the same CPU budget (240 s, 2 threads), into results/speed_accuracy.*.
+compare: $(STAMP)
+	$(BIN)/python -m sipmask_ref compare
 
 # Re-execute every notebook in place in full mode (the outputs that are committed; about half an hour).
 notebooks: $(STAMP)

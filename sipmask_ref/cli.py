@@ -10,6 +10,9 @@
     demo        make-data, train cpu_tiny, evaluate, draw predictions into outputs/demo/
     reproduce   the ablation tables of §4.3 (Tables 2-5) on the synthetic benchmark, several seeds
                 each, into results/ablations.json and results/ablations.md (see reproduce.py)
+    compare     Table 1 on this machine: SipMask, the YOLACT-like baseline and torchvision's Mask
+                R-CNN trained for the same CPU budget, box / mask AP and ms per image, into
+                results/speed_accuracy.json and results/speed_accuracy.md (see compare.py)
 
 `train --task vis` / `evaluate --task vis` (§3.5, video instance segmentation, handled in video.py)
 train SipMaskVIS on frame pairs of a YouTube-VIS set (default: the synthetic videos) and report
@@ -456,6 +459,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "Default: the preset's task")
     p.add_argument("--init-from", metavar="CHECKPOINT", help="--task vis: copy an image checkpoint's weights "
                    "where shapes match (the authors start from COCO)")
+    p.add_argument("--no-image-stage", dest="image_stage", action="store_false", help="--task vis without "
+                   "--init-from: fine-tune from random weights instead of first training the image model on "
+                   "the training videos' annotated frames (OUT/image_stage/)")
+    p.add_argument("--image-stage-iters", type=int, metavar="N", help="--task vis without --init-from: "
+                   "iterations of the image stage (default: its schedule's max_iters, e.g. cpu_tiny's "
+                   "for cpu_tiny_vis)")
     p.set_defaults(func=cmd_train)
 
     p = commands.add_parser("evaluate", help="COCO box and mask AP of a checkpoint")
@@ -506,6 +515,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report-only", action="store_true", help="train nothing: write the tables of the runs "
                    "already finished in --work-dir")
     p.set_defaults(func=cmd_reproduce)
+
+    p = commands.add_parser("compare", help="speed vs accuracy (Table 1): SipMask, YOLACT-like baseline, "
+                            "Mask R-CNN for the same CPU budget (results/)")
+    p.add_argument("--budget-s", type=float, default=240.0, help="training seconds per model (default: 240)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads for training, timing and evaluation "
+                   "(default: 2)")
+    p.add_argument("--out", default="results", help="folder for speed_accuracy.json / .md (default: results)")
+    p.add_argument("--work-dir", default="outputs/compare", help="records, calibrations and checkpoints; "
+                   "finished models found there are skipped (default: outputs/compare)")
+    p.add_argument("--data-root", default="data", help="where the synthetic benchmark lives (default: data)")
+    p.add_argument("--only", nargs="+", metavar="NAME", help="run only these models (sipmask, "
+                   "yolact_baseline, mask_rcnn); finished records of the others are still reported")
+    p.add_argument("--lr", nargs="+", metavar="NAME=LR", default=[], help="learning rate of a model, e.g. "
+                   "mask_rcnn=1e-3 (default: the preset's for sipmask and yolact_baseline, "
+                   "compare.MASK_RCNN_LR for mask_rcnn)")
+    p.set_defaults(func=cmd_compare)
     return parser
 
 
@@ -523,6 +548,37 @@ def cmd_reproduce(args: argparse.Namespace) -> dict[str, Any]:
     except ValueError as error:
         raise UsageError(str(error)) from None
     print(reproduce.to_markdown(report))
+    return report
+
+
+def _learning_rates(pairs: Sequence[str]) -> dict[str, float]:
+    """['mask_rcnn=1e-3', ...] -> {'mask_rcnn': 0.001, ...}."""
+    rates = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        try:
+            rates[name] = float(value)
+        except ValueError:
+            raise UsageError(f"--lr: expected NAME=LR (e.g. mask_rcnn=1e-3), got {pair!r}") from None
+    return rates
+
+
+def cmd_compare(args: argparse.Namespace) -> dict[str, Any]:
+    """Train SipMask, the YOLACT-like baseline and Mask R-CNN for one budget each (resumable); write the
+    speed / accuracy table."""
+    from . import compare
+
+    if not args.budget_s > 0 or args.threads < 1:
+        raise UsageError(f"--budget-s must be > 0 and --threads >= 1 (got {args.budget_s}, {args.threads})")
+    lrs = _learning_rates(args.lr)
+    root = Path(args.data_root)
+    _synthetic_split(root, "train")  # generated if missing
+    try:
+        report = compare.compare(out=args.out, budget_s=args.budget_s, threads=args.threads,
+                                 work_dir=args.work_dir, data_root=root, only=args.only, lrs=lrs)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    print(compare.to_markdown(report))
     return report
 
 

@@ -12,12 +12,26 @@ Read top to bottom:
                          detections -> YouTube-VIS results, video AP (eval/ytvis.py), identity switches,
                          optionally the per-frame COCO AP of the detector
     draw_video_strip     frames side by side, one colour per identity (paper Fig. 7); save_video_gif
+    image_stage_config   the config of the image stage: the VIS model as an image model, with a
+                         from-scratch schedule (IMAGE_STAGE_PRESETS: cpu_tiny_vis -> cpu_tiny's)
+    train_image_stage    SipMask (image model) on the annotated frames of the training videos
     train_vis            engine.train on frame pairs, optionally starting from an image checkpoint
     trained_vis_model    the notebooks' cached cpu_tiny_vis model
     reproduce            the synthetic benchmark of the README: seeds x trackers -> results/video/
     cmd_*                the `--task vis` / `predict --video` command-line handlers (cli.py calls them)
 
     python -m sipmask_ref.video reproduce [--seeds 0 1 2] [--iters N] [--out results/video]
+
+The image stage. The authors always start SipMask-VIS from a COCO-trained image SipMask; a tracking
+model fine-tuned from random weights on the short VIS schedule is unusable. So `train --task vis`
+without --init-from first trains the image model SipMask (task 'image', the same backbone, channels,
+classes and switches as the VIS config) on the annotated frames of the same training videos
+(YTVISDataset mode 'images', each frame an independent image), for the schedule of
+image_stage_config (cpu_tiny_vis: cpu_tiny's 1800 iterations of 8 images with AdamW; other presets:
+their own schedule; --image-stage-iters overrides the length), into OUT/image_stage/checkpoint.pt,
+then fine-tunes SipMaskVIS from that checkpoint exactly as --init-from does. A finished stage
+(same config and classes) is reused, a shorter one continued; --no-image-stage fine-tunes from
+random weights as before.
 
 Decisions where the paper and the authors' code are silent:
 - A frame file that cannot be found during evaluation is skipped with a warning: it gets no detections
@@ -67,6 +81,7 @@ from .data.synthetic import make_data
 from .data.ytvis import YTVISDataset
 from .eval.coco import evaluate_coco, predictions_to_coco_results, save_metrics
 from .eval.ytvis import evaluate_ytvis, format_table
+from .model import SipMask
 from .tracking import IouTracker, TrackMatcher, VideoResultAccumulator, count_id_switches, encode_mask
 from .video_model import SipMaskVIS, load_image_weights
 from .viz import draw_instances, instance_colors
@@ -426,6 +441,119 @@ def _vis_metrics_fn(device: str | torch.device):
     return evaluate
 
 
+# The image stage (see the module docstring). A VIS preset whose own schedule is a short fine-tuning
+# takes its image stage's schedule from the image preset it is meant to start from; the others
+# (paper_vis_r50: 12 epochs of YouTube-VIS frames) train the image stage on their own schedule.
+IMAGE_STAGE_PRESETS: dict[str, str] = {"cpu_tiny_vis": "cpu_tiny"}
+IMAGE_STAGE_DIR = "image_stage"  # OUT/image_stage/checkpoint.pt
+# The schedule and optimizer fields an image stage takes from IMAGE_STAGE_PRESETS' preset; those this
+# version of SipMaskConfig lacks (ema_decay in older ones) are left out by schedule_fields().
+SCHEDULE_FIELDS: tuple[str, ...] = ("optimizer", "lr", "momentum", "weight_decay", "bias_lr_factor",
+                                    "bias_weight_decay", "warmup_method", "warmup_iters", "warmup_factor",
+                                    "lr_steps", "max_iters", "batch_size", "ema_decay")
+
+
+def schedule_fields() -> tuple[str, ...]:
+    """SCHEDULE_FIELDS that SipMaskConfig has."""
+    known = {field.name for field in dataclasses.fields(SipMaskConfig)}
+    return tuple(name for name in SCHEDULE_FIELDS if name in known)
+
+
+def image_stage_config(vis_config: SipMaskConfig, preset_name: str) -> SipMaskConfig:
+    """The config of the image stage of a `train --task vis` run of preset `preset_name`.
+
+    `vis_config` (after the command line's changes: classes, seed, ...) with task 'image': the same
+    model fields (backbone, channels, num_classes, switches, input), so that every image-model tensor
+    fits SipMaskVIS. The schedule: for a preset in IMAGE_STAGE_PRESETS, the schedule_fields() of the
+    image preset it maps to (cpu_tiny_vis: cpu_tiny's from-scratch AdamW schedule, 1800 iterations of
+    8 images; --lr / --batch-size of the command line then apply to the fine-tuning only); for any
+    other preset, vis_config's own schedule.
+    """
+    changes: dict[str, Any] = {"task": "image"}
+    if preset_name in IMAGE_STAGE_PRESETS:
+        schedule = preset(IMAGE_STAGE_PRESETS[preset_name])
+        changes.update({name: getattr(schedule, name) for name in schedule_fields()})
+    return dataclasses.replace(vis_config, **changes)
+
+
+def _reuse_problem(state: dict[str, Any], config: SipMaskConfig, dataset: YTVISDataset) -> str | None:
+    """Why an existing image-stage checkpoint cannot be reused for `config` on `dataset` (None: it can).
+
+    The length (max_iters) may differ: a shorter stage is continued, a longer one is used as it is.
+    """
+    try:
+        saved = dataclasses.asdict(engine.config_from_dict(state["config"], "image stage checkpoint"))
+    except engine.CheckpointError as error:
+        return str(error)
+    current = dataclasses.asdict(config)
+    changed = sorted(k for k in current if k != "max_iters" and saved.get(k) != current[k])
+    if changed:
+        return f"its config differs in {changed}"
+    trained_on = state.get("dataset", {}).get("label_to_cat_id")
+    if trained_on is not None and {int(k): int(v) for k, v in trained_on.items()} != dict(dataset.label_to_cat_id):
+        return "it was trained on other categories"
+    return None
+
+
+def train_image_stage(
+    config: SipMaskConfig,
+    train_ann: str | os.PathLike,
+    train_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    device: str | torch.device = "cpu",
+    iters: int | None = None,
+    progress: bool = True,
+    resume: bool = True,
+    **train_kwargs: Any,
+) -> Path:
+    """Train the image model SipMask on the annotated frames of a YouTube-VIS training set.
+
+    config: the image stage's config (image_stage_config); its task is set to 'image'.
+    The data: YTVISDataset(train_ann, train_dir, mode='images'), every frame with at least one object
+    as an independent image (the boxes, labels and masks of engine.train's image contract); no
+    validation (the video val set scores the fine-tuned model). Runs engine.train for `iters` steps
+    (default config.max_iters) into OUT/image_stage/ (checkpoint.pt, train_log.jsonl).
+    resume True: an OUT/image_stage/checkpoint.pt of the same config (max_iters aside) and categories
+    is reused: skipped when it reached `iters` steps, continued when shorter; a different one is
+    trained again from scratch (overwritten). resume False: always trained from scratch.
+    Prints one line when an existing checkpoint is skipped, continued or replaced.
+    train_kwargs go to engine.train (log_every, checkpoint_every, grad_clip, num_workers).
+    Returns the checkpoint path.
+    """
+    if config.task != "image":
+        config = dataclasses.replace(config, task="image")
+    out = Path(out_dir) / IMAGE_STAGE_DIR
+    checkpoint = out / engine.CHECKPOINT_NAME
+    length = config.max_iters if iters is None else int(iters)
+    dataset = YTVISDataset(train_ann, train_dir, mode="images", seed=config.seed)
+    continue_it = False
+    if resume and checkpoint.is_file():
+        state = engine.read_checkpoint(checkpoint)
+        done = int(state["iteration"])
+        problem = _reuse_problem(state, config, dataset)
+        if problem is not None:
+            print(f"image stage: {checkpoint} is not reusable ({problem}); training it again")
+        elif done >= length:
+            print(f"image stage: {checkpoint} is finished (iteration {done} of {length}, same config); "
+                  f"skipping it")
+            return checkpoint
+        else:
+            print(f"image stage: continuing {checkpoint} from iteration {done} to {length}")
+            continue_it = True
+    engine.seed_everything(config.seed)  # the initial weights depend on the seed only
+    model = SipMask(config)
+    engine.train(model, config, dataset, out, iters=length, device=device, resume=continue_it,
+                 progress=progress, **train_kwargs)
+    return checkpoint
+
+
+def _image_weights(init_from: str | os.PathLike) -> dict[str, Tensor]:
+    """The weights of an image checkpoint to start from: its weight average when the run kept one
+    (the weights it is evaluated with), else its trained weights."""
+    return engine.evaluation_weights(engine.read_checkpoint(init_from))
+
+
 def train_vis(
     config: SipMaskConfig,
     train_set: YTVISDataset,
@@ -443,7 +571,9 @@ def train_vis(
     """Train SipMaskVIS on the frame pairs of `train_set` (mode 'pairs') with engine.train.
 
     init_from: an image SipMask checkpoint whose weights are copied where shapes match
-    (load_image_weights; ignored when resuming, the checkpoint has them). val_set: a YTVISDataset
+    (load_image_weights; its weight average when it kept one; ignored when resuming, the checkpoint
+    has them). `train --task vis` without --init-from passes the checkpoint of its image stage
+    (train_image_stage: OUT/image_stage/checkpoint.pt). val_set: a YTVISDataset
     scored with evaluate_vis (sipmask tracker) at the end (and every eval_every steps).
     progress: progress bars; verbose: one line on what init_from copied.
     train_kwargs go to engine.train (log_every, checkpoint_every, eval_every, grad_clip, num_workers).
@@ -457,7 +587,7 @@ def train_vis(
     model = SipMaskVIS(config)
     report = None
     if init_from is not None and not resume:
-        report = load_image_weights(model, init_from, verbose=False)
+        report = load_image_weights(model, _image_weights(init_from), verbose=False)
         if verbose:
             print(f"initialised from {init_from}: {len(report['loaded'])} tensors copied, "
                   f"{len(report['not_in_source'])} new (tracking branch"
@@ -739,9 +869,28 @@ def _video_dataset(ann: str | os.PathLike | None, video_dir: str | os.PathLike |
 
 
 def cmd_train_vis(args: argparse.Namespace, config: SipMaskConfig) -> dict[str, Any]:
-    """`train --task vis`: frame pairs of a YouTube-VIS set (default: the synthetic videos)."""
+    """`train --task vis`: frame pairs of a YouTube-VIS set (default: the synthetic videos).
+
+    Without --init-from, an image stage runs first (the authors start from a COCO-trained SipMask):
+    train_image_stage trains SipMask on the annotated frames of the same training videos, with the
+    schedule of image_stage_config (cpu_tiny_vis: cpu_tiny's 1800 iterations; --image-stage-iters N
+    overrides the length), into OUT/image_stage/checkpoint.pt; the fine-tuning then starts from that
+    checkpoint as with --init-from. A finished stage of the same config is reused, a shorter one
+    continued. --resume continues an image stage that was interrupted (no OUT/checkpoint.pt yet) and
+    then starts the fine-tuning, or continues the fine-tuning (its checkpoint holds the weights: the
+    stage is not run). --no-image-stage: fine-tune from random weights.
+    """
     cli = _cli()
-    device, out = cli.train_target(args)
+    out = Path(args.out)
+    image_stage = args.init_from is None and args.image_stage
+    stage_iters = args.image_stage_iters
+    if stage_iters is not None and stage_iters < 0:
+        raise cli.UsageError(f"--image-stage-iters must be >= 0, got {stage_iters}")
+    resume = args.resume
+    if (resume and image_stage and not (out / engine.CHECKPOINT_NAME).is_file()
+            and (out / IMAGE_STAGE_DIR / engine.CHECKPOINT_NAME).is_file()):
+        resume = False  # stopped in the image stage: it is continued below, the fine-tuning starts afresh
+    device, out = cli.train_target(argparse.Namespace(**{**vars(args), "resume": resume}))
     if args.init_from is not None and not Path(args.init_from).is_file():
         raise cli.UsageError(f"--init-from: checkpoint not found: {args.init_from}")
     seed = args.seed if args.seed is not None else config.seed
@@ -762,15 +911,30 @@ def cmd_train_vis(args: argparse.Namespace, config: SipMaskConfig) -> dict[str, 
 
     config = cli.config_for_training(config, args, train_set, task="vis")
     num_classes = config.num_classes
-    iters = config.max_iters if args.iters is None else args.iters
-    print(f"train {args.config} (video): {len(train_set.videos)} videos, {len(train_set)} frame pairs, "
-          f"{num_classes} classes, {iters} iterations of {config.batch_size} pairs on {device}"
-          + (" (resuming)" if args.resume else "") + f" -> {out}")
+    init_from = args.init_from
+    train_kwargs = {"log_every": args.log_every, "checkpoint_every": args.checkpoint_every,
+                    "grad_clip": args.grad_clip, "num_workers": args.num_workers}
     try:
-        summary = train_vis(config, train_set, out, init_from=args.init_from, val_set=val_set, iters=args.iters,
-                            device=device, resume=args.resume, progress=not args.quiet, log_every=args.log_every,
-                            checkpoint_every=args.checkpoint_every, eval_every=args.eval_every,
-                            grad_clip=args.grad_clip, num_workers=args.num_workers)
+        if image_stage and not resume:
+            stage = image_stage_config(config, args.config)
+            length = stage.max_iters if stage_iters is None else stage_iters
+            print(f"no --init-from: training the image model on the {len(train_set)} annotated frames of the "
+                  f"{len(train_set.videos)} training videos first, as the authors start from a COCO-trained "
+                  f"SipMask ({length} iterations of {stage.batch_size} images, "
+                  f"{IMAGE_STAGE_PRESETS.get(args.config, args.config)} schedule, on {device} -> "
+                  f"{out / IMAGE_STAGE_DIR}; --no-image-stage skips it)")
+            init_from = train_image_stage(stage, train_ann, train_dir, out, device=device, iters=length,
+                                          progress=not args.quiet, **train_kwargs)
+        elif image_stage:
+            print(f"resuming the fine-tuning: {out / engine.CHECKPOINT_NAME} holds its weights, the image "
+                  f"stage is not run")
+        iters = config.max_iters if args.iters is None else args.iters
+        print(f"train {args.config} (video): {len(train_set.videos)} videos, {len(train_set)} frame pairs, "
+              f"{num_classes} classes, {iters} iterations of {config.batch_size} pairs on {device}"
+              + (" (resuming)" if resume else "") + f" -> {out}")
+        summary = train_vis(config, train_set, out, init_from=init_from, val_set=val_set, iters=args.iters,
+                            device=device, resume=resume, progress=not args.quiet, eval_every=args.eval_every,
+                            **train_kwargs)
     except engine.CheckpointError as error:
         raise cli.UsageError(str(error)) from None
     print(f"checkpoint: {summary['checkpoint']} (iteration {summary['iteration']}, {summary['seconds']:.0f} s)")

@@ -40,6 +40,10 @@ def test_preset_table_matches_the_authors_settings():
     assert (tiny.input_size, tiny.num_classes, tiny.nms) == ((128, 128), 6, "fast")
     assert tiny.regress_ranges[:3] == ((-1.0, 32.0), (32.0, 64.0), (64.0, 128.0))
 
+    vis = preset("paper_vis_r50")  # the authors' VIS recipe: SGD lr 0.005, bias lr x2, no bias decay
+    assert (vis.optimizer, vis.lr, vis.bias_lr_factor, vis.bias_weight_decay) == ("sgd", 0.005, 2.0, 0.0)
+    assert (vis.warmup_method, vis.warmup_iters, vis.warmup_factor) == ("linear", 1000, 1.0 / 80)
+
 
 def test_unknown_preset_lists_the_names():
     with pytest.raises(ValueError, match="paper_r50_544"):

@@ -215,6 +215,36 @@ def test_resume_after_a_crash_mid_run(tmp_path):
     assert logged == list(range(1, 9))  # step 5, logged before the crash, is not duplicated
 
 
+def test_weight_average_by_hand():
+    model = nn.Linear(2, 1)
+    average = engine.WeightAverage(model, decay=0.9)
+    start = model.weight.detach().clone()
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    average.update(model, step=1)  # d_1 = min(0.9, 2 / 11)
+    d = 2 / 11
+    torch.testing.assert_close(average.state["weight"], d * start + (1 - d) * (start + 1.0))
+    for step in range(2, 200):
+        average.update(model, step)
+    torch.testing.assert_close(average.state["weight"], start + 1.0)  # a constant model is its own average
+
+
+def test_weight_average_resumes_and_is_what_a_checkpoint_evaluates(tmp_path):
+    c = toy_config(max_iters=8, ema_decay=0.9)
+    full, _ = run(tmp_path / "full", c, checkpoint_every=100)
+    run(tmp_path / "part", c, iters=3)
+    resumed = ToyDetector()
+    run(tmp_path / "part", c, model=resumed, resume=True)
+    assert_same_weights(full, resumed)  # both end holding the average
+    saved = engine.read_checkpoint(tmp_path / "full" / "checkpoint.pt")
+    torch.testing.assert_close(saved["ema"], engine.read_checkpoint(tmp_path / "part" / "checkpoint.pt")["ema"],
+                               rtol=0, atol=0)
+    assert engine.evaluation_weights(saved) is saved["ema"]
+    torch.testing.assert_close(full.state_dict(), saved["ema"], rtol=0, atol=0)
+    assert any(not torch.equal(saved["model"][k], saved["ema"][k]) for k in saved["model"])
+    assert engine.evaluation_weights(dict(saved, ema=None)) is saved["model"]
+
+
 def test_resume_without_checkpoint_is_an_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint to resume from"):
         run(tmp_path, toy_config(), resume=True)

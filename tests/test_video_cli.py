@@ -42,13 +42,22 @@ def data_root(tmp_path_factory) -> Path:
     return root
 
 
+def train(argv: list[str], **options) -> dict:
+    """`python -m sipmask_ref train ARGV` with the image-stage options (image_stage, image_stage_iters) set
+    on the parsed arguments, as their flags --no-image-stage / --image-stage-iters would."""
+    args = cli.build_parser().parse_args(["train", *argv])
+    for name, value in options.items():
+        setattr(args, name, value)
+    return args.func(args)
+
+
 @pytest.fixture(scope="module")
 def vis_run(data_root, tmp_path_factory) -> Path:
-    """One iteration of cpu_tiny_vis on the synthetic video pairs (val: the synthetic val videos)."""
+    """One iteration of cpu_tiny_vis on the synthetic video pairs (val: the synthetic val videos), after a
+    one-iteration image stage (no --init-from)."""
     out = tmp_path_factory.mktemp("vis")
-    code = cli.main(["train", "--config", "cpu_tiny_vis", "--data-root", str(data_root), "--out", str(out),
-                     "--iters", "1", "--batch-size", "2", "--log-every", "1", "--quiet"])
-    assert code == 0
+    train(["--config", "cpu_tiny_vis", "--data-root", str(data_root), "--out", str(out), "--iters", "1",
+           "--batch-size", "2", "--log-every", "1", "--quiet"], image_stage_iters=1)
     return out
 
 
@@ -152,6 +161,67 @@ def test_train_vis_from_an_image_checkpoint(data_root, tmp_path, capsys):
     image_model, _ = engine.load_checkpoint(image_run / "checkpoint.pt")
     assert isinstance(vis_model, SipMaskVIS)
     torch.testing.assert_close(vis_model.head.cls_logits.weight, image_model.head.cls_logits.weight)
+
+
+def _video_train_args(data_root: Path, out: Path) -> list[str]:
+    """train cpu_tiny_vis on the synthetic training videos alone (no val set), 0 fine-tuning steps."""
+    videos = data_root / "synthetic_video"
+    return ["--config", "cpu_tiny_vis", "--train-ann", str(videos / "annotations/train.json"), "--train-images",
+            str(videos / "videos/train"), "--out", str(out), "--iters", "0", "--log-every", "1", "--quiet"]
+
+
+def test_train_vis_without_init_from_trains_the_image_model_first(data_root, tmp_path, capsys):
+    out = tmp_path / "vis"
+    summary = train(_video_train_args(data_root, out), image_stage_iters=2)
+    printed = capsys.readouterr().out
+    assert "no --init-from: training the image model on the 9 annotated frames" in printed
+    stage = engine.read_checkpoint(out / "image_stage" / "checkpoint.pt")
+    assert stage["config"]["task"] == "image" and stage["iteration"] == 2
+    assert stage["config"]["batch_size"] == preset("cpu_tiny").batch_size  # cpu_tiny's schedule
+    assert stage["dataset"]["class_names"] == list(CLASSES)
+    vis = engine.read_checkpoint(out / "checkpoint.pt")
+    assert vis["config"]["task"] == "vis" and vis["iteration"] == 0
+    # the fine-tuning started from the stage (--iters 0: its weights are the stage's, tracking branch aside)
+    assert "tensors copied" in printed and len(summary["init"]["loaded"]) > 50
+    assert all(name.startswith("tracking.") for name in summary["init"]["not_in_source"])
+    weights = stage["ema"] if stage.get("ema") is not None else stage["model"]
+    for name in summary["init"]["loaded"]:
+        assert torch.equal(vis["model"][name], weights[name]), name
+
+    # run again: the finished stage is reused as it is
+    written = (out / "image_stage" / "checkpoint.pt").stat().st_mtime_ns
+    with pytest.warns(UserWarning, match="will be overwritten"):  # the fine-tuning is a fresh run again
+        again = train(_video_train_args(data_root, out), image_stage_iters=2)
+    assert "is finished (iteration 2 of 2, same config); skipping it" in capsys.readouterr().out
+    assert (out / "image_stage" / "checkpoint.pt").stat().st_mtime_ns == written
+    assert again["init"]["loaded"] == summary["init"]["loaded"]
+
+
+def test_resume_continues_an_interrupted_image_stage_then_fine_tunes(data_root, tmp_path, capsys):
+    out = tmp_path / "vis"
+    train(_video_train_args(data_root, out), image_stage_iters=1)
+    (out / "checkpoint.pt").unlink()  # as if stopped in the image stage, before the fine-tuning
+    train([*_video_train_args(data_root, out), "--resume"], image_stage_iters=2)
+    printed = capsys.readouterr().out
+    assert "continuing" in printed and "from iteration 1 to 2" in printed and "tensors copied" in printed
+    assert engine.read_checkpoint(out / "image_stage" / "checkpoint.pt")["iteration"] == 2
+    assert engine.read_checkpoint(out / "checkpoint.pt")["config"]["task"] == "vis"
+    # stopped in the fine-tuning: it resumes from its own checkpoint, the stage is not run
+    written = (out / "image_stage" / "checkpoint.pt").stat().st_mtime_ns
+    summary = train([*_video_train_args(data_root, out), "--resume"], image_stage_iters=3)
+    assert "the image stage is not run" in capsys.readouterr().out and summary["init"] is None
+    assert (out / "image_stage" / "checkpoint.pt").stat().st_mtime_ns == written
+
+
+def test_no_image_stage_fine_tunes_from_random_weights(data_root, tmp_path, capsys):
+    out = tmp_path / "vis"
+    summary = train(_video_train_args(data_root, out), image_stage=False)
+    printed = capsys.readouterr().out
+    assert summary["init"] is None and "tensors copied" not in printed and "no --init-from" not in printed
+    assert not (out / "image_stage").exists()
+    assert engine.read_checkpoint(out / "checkpoint.pt")["config"]["task"] == "vis"
+    with pytest.raises(cli.UsageError, match="--image-stage-iters must be >= 0"):
+        train(_video_train_args(data_root, tmp_path / "bad"), image_stage_iters=-1)
 
 
 # ---------------------------------------------------------------- tracking glue and bad input

@@ -15,7 +15,7 @@ from sipmask_ref.config import preset
 from sipmask_ref.data.ytvis import YTVISDataset
 from sipmask_ref.model import SipMask
 from sipmask_ref.tracking import embeddings_at_boxes
-from sipmask_ref.video import train_vis
+from sipmask_ref.video import IMAGE_STAGE_PRESETS, image_stage_config, schedule_fields, train_vis
 from sipmask_ref.video_model import SipMaskVIS, load_image_weights
 
 torch.set_num_threads(1)
@@ -159,6 +159,55 @@ def test_pair_training_is_deterministic_and_restores_as_sipmaskvis(ytvis_files, 
     for (name, a), b in zip(model_a.state_dict().items(), model_b.state_dict().values()):
         assert torch.equal(a, b), name
     assert "loss_track" in first["losses"] and torch.isfinite(torch.tensor(first["losses"]["loss_track"]))
+
+
+def test_image_stage_config_is_the_vis_model_with_a_from_scratch_schedule():
+    vis = dataclasses.replace(preset("cpu_tiny_vis"), num_classes=3, seed=7)
+    stage = image_stage_config(vis, "cpu_tiny_vis")
+    image = preset(IMAGE_STAGE_PRESETS["cpu_tiny_vis"])
+    assert stage.task == "image" and stage.max_iters == image.max_iters > vis.max_iters
+    for name in schedule_fields():
+        assert getattr(stage, name) == getattr(image, name), name
+    assert {"lr", "lr_steps", "batch_size", "warmup_iters"} <= set(schedule_fields())
+    model_fields = {f.name for f in dataclasses.fields(vis)} - set(schedule_fields()) - {"task"}
+    for name in model_fields:  # backbone, channels, classes, switches, input, seed, ...
+        assert getattr(stage, name) == getattr(vis, name), name
+    # a preset without an image preset (its schedule is already in epochs of video frames): its own
+    paper = preset("paper_vis_r50")
+    assert image_stage_config(paper, "paper_vis_r50") == dataclasses.replace(paper, task="image")
+
+
+def test_train_vis_starts_from_the_weight_average_of_an_image_checkpoint(tmp_path):
+    """An image checkpoint that kept a weight average (config.ema_decay) is evaluated with it: the
+    fine-tuning starts from it too."""
+    config = small_config(num_classes=2)
+    image_model = SipMask(dataclasses.replace(config, task="image"))
+    average = {name: value + 1 if value.is_floating_point() else value
+               for name, value in image_model.state_dict().items()}
+    checkpoint = tmp_path / "image.pt"
+    engine.save_checkpoint({"format": engine.CHECKPOINT_FORMAT, "iteration": 1, "model": image_model.state_dict(),
+                            "ema": average, "config": dataclasses.asdict(config)}, checkpoint)
+    dataset = _OnePair()
+    summary = train_vis(config, dataset, tmp_path / "vis", init_from=checkpoint, iters=0, progress=False,
+                        verbose=False)
+    state = engine.read_checkpoint(summary["checkpoint"])
+    assert summary["init"]["loaded"]
+    for name in summary["init"]["loaded"]:
+        assert torch.equal(state["model"][name], average[name]), name
+
+
+class _OnePair(torch.utils.data.Dataset):
+    """A YTVISDataset stand-in in mode 'pairs' with one pair."""
+
+    mode = "pairs"
+    class_names = ("a", "b")
+    label_to_cat_id = {1: 1, 2: 2}
+
+    def __len__(self):
+        return 1
+
+    def __getitem__(self, index):
+        return (*frame([LEFT], [1], [5]), *frame([LEFT], [1], [5]))
 
 
 def test_engine_flips_both_frames_of_a_pair_together():
