@@ -14,6 +14,15 @@ belongs to the mask-specialized regression branch); a 1x1 conv (3D -> 512) + ReL
 the 3x3 conv (512 -> m), which is also followed by a ReLU, so basis masks are non-negative. With
 P3 at stride 8, the x4 upsampling puts the basis masks at stride 2 of the padded input.
 
+Deliberate, optional difference: `activation='softplus'` (config.basis_activation, the cpu_tiny
+preset) ends the branch with softplus instead of ReLU. The maps stay non-negative, but a map pushed
+below zero everywhere keeps a gradient. Trained from scratch with AdamW, the ReLU branch of cpu_tiny
+lost maps for good in 7 runs on the synthetic benchmark (three initialisations): in 2 of them the
+3x3 conv's weights drifted negative until all M = 16 maps were zero on every image, after which
+nothing reaches the branch or the coefficients again (every mask is sigmoid(0) = 0.5 and loss_mask
+stays at log 2); in 4 others 5-10 of the 16 maps died that way. With softplus none did. (Adam's steps have the same size however small the gradient, so a steady
+small push moves the weights as fast as a large one.)
+
 The ablation baseline (`basis_source='p3'`, "similar to YOLACT, obtaining the basis masks by using
 only high-resolution FPN layer (P3)", §4.3) runs the same convs on the P3 tower output alone.
 """
@@ -29,13 +38,17 @@ class ContextualBasisMasks(nn.Module):
     """Basis masks [B, M, H/2, W/2] from the regression-tower features of P3 (and P4, P5)."""
 
     def __init__(
-        self, channels: int, num_basis: int, hidden_channels: int = 512, basis_source: str = "p3-p5"
+        self, channels: int, num_basis: int, hidden_channels: int = 512, basis_source: str = "p3-p5",
+        activation: str = "relu",
     ) -> None:
         super().__init__()
         if basis_source not in ("p3", "p3-p5"):
             raise ValueError(f"ContextualBasisMasks: basis_source must be 'p3' or 'p3-p5', "
                              f"got {basis_source!r}")
+        if activation not in ("relu", "softplus"):
+            raise ValueError(f"ContextualBasisMasks: activation must be 'relu' or 'softplus', got {activation!r}")
         self.basis_source = basis_source
+        self.activation = F.relu if activation == "relu" else F.softplus
         num_inputs = 3 if basis_source == "p3-p5" else 1
         self.reduce = nn.Conv2d(num_inputs * channels, hidden_channels, 1)
         self.predict = nn.Conv2d(hidden_channels, num_basis, 3, padding=1)
@@ -61,6 +74,6 @@ class ContextualBasisMasks(nn.Module):
         else:
             x = p3  # [B, D, H, W]
         x = F.relu(self.reduce(x))  # [B, D, H, W] with D = hidden_channels
-        x = F.relu(self.predict(x))  # [B, M, H, W]
+        x = self.activation(self.predict(x))  # [B, M, H, W], non-negative
         # [B, M, 4H, 4W]: stride 2 of the padded input
         return F.interpolate(x, scale_factor=4, mode="bilinear", align_corners=False)

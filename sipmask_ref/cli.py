@@ -41,12 +41,13 @@ from . import engine
 from .config import PRESETS, SipMaskConfig, preset
 from .data.coco import CocoInstances, load_rgb_image
 from .data.synthetic import make_data
-from .eval.coco import encode_masks, format_table, save_metrics, save_results
+from .eval.coco import encode_masks, format_table, per_class_ap, save_metrics, save_results
 from .model import SipMask
 from .tutorial import adjacent_example
 from .viz import draw_instances, plot_spatial_mask_prediction, write_sample_figure
 
 PROG = "sipmask_ref"
+PER_CLASS_NAME = "per_class_ap.json"  # evaluate: COCO AP of each category, {iou type: {name: AP}}
 
 
 class UsageError(Exception):
@@ -243,11 +244,15 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     out = Path(args.out)
     results_path = save_results(results, out / "results.json")
     metrics_path = save_metrics(metrics, out / engine.METRICS_NAME)
+    per_class = per_class_ap(dataset.coco, results)
+    per_class_path = save_metrics(per_class, out / PER_CLASS_NAME)
     print(f"{args.checkpoint} (iteration {state['iteration']}) on {dataset.ann_file}: "
           f"{len(dataset)} images, {len(results)} detections")
     print(format_table(metrics))
-    print(f"results: {results_path}\nmetrics: {metrics_path}")
-    return metrics
+    print("AP per class:")
+    print(format_table(per_class))
+    print(f"results: {results_path}\nmetrics: {metrics_path}\nper class: {per_class_path}")
+    return metrics | {"per_class": per_class}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -392,6 +397,10 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
     metrics = cmd_evaluate(parser.parse_args(evaluate_argv))
     print(f"demo: box AP {100 * metrics['bbox']['AP']:.1f}, mask AP {100 * metrics['segm']['AP']:.1f} "
           f"(COCO AP on the synthetic val split)")
+    mask_per_class = metrics["per_class"]["segm"]
+    weakest = min(mask_per_class, key=mask_per_class.get)
+    print("demo: mask AP per class: " + ", ".join(f"{name} {100 * ap:.1f}" for name, ap in mask_per_class.items())
+          + f" (lowest: {weakest})")
 
     model, config = engine.load_checkpoint(checkpoint, _device(args.device))
     val_set = _dataset(*_synthetic_split(root, "val"), "validation set")
@@ -425,7 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", default="data", help="folder for synthetic/ and synthetic_video/ (default: data)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--image-size", type=int, default=128)
-    p.add_argument("--num-train", type=int, default=600, help="training images")
+    p.add_argument("--num-train", type=int, default=2000, help="training images")
     p.add_argument("--num-val", type=int, default=150, help="validation images")
     p.add_argument("--no-video", dest="video", action="store_false", help="skip the video benchmark")
     p.add_argument("--force", action="store_true", help="regenerate even when up to date")

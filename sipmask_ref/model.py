@@ -81,7 +81,8 @@ class SipMask(nn.Module):
         self.backbone = build_backbone(config)
         self.head = SipMaskHead(config)
         self.basis_masks = ContextualBasisMasks(
-            config.fpn_channels, config.num_basis, config.basis_hidden_channels, config.basis_source
+            config.fpn_channels, config.num_basis, config.basis_hidden_channels, config.basis_source,
+            config.basis_activation,
         )
 
     # ---- input -------------------------------------------------------------------------------

@@ -111,7 +111,7 @@ def test_iterations_for_budget() -> None:
 
 
 def test_budget_config_scales_the_presets_schedule() -> None:
-    base = preset("cpu_tiny")  # 1800 iterations, steps 1400 / 1700, warm-up 100
+    base = dataclasses.replace(preset("cpu_tiny"), max_iters=1800, lr_steps=(1400, 1700), warmup_iters=100)
     config = compare.budget_config(base, 900)
     assert (config.max_iters, config.lr_steps, config.warmup_iters) == (900, (700, 850), 100)
     assert compare.budget_config(base, 360).lr_steps == (280, 340)  # 77.8% and 94.4% of the run

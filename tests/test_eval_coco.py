@@ -15,6 +15,7 @@ from sipmask_ref.eval.coco import (
     encode_masks,
     evaluate_coco,
     format_table,
+    per_class_ap,
     predictions_to_coco_results,
     save_metrics,
     save_results,
@@ -120,6 +121,28 @@ def test_known_iou_gives_ap50_one_and_ap75_zero():
         assert m["AR1"] == pytest.approx(0.3)
         assert m["APs"] == pytest.approx(0.3)  # 130 px: small
         assert m["APm"] == -1.0 and m["APl"] == -1.0  # no such ground truth: kept as COCOeval's -1
+
+
+def test_per_class_ap_by_hand():
+    # Category 'seven' is predicted perfectly. Of category 'three' only the small 10x10 object of image 1
+    # is predicted, shifted 3 px right (IoU 7*10 / 13*10 = 0.538), and its large object is missed.
+    three_small = [o for o in OBJECTS if o[1] == 3][0]
+    sevens = [o for o in OBJECTS if o[1] == 7]
+    predictions = make_predictions(sevens, image_ids=tuple(IMAGES))
+    shifted = make_predictions([three_small], shift_x=3, image_ids=[1])[0]
+    first = predictions[0]
+    predictions[0] = {k: torch.cat([first[k], shifted[k]]) for k in first}
+    results = predictions_to_coco_results(predictions, list(IMAGES), LABEL_TO_CAT_ID)
+    table = per_class_ap(make_gt(), results)
+    assert set(table) == {"bbox", "segm"}
+    for iou_type in ("bbox", "segm"):
+        assert table[iou_type]["seven"] == pytest.approx(1.0)
+        # IoU 70/130 = 0.538: matched at 0.50 only; recall 1/2 -> precision 1 up to recall 0.5
+        # (51 of 101 recall points) at one of ten thresholds
+        assert table[iou_type]["three"] == pytest.approx(51 / 101 / 10)
+    # the mean over the categories is COCO's AP
+    metrics = evaluate_coco(make_gt(), results)
+    assert metrics["segm"]["AP"] == pytest.approx(np.mean(list(table["segm"].values())))
 
 
 def test_empty_results_score_zero_without_crash(capsys):

@@ -260,6 +260,35 @@ def evaluate_coco(
     return metrics
 
 
+def per_class_ap(
+    coco_gt: COCO | str | os.PathLike,
+    results: list[dict],
+    iou_types: Sequence[str] = IOU_TYPES,
+) -> dict[str, dict[str, float]]:
+    """COCO AP (IoU 0.50:0.95, all areas, 100 detections) of each category: {iou type: {name: AP}}.
+
+    The same COCOeval run as `evaluate_coco`, read per category from its precision table
+    (eval['precision'][T, R, K, area 'all', maxDets 100], averaged over the IoU thresholds T and the
+    recall points R where defined). -1 for a category without ground truth in the evaluated images.
+    Category names are the dataset's own ('name' of its categories).
+    """
+    coco_gt = _load_gt(coco_gt, verbose=False)
+    _check_gt(coco_gt, iou_types)
+    _check_results(results, coco_gt, iou_types)
+    table: dict[str, dict[str, float]] = {}
+    for iou_type in iou_types:
+        with _quiet(False):
+            evaluator = COCOeval(coco_gt, _load_results(coco_gt, results, iou_type), iouType=iou_type)
+            evaluator.evaluate()
+            evaluator.accumulate()
+        precision = evaluator.eval["precision"][:, :, :, 0, -1]  # [T, R, K]: area 'all', 100 detections
+        table[iou_type] = {}
+        for k, cat_id in enumerate(evaluator.params.catIds):
+            defined = precision[:, :, k][precision[:, :, k] > -1]
+            table[iou_type][coco_gt.cats[cat_id]["name"]] = float(defined.mean()) if defined.size else -1.0
+    return table
+
+
 # ----------------------------------------------------------------------------------------------------
 # reporting
 # ----------------------------------------------------------------------------------------------------
