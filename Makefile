@@ -29,7 +29,7 @@ reproduce: $(STAMP)
 	$(BIN)/python -m sipmask_ref reproduce
 
 # Table 1 (speed vs accuracy) on this machine: SipMask, the YOLACT-like baseline and torchvision's
-# Mask R-CNN, each trained for the same CPU budget (240 s, 2 threads), into results/speed_accuracy.*.
+# Mask R-CNN, each trained for the same CPU budget (290 s, 2 threads), into results/speed_accuracy.*.
 compare: $(STAMP)
 	$(BIN)/python -m sipmask_ref compare
 

@@ -527,7 +527,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("compare", help="speed vs accuracy (Table 1): SipMask, YOLACT-like baseline, "
                             "Mask R-CNN for the same CPU budget (results/)")
-    p.add_argument("--budget-s", type=float, default=240.0, help="training seconds per model (default: 240)")
+    p.add_argument("--budget-s", type=float, default=290.0, help="training seconds per model (default: 290)")
     p.add_argument("--threads", type=int, default=2, help="torch threads for training, timing and evaluation "
                    "(default: 2)")
     p.add_argument("--out", default="results", help="folder for speed_accuracy.json / .md (default: results)")
