@@ -15,9 +15,10 @@ same thread count, interleaved round by round so that machine noise hits them al
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torchvision
@@ -71,7 +72,7 @@ def bench_models(device: torch.device, repeats: int) -> dict[str, float]:
             detections[name] = len(model([image])[0]["boxes"])
         for _ in range(repeats):
             for name, model in models.items():
-                times[name].append(_timed(lambda: model([image]), device))
+                times[name].append(_timed(functools.partial(model, [image]), device))
     medians = {name: statistics.median(t) for name, t in times.items()}
     for name in models:
         print(f"  {name:<28} {medians[name] * 1000:8.1f} ms   ({detections[name]} detections)")

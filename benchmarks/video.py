@@ -24,7 +24,7 @@ import argparse
 import dataclasses
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

@@ -24,8 +24,8 @@ import torch
 import torchvision
 from torch import Tensor, nn
 from torchvision.ops import FeaturePyramidNetwork
-from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 from torchvision.ops import misc as torchvision_misc
+from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
 from .config import SipMaskConfig
 

@@ -130,7 +130,7 @@ def cmd_make_data(args: argparse.Namespace) -> dict[str, Any]:
     made = make_data(root=args.root, seed=args.seed, image_size=args.image_size, num_train=args.num_train,
                      num_val=args.num_val, video=args.video, force=args.force, verbose=not args.quiet,
                      progress=not args.quiet)
-    for name, entry in made.items():
+    for entry in made.values():
         figure = write_sample_figure(entry["root"], Path(entry["root"]) / "samples.png")
         if not args.quiet:
             print(f"sample figure: {figure}")
@@ -317,7 +317,7 @@ def cmd_predict(args: argparse.Namespace) -> list[Path]:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for path, name in zip(paths, _output_names(paths)):
+    for path, name in zip(paths, _output_names(paths), strict=True):
         try:
             image = load_rgb_image(path, None, str(path))
         except OSError as error:

@@ -556,8 +556,8 @@ def to_markdown(report: dict[str, Any]) -> str:
     lines = [
         "# Speed vs accuracy (paper Table 1) on the synthetic benchmark",
         "",
-        "| model | parameters | iterations | train s | box AP | box AP50 | mask AP | mask AP50 | "
-        "ms / image (median) | ms / image (p25-p75) | threads |",
+        ("| model | parameters | iterations | train s | box AP | box AP50 | mask AP | mask AP50 | "
+        "ms / image (median) | ms / image (p25-p75) | threads |"),
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     by_name = {r["name"]: r for r in report["records"]}
@@ -575,7 +575,7 @@ def to_markdown(report: dict[str, Any]) -> str:
     thresholds = ", ".join(f"{r['name']} {r['mask_threshold']:g}" for r in report["records"])
     lines += [
         "",
-        f"Produced by `{settings['command']}` (sipmask_ref/compare.py) on {env['date']} with Python "
+        (f"Produced by `{settings['command']}` (sipmask_ref/compare.py) on {env['date']} with Python "
         f"{env['python']}, torch {env['torch']}, torchvision {env['torchvision']}, on {env['cpu_count']} "
         f"visible CPU cores ({env['processor']}), {settings['threads']} torch thread(s) for everything. "
         f"Each model was trained from scratch on the {settings['train_images']} training images of "
@@ -591,7 +591,7 @@ def to_markdown(report: dict[str, Any]) -> str:
         f"normalisation and mask pasting. Mask R-CNN is torchvision's MaskRCNN on the same tiny body + "
         f"FPN as SipMask (anchors 16-256 px on P3-P7, RoIAlign on P3-P6, box head 2 x "
         f"{BOX_REPRESENTATION}, {BOX_ROIS_PER_IMAGE} sampled RoIs per training image, mask head "
-        f"{MASK_HEAD_LAYERS} x conv3x3 of D channels).",
+        f"{MASK_HEAD_LAYERS} x conv3x3 of D channels)."),
     ]
     if env.get("failed"):
         lines += ["", "Failed (left out of the table): " + "; ".join(env["failed"])]

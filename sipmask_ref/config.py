@@ -21,8 +21,8 @@ Use `dataclasses.replace(preset("cpu_tiny"), sub_regions=(1, 1))` to flip an abl
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable
 
 BACKBONES = ("tiny", "resnet18", "resnet34", "resnet50", "resnet101")
 BASIS_SOURCES = ("p3", "p3-p5")
@@ -260,7 +260,7 @@ def _probability(name: str, value: float) -> None:
 
 def _epochs_to_iters(epochs: float, batch_size: int = 16, images: int = COCO_TRAIN_IMAGES) -> int:
     """Iterations of `epochs` passes over COCO train2017 at `batch_size` images per iteration."""
-    return int(round(epochs * math.ceil(images / batch_size)))
+    return round(epochs * math.ceil(images / batch_size))
 
 
 # ---- presets -----------------------------------------------------------------------------------

@@ -272,7 +272,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - torch.load raises many types for a non-checkpoint
         reason = type(error).__name__  # torch's own message is pages long for a non-checkpoint
         raise CheckpointError(f"{path} is not a sipmask_ref checkpoint (torch.load: {reason})") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
@@ -330,7 +330,8 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
 
 def _rng_states() -> dict[str, Any]:
     """Every global generator's state, in a form torch.load(weights_only=True) accepts."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    # NPY002: numpy's legacy global generator is exactly what is saved, restored and seeded here
+    kind, keys, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002
     states: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached),
@@ -344,7 +345,7 @@ def _rng_states() -> dict[str, Any]:
 def _set_rng_states(states: dict[str, Any]) -> None:
     torch.set_rng_state(states["torch"])
     kind, keys, pos, has_gauss, cached = states["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))  # noqa: NPY002
     version, internal, gauss = states["python"]
     random.setstate((version, tuple(internal), gauss))
     if "cuda" in states and torch.cuda.is_available():
@@ -354,7 +355,7 @@ def _set_rng_states(states: dict[str, Any]) -> None:
 def seed_everything(seed: int) -> None:
     """Seed torch (CPU and CUDA), numpy and Python's random. Call before building the model."""
     torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 - the legacy global generator, for code that uses it
     random.seed(seed)
 
 
@@ -567,7 +568,8 @@ def train(
     bar = tqdm(total=max_iters, initial=min(start, max_iters), desc="train", dynamic_ncols=True,
                disable=not (progress and is_main))
     model.train()
-    for iteration, batch in zip(range(start, max_iters), loader):
+    # _StepBatches yields exactly the steps start .. max_iters-1: strict=True fails loudly if they ever differ
+    for iteration, batch in zip(range(start, max_iters), loader, strict=True):
         step = iteration + 1  # steps completed after this one
         # (images, targets), or (images, targets, ref_images, ref_targets) for video pairs (§3.5)
         batch = [[_to_device(x, device) if isinstance(x, dict) else x.to(device, non_blocking=True)
@@ -577,7 +579,7 @@ def train(
         names = list(losses)
         values = torch.stack([losses[k].detach().float() for k in names]).cpu()  # one sync per step
         if not _all_finite(values, world_size, device):
-            bad = ", ".join(f"{k} = {v:g}" for k, v in zip(names, values.tolist()))
+            bad = ", ".join(f"{k} = {v:g}" for k, v in zip(names, values.tolist(), strict=True))
             kept = (f"the last good checkpoint, {checkpoint_path} (step {last_saved}), is untouched"
                     if last_saved is not None else "no checkpoint had been written yet")
             bar.close()
@@ -603,7 +605,7 @@ def train(
         window_steps += 1
         bar.update(1)
         if step % log_every == 0 or step == max_iters:
-            means = {k: float(v) / window_steps for k, v in zip(names, window_sum)}
+            means = {k: float(v) / window_steps for k, v in zip(names, window_sum, strict=True)}
             record = {"iteration": step, "lr": lr, **means, "loss": sum(means.values())}
             records.append(record)
             bar.set_postfix({k.removeprefix("loss_"): f"{v:.3f}" for k, v in means.items()} | {"lr": f"{lr:.2e}"})

@@ -15,7 +15,8 @@ by the tests, to prove the vectorised version equal.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -58,7 +59,7 @@ def locations(
             f"fcos.locations: {len(feature_sizes)} feature sizes but {len(strides)} strides"
         )
     points_per_level = []
-    for (height, width), stride in zip(feature_sizes, strides):
+    for (height, width), stride in zip(feature_sizes, strides, strict=True):
         xs = torch.arange(width, dtype=torch.float32, device=device) * stride + stride // 2
         ys = torch.arange(height, dtype=torch.float32, device=device) * stride + stride // 2
         grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")  # [H, W] each
@@ -85,11 +86,11 @@ def flatten_levels(
     points = torch.cat(points_per_level, dim=0)  # [P, 2]
     per_point_strides = torch.cat([
         torch.full((len(p),), float(s), dtype=points.dtype, device=points.device)
-        for p, s in zip(points_per_level, strides)
+        for p, s in zip(points_per_level, strides, strict=True)
     ])  # [P]
     per_point_ranges = torch.cat([
         torch.tensor([lo, hi], dtype=points.dtype, device=points.device).expand(len(p), 2)
-        for p, (lo, hi) in zip(points_per_level, regress_ranges)
+        for p, (lo, hi) in zip(points_per_level, regress_ranges, strict=True)
     ])  # [P, 2]
     return points, per_point_strides, per_point_ranges
 

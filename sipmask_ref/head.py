@@ -32,7 +32,6 @@ from torch import Tensor, nn
 from .config import SipMaskConfig
 from .spatial_preservation import FeatureAlignment, SpatialCoefficients, group_norm
 
-
 # Initial (l, t, r, b) of every location, in strides (see the module docstring).
 INITIAL_BOX_DISTANCE = 1.0
 

@@ -126,7 +126,7 @@ def _top_candidates_per_level(
 ) -> list[Tensor]:
     """Per level, the indices of the `top_n` locations with the largest max_c(prob_c * ctr)."""
     selected = []
-    for logits, ctr in zip(cls_logits, centerness):  # [P_l, C], [P_l]
+    for logits, ctr in zip(cls_logits, centerness, strict=True):  # [P_l, C], [P_l]
         ranking = (logits.sigmoid() * ctr.sigmoid()[:, None]).max(dim=1).values  # [P_l]
         selected.append(ranking.topk(min(top_n, ranking.numel())).indices)
     return selected
@@ -150,11 +150,11 @@ def detect(
     image_size: (h, w) of the resized image before padding (boxes are clipped to it).
     """
     chosen = _top_candidates_per_level(cls_logits, centerness, config.pre_nms_top_n)
-    probs = torch.cat([c[i].sigmoid() for c, i in zip(cls_logits, chosen)])  # [P, C]
-    ctr = torch.cat([c[i].sigmoid() for c, i in zip(centerness, chosen)])  # [P]
-    coefs = torch.cat([c[i] for c, i in zip(coefficients, chosen)])  # [P, Q, M]
+    probs = torch.cat([c[i].sigmoid() for c, i in zip(cls_logits, chosen, strict=True)])  # [P, C]
+    ctr = torch.cat([c[i].sigmoid() for c, i in zip(centerness, chosen, strict=True)])  # [P]
+    coefs = torch.cat([c[i] for c, i in zip(coefficients, chosen, strict=True)])  # [P, Q, M]
     boxes = torch.cat([
-        decode_boxes(p[i], r[i] * s) for p, r, s, i in zip(points, box_regression, strides, chosen)
+        decode_boxes(p[i], r[i] * s) for p, r, s, i in zip(points, box_regression, strides, chosen, strict=True)
     ])  # [P, 4]
     boxes = clip_boxes(boxes, image_size)
 

@@ -24,8 +24,7 @@ from .basis_masks import ContextualBasisMasks
 from .config import SipMaskConfig
 from .data import transforms
 from .head import HeadOutputs, SipMaskHead
-from .losses import box_loss, centerness_loss, focal_loss, mask_alignment_weight, mask_loss
-from .losses import valid_mask_boxes
+from .losses import box_loss, centerness_loss, focal_loss, mask_alignment_weight, mask_loss, valid_mask_boxes
 from .spatial_mask_prediction import assemble_masks
 from .spatial_preservation import flatten_coefficients
 

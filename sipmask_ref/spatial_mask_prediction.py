@@ -371,7 +371,7 @@ def assemble_masks_reference(
     k_h, k_w = _check_assembly_inputs(
         basis_masks, coefficients, boxes, sub_regions, "assemble_masks_reference"
     )
-    num_basis, height, width = basis_masks.shape
+    _num_basis, height, width = basis_masks.shape
     xs = torch.arange(width, dtype=boxes.dtype, device=boxes.device)  # [W]
     ys = torch.arange(height, dtype=boxes.dtype, device=boxes.device)  # [H]
     masks = []

@@ -100,7 +100,7 @@ class SipMaskVIS(SipMask):
         if len(targets) != num or len(ref_images) != num or len(ref_targets) != num:
             raise ValueError(f"SipMaskVIS: got {num} images, {len(targets)} targets, "
                              f"{len(ref_images)} reference images and {len(ref_targets)} reference targets")
-        for k, (image, ref_image) in enumerate(zip(images, ref_images)):
+        for k, (image, ref_image) in enumerate(zip(images, ref_images, strict=True)):
             if tuple(image.shape) != tuple(ref_image.shape):
                 raise ValueError(f"SipMaskVIS: images[{k}] {tuple(image.shape)} and its reference "
                                  f"{tuple(ref_image.shape)} differ in size; a pair comes from one video")
@@ -112,7 +112,7 @@ class SipMaskVIS(SipMask):
         kept_ids = [_kept_ids(obj, targets_in, prepared, scale, f"frame {k}")
                     for k, (obj, targets_in, prepared, scale) in enumerate(
                         zip(ids + ref_ids, list(targets) + list(ref_targets), batch.targets,
-                            batch.scale_factors))]
+                            batch.scale_factors, strict=True))]
         features = self.backbone(batch.images)  # P3..P7 of the 2B frames, shared weights
         outputs = self.head([f[:num] for f in features])  # the detector runs on the current frames
         basis_masks = self.basis_masks(outputs.reg_features[:3])  # [B, M, Hp/2, Wp/2]

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import colorsys
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -93,7 +94,8 @@ def overlay_masks(image: Any, masks: Any, colors: Any = None, alpha: float = 0.5
     if len(colours) < len(mask_array):
         raise ValueError(f"{len(mask_array)} masks but only {len(colours)} colours")
     out = base.astype(np.float64) / 255
-    for mask, colour in zip(mask_array, colours):
+    # strict=False: a palette longer than the masks is allowed (checked above: never shorter).
+    for mask, colour in zip(mask_array, colours, strict=False):
         out[mask] = (1 - alpha) * out[mask] + alpha * colour[:3]
     return np.round(out * 255).astype(np.uint8)
 

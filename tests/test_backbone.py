@@ -79,7 +79,7 @@ def test_offline_weights_give_a_clear_error(tmp_path, monkeypatch):
 def test_frozen_batch_norm_equals_torchvisions_and_keeps_its_state_dict():
     ours, theirs = backbone.FrozenBatchNorm2d(8), FrozenBatchNorm2d(8)  # ours is a subclass of torchvision's
     generator = torch.Generator().manual_seed(0)
-    for name, buffer in theirs.named_buffers():
+    for buffer in theirs.buffers():
         buffer.copy_(torch.rand(8, generator=generator) + 0.5)
     ours.load_state_dict(theirs.state_dict())  # the same keys
     x = torch.randn(2, 8, 5, 7, generator=generator, requires_grad=True)

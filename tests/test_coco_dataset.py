@@ -146,7 +146,7 @@ def test_dataloader_with_collate(coco_files: CocoFiles) -> None:
 
 
 def test_missing_json(coco_files: CocoFiles) -> None:
-    with pytest.raises(FileNotFoundError, match="nothere.json"):
+    with pytest.raises(FileNotFoundError, match=r"nothere\.json"):
         CocoInstances(coco_files.root / "nothere.json", coco_files.image_dir)
 
 
@@ -158,7 +158,7 @@ def test_not_json(coco_files: CocoFiles) -> None:
 
 
 @pytest.mark.parametrize(
-    "change, message",
+    ("change", "message"),
     [
         (lambda d: [1, 2, 3], r"not a COCO instances file: the top level is a list"),
         (lambda d: {k: v for k, v in d.items() if k != "images"}, r"missing key\(s\) \['images'\]"),
@@ -224,7 +224,7 @@ DEGENERATE = [
 ]
 
 
-@pytest.mark.parametrize("key, value, message", DEGENERATE)
+@pytest.mark.parametrize(("key", "value", "message"), DEGENERATE)
 def test_degenerate_annotation_warns_and_is_skipped(coco_files: CocoFiles, key, value, message) -> None:
     data = coco_files.copy()
     data["annotations"][0][key] = value
@@ -237,7 +237,7 @@ def test_degenerate_annotation_warns_and_is_skipped(coco_files: CocoFiles, key, 
     np.testing.assert_array_equal(target["masks"][0].numpy(), coco_files.masks[102])
 
 
-@pytest.mark.parametrize("key, value, message", DEGENERATE)
+@pytest.mark.parametrize(("key", "value", "message"), DEGENERATE)
 def test_degenerate_annotation_raises_without_skip_invalid(coco_files: CocoFiles, key, value, message) -> None:
     data = coco_files.copy()
     data["annotations"][0][key] = value

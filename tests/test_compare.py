@@ -57,7 +57,7 @@ def test_mask_rcnn_builder_follows_the_model_contract() -> None:
     model.eval()
     with torch.no_grad():
         outputs = model(images)
-    for image, output in zip(images, outputs):
+    for image, output in zip(images, outputs, strict=True):
         assert {"boxes", "labels", "scores", "masks"} <= set(output)
         n = len(output["scores"])
         assert output["boxes"].shape == (n, 4) and output["labels"].shape == (n,)
@@ -121,7 +121,7 @@ def test_budget_config_scales_the_presets_schedule() -> None:
     schedule = {"max_iters", "lr_steps", "warmup_iters"}
     assert all(getattr(config, f.name) == getattr(base, f.name)
                for f in dataclasses.fields(base) if f.name not in schedule)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="iters must be >= 1"):
         compare.budget_config(base, 0)
 
 

@@ -51,7 +51,7 @@ def test_unknown_preset_lists_the_names():
 
 
 @pytest.mark.parametrize(
-    "field, value, message",
+    ("field", "value", "message"),
     [
         ("sub_regions", (0, 2), "sub_regions must be a positive int"),
         ("sub_regions", (2.0, 2), "sub_regions must be a positive int"),

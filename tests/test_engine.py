@@ -10,6 +10,7 @@ import dataclasses
 import json
 import socket
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import torch
@@ -63,8 +64,8 @@ class ToyDetector(nn.Module):
 class ToyDataset(torch.utils.data.Dataset):
     """n images of varying size with 0-2 rectangles each (deterministic per index)."""
 
-    class_names = ["a", "b"]
-    label_to_cat_id = {1: 7, 2: 9}
+    class_names: ClassVar[list[str]] = ["a", "b"]
+    label_to_cat_id: ClassVar[dict[int, int]] = {1: 7, 2: 9}
 
     def __init__(self, n: int = 10) -> None:
         self.n = n
@@ -188,7 +189,7 @@ def test_resume_reaches_the_uninterrupted_weights(tmp_path):
     c = toy_config(max_iters=8)
     full, _ = run(tmp_path / "full", c, checkpoint_every=100)
 
-    part, summary = run(tmp_path / "part", c, iters=3)
+    _part, summary = run(tmp_path / "part", c, iters=3)
     assert summary["iteration"] == 3
     assert engine.read_checkpoint(tmp_path / "part" / "checkpoint.pt")["iteration"] == 3
     resumed = ToyDetector()  # a new process: fresh weights, restored from the checkpoint

@@ -69,7 +69,7 @@ def test_sequence_iou_by_hand():
     assert sequence_iou(gt, gt) == pytest.approx(1.0)
     assert sequence_iou([None] * 3, [None] * 3) == 0.0
     np.testing.assert_allclose(sequence_iou_matrix([pred, gt], [gt]), [[1 / 7], [1.0]])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="they must match"):
         sequence_iou(pred[:2], gt)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import pytest
 import torch
@@ -20,7 +21,7 @@ SIZE = 64
 class TinyDataset:
     """Two 64 x 64 images with two square instances each (labels 1 and 2)."""
 
-    class_names = ["a", "b"]
+    class_names: ClassVar[list[str]] = ["a", "b"]
 
     def __init__(self) -> None:
         generator = torch.Generator().manual_seed(0)
@@ -59,7 +60,7 @@ def test_grid_names_round_trip_and_reject_garbage():
     assert ex.parse_grid("2x3") == (2, 3)
     assert ex.grid_name((3, 1)) == "3x1"
     for bad in ("2", "0x2", "ax2", "2x2x2"):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="a grid is written"):
             ex.parse_grid(bad)
 
 
@@ -166,7 +167,7 @@ def test_explorer_without_detections_and_bad_states():
         explorer.maps(ex.ExplorerState(0, 0, "3x3"))
     with pytest.raises(ValueError, match="image_index"):
         explorer.maps(ex.ExplorerState(7, 0, "2x2"))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="at least one model"):
         ex.Explorer({}, dataset)
 
 

@@ -155,7 +155,7 @@ def test_sampled_deform_conv_equals_torchvisions_values_and_gradients(shape):
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
     upstream = torch.randn_like(ours)
     for mine, other in zip(torch.autograd.grad(ours, inputs, upstream),
-                           torch.autograd.grad(theirs, reference, upstream)):
+                           torch.autograd.grad(theirs, reference, upstream), strict=True):
         torch.testing.assert_close(mine, other, rtol=1e-4, atol=1e-4)
 
 

@@ -32,7 +32,7 @@ def _random_boxes(n, generator):
 
 def test_fast_nms_equals_the_plain_reference():
     generator = torch.Generator().manual_seed(0)
-    for trial in range(3):
+    for _ in range(3):
         boxes = _random_boxes(60, generator)
         scores = torch.rand(60, 4, generator=generator) ** 2
         index, labels, kept_scores = fast_nms(boxes, scores, 0.5, 0.1, top_k=25, max_detections=30)

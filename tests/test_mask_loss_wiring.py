@@ -162,7 +162,7 @@ def _hand_loss(inputs, crop="predicted", score="gt_class", iou="input_pixels") -
     n = len(losses)
     alpha_sum = sum(alphas)
     weights = [a / (alpha_sum + 1e-4) * n for a in alphas]  # mean ~1 over the kept positives
-    return sum(a * l for a, l in zip(weights, losses)) / n
+    return sum(a * l for a, l in zip(weights, losses, strict=True)) / n
 
 
 # ---- tests -----------------------------------------------------------------------------------------

@@ -60,7 +60,7 @@ def test_eval_output_contract_at_the_original_non_square_size():
     with torch.no_grad():
         results = model(images)
     assert len(results) == 2
-    for image, result in zip(images, results):
+    for image, result in zip(images, results, strict=True):
         height, width = image.shape[1:]
         assert set(result) == {"boxes", "labels", "scores", "masks"}
         n = result["boxes"].shape[0]
@@ -216,7 +216,7 @@ def test_overfits_two_touching_squares_of_one_class():
     model.eval()
     with torch.no_grad():
         results = model(images)
-    for result, target in zip(results, targets):
+    for result, target in zip(results, targets, strict=True):
         predicted = result["masks"][:, 0] > config.mask_threshold  # [N, H, W]
         truth = target["masks"].bool()  # [G, H, W]
         intersection = (predicted[:, None] & truth[None]).flatten(2).sum(-1)

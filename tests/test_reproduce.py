@@ -89,11 +89,11 @@ def test_summarize_mean_std_min_max() -> None:
     s = reproduce.summarize([30.0, 32.0, 34.0])
     assert (s["mean"], s["std"], s["min"], s["max"], s["n"]) == (32.0, 2.0, 30.0, 34.0, 3)
     assert reproduce.summarize([5.0])["std"] == 0.0
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="no values"):
         reproduce.summarize([])
 
 
-@pytest.mark.parametrize("better, verdict", [
+@pytest.mark.parametrize(("better", "verdict"), [
     ([34.0, 35.0, 36.0], "holds"),  # +5.0, se = sqrt(2/3) = 0.82
     ([30.5, 31.0, 31.5], "weak"),  # +1.0 < 2 se
     ([29.0, 30.0, 31.0], "not_seen"),  # 0.0

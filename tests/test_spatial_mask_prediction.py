@@ -191,7 +191,7 @@ def test_sparse_and_full_map_paths_give_the_same_values_and_gradients(monkeypatc
         masks = assemble_masks(basis, coefficients, boxes, (2, 2))
         ((logits * inside + masks) * weight).sum().backward()
         results[path] = (logits, masks, basis.grad, coefficients.grad)
-    for sparse, full_map in zip(results["sparse"], results["full_map"]):
+    for sparse, full_map in zip(results["sparse"], results["full_map"], strict=True):
         torch.testing.assert_close(sparse, full_map)
     torch.testing.assert_close(
         results["sparse"][1], assemble_masks_reference(basis0, coefficients0, boxes, (2, 2))

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
-from PIL import Image
 
 from sipmask_ref.data import synthetic as S
 
@@ -125,7 +125,7 @@ def test_bad_configuration_raises():
 def _coco_from_masks(masks: list[np.ndarray], category_ids: list[int]) -> dict:
     """A one-image COCO dict holding ``masks`` as RLE annotations."""
     anns = []
-    for k, (mask, cat) in enumerate(zip(masks, category_ids)):
+    for k, (mask, cat) in enumerate(zip(masks, category_ids, strict=True)):
         rle, bbox, area = S.encode_mask(mask)
         anns.append({"id": k + 1, "image_id": 1, "category_id": cat, "segmentation": rle,
                      "bbox": bbox, "area": area, "iscrowd": 0})
@@ -195,7 +195,7 @@ def test_video_json_follows_youtube_vis_2019(video_set):
         absent = [s is None for s in ann["segmentations"]]
         assert absent == [b is None for b in ann["bboxes"]] == [a is None for a in ann["areas"]]
         assert not all(absent)
-        for segm, bbox, area in zip(ann["segmentations"], ann["bboxes"], ann["areas"]):
+        for segm, bbox, area in zip(ann["segmentations"], ann["bboxes"], ann["areas"], strict=True):
             if segm is not None:
                 assert mask_utils.decode(segm).sum() == area >= 20
                 assert list(mask_utils.toBbox(segm)) == bbox
@@ -208,8 +208,8 @@ def test_video_masks_are_the_sampled_ones_and_none_exactly_where_absent(video_se
         sample = S.sample_video(config, video["id"] - 1, "train")
         anns = [a for a in data["annotations"] if a["video_id"] == video["id"]]
         assert len(anns) == len(sample.masks)
-        for ann, masks in zip(anns, sample.masks):
-            for segm, mask in zip(ann["segmentations"], masks):
+        for ann, masks in zip(anns, sample.masks, strict=True):
+            for segm, mask in zip(ann["segmentations"], masks, strict=True):
                 assert (segm is None) == (mask is None)
                 if mask is not None:
                     assert np.array_equal(mask_utils.decode(segm).astype(bool), mask)

@@ -12,7 +12,7 @@ from sipmask_ref.data.synthetic import generate_image_dataset
 from sipmask_ref.viz import _zoom_window, plot_spatial_mask_prediction
 
 
-@pytest.mark.parametrize("value, expected", [("", False), ("0", False), ("false", False), ("1", True),
+@pytest.mark.parametrize(("value", "expected"), [("", False), ("0", False), ("false", False), ("1", True),
                                              ("yes", True)])
 def test_fast_mode_reads_the_environment(monkeypatch, value, expected):
     monkeypatch.setenv(tutorial.FAST_ENV, value)

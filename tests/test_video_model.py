@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import torch
@@ -156,7 +157,7 @@ def test_pair_training_is_deterministic_and_restores_as_sipmaskvis(ytvis_files, 
     model_a, config_a = engine.load_checkpoint(first["checkpoint"])
     model_b, _ = engine.load_checkpoint(second["checkpoint"])
     assert isinstance(model_a, SipMaskVIS) and config_a.task == "vis"
-    for (name, a), b in zip(model_a.state_dict().items(), model_b.state_dict().values()):
+    for (name, a), b in zip(model_a.state_dict().items(), model_b.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
     assert "loss_track" in first["losses"] and torch.isfinite(torch.tensor(first["losses"]["loss_track"]))
 
@@ -201,7 +202,7 @@ class _OnePair(torch.utils.data.Dataset):
 
     mode = "pairs"
     class_names = ("a", "b")
-    label_to_cat_id = {1: 1, 2: 2}
+    label_to_cat_id: ClassVar[dict[int, int]] = {1: 1, 2: 2}
 
     def __len__(self):
         return 1

@@ -99,7 +99,7 @@ def test_frames_mode_none_frames_and_reentering_identity(ytvis_files: YtvisFiles
 def test_images_mode(ytvis_files: YtvisFiles) -> None:
     dataset = load(ytvis_files, mode="images")
     assert len(dataset) == 4
-    image, target = dataset[0]
+    _image, target = dataset[0]
     assert target["obj_ids"].tolist() == [11]
 
 
@@ -120,11 +120,11 @@ def test_same_flip_for_frame_and_reference(ytvis_files: YtvisFiles) -> None:
     plain = load(ytvis_files)
     flipping = load(ytvis_files, transforms=RandomHorizontalFlip(0.5))
     index = pair_index(plain, 0, 0)
-    image, target, ref_image, ref_target = plain[index]
+    image, _target, ref_image, ref_target = plain[index]
     outcomes = set()
     torch.manual_seed(0)
     for _ in range(12):
-        image_f, target_f, ref_image_f, ref_target_f = flipping[index]
+        image_f, _target_f, ref_image_f, ref_target_f = flipping[index]
         assert ref_target_f["frame_index"] == ref_target["frame_index"]  # same reference for the same item
         flipped = torch.equal(image_f, image.flip(-1))
         assert flipped or torch.equal(image_f, image)
@@ -148,7 +148,7 @@ def test_iter_video_flips_every_frame_alike(ytvis_files: YtvisFiles) -> None:
 
 def test_dataloader_with_pairs(ytvis_files: YtvisFiles) -> None:
     loader = torch.utils.data.DataLoader(load(ytvis_files), batch_size=3, collate_fn=collate)
-    images, targets, ref_images, ref_targets = next(iter(loader))
+    images, _targets, _ref_images, ref_targets = next(iter(loader))
     assert len(images) == len(ref_targets) == 3
 
 

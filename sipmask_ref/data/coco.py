@@ -51,8 +51,9 @@ import io
 import json
 import math
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, NamedTuple, Optional, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -62,7 +63,7 @@ from pycocotools.coco import COCO
 from torch import Tensor
 from torch.utils.data import Dataset
 
-Target = Optional[dict[str, Any]]
+Target = dict[str, Any] | None
 Transform = Callable[[Tensor, Target], tuple[Tensor, Target]]
 
 
@@ -100,7 +101,7 @@ def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def load_rgb_image(path: Path, expected_size: Optional[tuple[int, int]], owner: str) -> Tensor:
+def load_rgb_image(path: Path, expected_size: tuple[int, int] | None, owner: str) -> Tensor:
     """Read an image file as float32 [3, H, W], RGB in [0, 1] (conversions: see the module docstring).
 
     ``expected_size`` is (width, height) from the annotation file (None: not checked); ``owner`` names the
@@ -145,7 +146,7 @@ def polygon_area(coords: Sequence[float]) -> float:
     xs, ys = coords[0::2], coords[1::2]
     xs_next = list(xs[1:]) + [xs[0]]
     ys_next = list(ys[1:]) + [ys[0]]
-    twice_area = sum(x0 * y1 - x1 * y0 for x0, y0, x1, y1 in zip(xs, ys, xs_next, ys_next))
+    twice_area = sum(x0 * y1 - x1 * y0 for x0, y0, x1, y1 in zip(xs, ys, xs_next, ys_next, strict=True))
     return abs(twice_area) / 2.0
 
 
@@ -233,7 +234,7 @@ def decode_segmentation(segmentation: Any, height: int, width: int) -> np.ndarra
 
 def check_box(
     bbox: Any, height: int, width: int, where: str
-) -> tuple[Optional[tuple[float, float, float, float]], Optional[str]]:
+) -> tuple[tuple[float, float, float, float] | None, str | None]:
     """COCO bbox [x, y, w, h] -> (xyxy clipped to the image, None), or (None, problem) when degenerate.
 
     Raises ValueError naming ``where`` when the bbox is not four finite numbers.
@@ -269,7 +270,7 @@ def parse_instance(
     width: int,
     where: str,
     report: Callable[[str, bool], None],
-) -> Optional[InstanceRecord]:
+) -> InstanceRecord | None:
     """Check one instance's segmentation and box; None when it must be skipped.
 
     Each problem is passed to ``report(problem, skipped)`` (which warns or raises); ``skipped`` tells
@@ -409,7 +410,7 @@ class CocoInstances(Dataset):
         self,
         ann_file: str | Path,
         image_dir: str | Path,
-        transforms: Optional[Transform] = None,
+        transforms: Transform | None = None,
         skip_invalid: bool = True,
     ) -> None:
         self.ann_file = Path(ann_file)

@@ -54,9 +54,10 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -289,7 +290,7 @@ class Appearance:
 def random_appearance(rng: np.random.Generator, size: float) -> Appearance:
     """A random fill for a shape of diameter ``size``."""
     color_a, color_b = rng.random(3), rng.random(3)
-    side = int(math.ceil(size)) + 3
+    side = math.ceil(size) + 3
     outline = None
     if rng.random() < 0.5:  # a darker or a lighter rim: a cue that separates touching instances
         outline = color_a * 0.35 if rng.random() < 0.5 else color_a + (1 - color_a) * 0.65
@@ -404,7 +405,7 @@ def compose(background: np.ndarray, shapes: Sequence[Shape], appearances: Sequen
         visible[k] = np.zeros((size, size), dtype=bool)
         visible[k][raster.window] = seen
     image = background.copy()
-    for k, (shape, raster) in enumerate(zip(shapes, rasters)):
+    for k, (shape, raster) in enumerate(zip(shapes, rasters, strict=True)):
         if visible[k] is not None:
             region = image[raster.window]  # a view: writing into it paints the image
             region[raster.mask] = paint(appearances[k], raster, shape.size)[raster.mask]
@@ -677,7 +678,7 @@ def generate_image_dataset(out_dir: str | Path, config: SyntheticConfig | None =
             image_id = index + 1
             images.append({"id": image_id, "file_name": file_name,
                            "width": config.image_size, "height": config.image_size})
-            for mask, name in zip(sample.masks, sample.class_names):
+            for mask, name in zip(sample.masks, sample.class_names, strict=True):
                 rle, bbox, area = encode_mask(mask)
                 annotations.append({"id": len(annotations) + 1, "image_id": image_id,
                                     "category_id": CATEGORY_IDS[name], "segmentation": rle,
@@ -712,12 +713,12 @@ def generate_video_dataset(out_dir: str | Path, config: SyntheticVideoConfig | N
             folder = f"vid_{index:04d}"
             (video_root / folder).mkdir()
             file_names = [f"{folder}/{t:05d}.png" for t in range(frames)]
-            for name, frame in zip(file_names, sample.frames):
+            for name, frame in zip(file_names, sample.frames, strict=True):
                 _write_png(video_root / name, frame)
             video_id = index + 1
             videos.append({"id": video_id, "width": size, "height": size, "length": frames,
                            "file_names": file_names})
-            for name, per_frame in zip(sample.class_names, sample.masks):
+            for name, per_frame in zip(sample.class_names, sample.masks, strict=True):
                 encoded = [encode_mask(m) if m is not None else (None, None, None) for m in per_frame]
                 annotations.append({"id": len(annotations) + 1, "video_id": video_id,
                                     "category_id": CATEGORY_IDS[name], "iscrowd": 0,
@@ -816,7 +817,7 @@ def adjacency_stats(coco: dict[str, Any], threshold: float = ADJACENCY_THRESHOLD
         masks = np.stack([decode_segmentation(a["segmentation"], image["height"], image["width"],
                                               f"annotation {a['id']}") for a in anns])
         flags = adjacency_flags(masks, [a["category_id"] for a in anns], threshold)
-        for ann, mask, flag in zip(anns, masks, flags):
+        for ann, mask, flag in zip(anns, masks, flags, strict=True):
             name = names[ann["category_id"]]
             per_class[name]["instances"] += 1
             per_class[name]["adjacent"] += int(flag)

@@ -18,13 +18,14 @@ draw to several frames of a video (a training frame and its reference frame, §3
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-Target = Optional[dict[str, Any]]
+Target = dict[str, Any] | None
 Transform = Callable[[Tensor, Target], tuple[Tensor, Target]]
 
 
@@ -255,4 +256,4 @@ def collate(batch: Sequence[tuple[Any, ...]]) -> tuple[list[Any], ...]:
     lengths = {len(item) for item in batch}
     if len(lengths) != 1:
         raise ValueError(f"collate got items of different lengths {sorted(lengths)}")
-    return tuple(list(field) for field in zip(*batch))
+    return tuple(list(field) for field in zip(*batch, strict=True))

@@ -36,8 +36,9 @@ from __future__ import annotations
 
 import functools
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -141,7 +142,7 @@ class YTVISDataset(Dataset):
         self,
         ann_file: str | Path,
         video_dir: str | Path,
-        transforms: Optional[Transform] = None,
+        transforms: Transform | None = None,
         mode: str = "pairs",
         seed: int = 0,
         skip_invalid: bool = True,

@@ -61,7 +61,7 @@ def sequence_iou(pred_rles_per_frame: Sequence[Rle | None], gt_rles_per_frame: S
         )
     intersection = 0.0
     union = 0.0
-    for pred, gt in zip(pred_rles_per_frame, gt_rles_per_frame):
+    for pred, gt in zip(pred_rles_per_frame, gt_rles_per_frame, strict=True):
         if pred is not None and gt is not None:
             intersection += float(mask_util.area(mask_util.merge([pred, gt], intersect=True)))
             union += float(mask_util.area(mask_util.merge([pred, gt], intersect=False)))
@@ -281,7 +281,7 @@ def evaluate_ytvis(
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
-    return {name: float(v) for name, v in zip(STAT_NAMES, evaluator.stats)}
+    return {name: float(v) for name, v in zip(STAT_NAMES, evaluator.stats, strict=True)}
 
 
 def format_table(metrics: dict[str, float]) -> str:
