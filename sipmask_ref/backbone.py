@@ -84,9 +84,7 @@ class ResNetBody(nn.Module):
     frozen (FrozenBatchNorm2d keeps ImageNet statistics and affine parameters fixed).
     """
 
-    def __init__(
-        self, arch: str, pretrained: bool, frozen_stages: int = 1, frozen_bn: bool = True
-    ) -> None:
+    def __init__(self, arch: str, pretrained: bool, frozen_stages: int = 1, frozen_bn: bool = True) -> None:
         super().__init__()
         norm_layer = FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d
         resnet = getattr(torchvision.models, arch)(weights=None, norm_layer=norm_layer)
@@ -136,9 +134,11 @@ class TinyBody(nn.Module):
         stages = []
         in_channels = 3
         for width in widths:
-            stages.append(nn.Sequential(
-                _conv_bn_relu(in_channels, width, stride=2), _conv_bn_relu(width, width, stride=1)
-            ))
+            stages.append(
+                nn.Sequential(
+                    _conv_bn_relu(in_channels, width, stride=2), _conv_bn_relu(width, width, stride=1)
+                )
+            )
             in_channels = width
         self.stages = nn.ModuleList(stages)  # strides 2, 4, 8, 16, 32
         self.out_channels = tuple(widths[2:])

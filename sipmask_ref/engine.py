@@ -109,14 +109,17 @@ def build_optimizer(model: nn.Module, config: SipMaskConfig) -> torch.optim.Opti
             (biases if name.endswith("bias") else weights).append(parameter)
     groups = [{"params": weights, "lr": config.lr, "weight_decay": config.weight_decay}]
     if biases:
-        groups.append({
-            "params": biases,
-            "lr": config.lr * config.bias_lr_factor,
-            "weight_decay": config.bias_weight_decay,
-        })
+        groups.append(
+            {
+                "params": biases,
+                "lr": config.lr * config.bias_lr_factor,
+                "weight_decay": config.bias_weight_decay,
+            }
+        )
     if config.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=config.lr, betas=(config.momentum, 0.999),
-                                 weight_decay=config.weight_decay)
+        return torch.optim.AdamW(
+            groups, lr=config.lr, betas=(config.momentum, 0.999), weight_decay=config.weight_decay
+        )
     return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
 
 
@@ -208,7 +211,8 @@ class TrainSamples(Dataset):
                 image, target, ref_image, ref_target = item
                 if self.flip is not None:
                     (image, target), (ref_image, ref_target) = apply_same_transform(
-                        self.flip, [(image, target), (ref_image, ref_target)])
+                        self.flip, [(image, target), (ref_image, ref_target)]
+                    )
                 return image, target, ref_image, ref_target
             image, target = item
             if self.flip is not None:
@@ -301,7 +305,9 @@ def evaluation_weights(state: dict[str, Any]) -> dict[str, Tensor]:
     return state["ema"] if state.get("ema") is not None else state["model"]
 
 
-def model_from_checkpoint(state: dict[str, Any], device: str | torch.device = "cpu") -> tuple[nn.Module, SipMaskConfig]:
+def model_from_checkpoint(
+    state: dict[str, Any], device: str | torch.device = "cpu"
+) -> tuple[nn.Module, SipMaskConfig]:
     """Build SipMask (SipMaskVIS when config.task is 'vis') from a checkpoint dict (see
     read_checkpoint) and load its weights; eval mode."""
     config = config_from_dict(state["config"])
@@ -315,7 +321,9 @@ def model_from_checkpoint(state: dict[str, Any], device: str | torch.device = "c
     return model.to(device).eval(), config
 
 
-def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, SipMaskConfig]:
+def load_checkpoint(
+    path: str | os.PathLike, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, SipMaskConfig]:
     """(model in eval mode on `device`, config) from a checkpoint written by `train`.
 
     Raises FileNotFoundError / CheckpointError with the path when the file is missing or unusable.
@@ -385,8 +393,9 @@ def _join_process_group(device: torch.device) -> tuple[int, int, torch.device, b
         torch.cuda.set_device(device)
     created = not dist.is_initialized()
     if created:  # a long timeout: the other ranks wait while rank 0 evaluates (eval_every)
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo",
-                                timeout=datetime.timedelta(hours=2))
+        dist.init_process_group(
+            backend="nccl" if device.type == "cuda" else "gloo", timeout=datetime.timedelta(hours=2)
+        )
     return dist.get_rank(), dist.get_world_size(), device, created
 
 
@@ -418,8 +427,11 @@ def _config_differences(saved: dict[str, Any], config: SipMaskConfig) -> list[st
 def _write_log(path: Path, records: list[dict[str, Any]], keep_until: int | None = None) -> None:
     """Append records to the JSON-lines log; with keep_until, first drop lines of later iterations."""
     if keep_until is not None and path.exists():
-        kept = [line for line in path.read_text().splitlines()
-                if line.strip() and json.loads(line).get("iteration", 0) <= keep_until]
+        kept = [
+            line
+            for line in path.read_text().splitlines()
+            if line.strip() and json.loads(line).get("iteration", 0) <= keep_until
+        ]
         path.write_text("".join(line + "\n" for line in kept))
     with open(path, "a") as f:
         for record in records:
@@ -495,8 +507,10 @@ def train(
         state = read_checkpoint(checkpoint_path)
         changed = _config_differences(state["config"], config)
         if changed:
-            warnings.warn(f"resuming {checkpoint_path} with a config that differs in {changed}; "
-                          f"using the new values", stacklevel=2)
+            warnings.warn(
+                f"resuming {checkpoint_path} with a config that differs in {changed}; using the new values",
+                stacklevel=2,
+            )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -506,8 +520,11 @@ def train(
         start = int(state["iteration"])
     else:
         if checkpoint_path.is_file() and is_main:
-            warnings.warn(f"{checkpoint_path} exists and will be overwritten by this fresh run "
-                          f"(resume=True continues it instead)", stacklevel=2)
+            warnings.warn(
+                f"{checkpoint_path} exists and will be overwritten by this fresh run "
+                f"(resume=True continues it instead)",
+                stacklevel=2,
+            )
         seed_everything(config.seed)
     average = WeightAverage(model, config.ema_decay) if config.ema_decay > 0 else None
     if average is not None and resume and state.get("ema") is not None:
@@ -518,7 +535,8 @@ def train(
 
     if world_size > 1:
         model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None,
+            model,
+            device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=True,  # e.g. a batch without positives leaves branches unused
         )
     samples = TrainSamples(train_dataset, config.seed, config.hflip_prob)
@@ -532,18 +550,21 @@ def train(
     )
 
     def checkpoint(iteration: int) -> None:
-        save_checkpoint({
-            "format": CHECKPOINT_FORMAT,
-            "iteration": iteration,
-            "model": _unwrap(model).state_dict(),
-            "ema": average.state if average is not None else None,  # the weights to evaluate
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(),
-            "config": dataclasses.asdict(config),
-            "rng": _rng_states(),
-            "dataset": _dataset_meta(train_dataset),
-        }, checkpoint_path)
+        save_checkpoint(
+            {
+                "format": CHECKPOINT_FORMAT,
+                "iteration": iteration,
+                "model": _unwrap(model).state_dict(),
+                "ema": average.state if average is not None else None,  # the weights to evaluate
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(),
+                "config": dataclasses.asdict(config),
+                "rng": _rng_states(),
+                "dataset": _dataset_meta(train_dataset),
+            },
+            checkpoint_path,
+        )
 
     def run_eval(iteration: int) -> dict[str, Any]:
         evaluator = eval_fn or (lambda m, d: evaluate(m, d, device, config.batch_size, progress=progress)[1])
@@ -565,29 +586,40 @@ def train(
     records: list[dict[str, Any]] = []
     means: dict[str, float] = {}
     metrics: dict[str, Any] | None = None
-    bar = tqdm(total=max_iters, initial=min(start, max_iters), desc="train", dynamic_ncols=True,
-               disable=not (progress and is_main))
+    bar = tqdm(
+        total=max_iters,
+        initial=min(start, max_iters),
+        desc="train",
+        dynamic_ncols=True,
+        disable=not (progress and is_main),
+    )
     model.train()
     # _StepBatches yields exactly the steps start .. max_iters-1: strict=True fails loudly if they ever differ
     for iteration, batch in zip(range(start, max_iters), loader, strict=True):
         step = iteration + 1  # steps completed after this one
         # (images, targets), or (images, targets, ref_images, ref_targets) for video pairs (§3.5)
-        batch = [[_to_device(x, device) if isinstance(x, dict) else x.to(device, non_blocking=True)
-                  for x in field] for field in batch]
+        batch = [
+            [_to_device(x, device) if isinstance(x, dict) else x.to(device, non_blocking=True) for x in field]
+            for field in batch
+        ]
         with torch.autocast(device.type, enabled=use_amp):
             losses = model(*batch)
         names = list(losses)
         values = torch.stack([losses[k].detach().float() for k in names]).cpu()  # one sync per step
         if not _all_finite(values, world_size, device):
             bad = ", ".join(f"{k} = {v:g}" for k, v in zip(names, values.tolist(), strict=True))
-            kept = (f"the last good checkpoint, {checkpoint_path} (step {last_saved}), is untouched"
-                    if last_saved is not None else "no checkpoint had been written yet")
+            kept = (
+                f"the last good checkpoint, {checkpoint_path} (step {last_saved}), is untouched"
+                if last_saved is not None
+                else "no checkpoint had been written yet"
+            )
             bar.close()
             if created_group:
                 dist.destroy_process_group()
             raise NonFiniteLossError(
                 f"non-finite loss at step {step} of {max_iters} on rank {rank} ({bad}); training stopped, "
-                f"{kept}. Lower config.lr or raise warmup_iters, then resume.")
+                f"{kept}. Lower config.lr or raise warmup_iters, then resume."
+            )
 
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(sum(losses.values())).backward()
@@ -608,14 +640,22 @@ def train(
             means = {k: float(v) / window_steps for k, v in zip(names, window_sum, strict=True)}
             record = {"iteration": step, "lr": lr, **means, "loss": sum(means.values())}
             records.append(record)
-            bar.set_postfix({k.removeprefix("loss_"): f"{v:.3f}" for k, v in means.items()} | {"lr": f"{lr:.2e}"})
+            bar.set_postfix(
+                {k.removeprefix("loss_"): f"{v:.3f}" for k, v in means.items()} | {"lr": f"{lr:.2e}"}
+            )
             if is_main:
                 _write_log(log_path, [record])
             window_sum, window_steps = None, 0
         if is_main and (step % checkpoint_every == 0 or step == max_iters):
             checkpoint(step)
             last_saved = step
-        if val_dataset is not None and eval_every and step % eval_every == 0 and step != max_iters and is_main:
+        if (
+            val_dataset is not None
+            and eval_every
+            and step % eval_every == 0
+            and step != max_iters
+            and is_main
+        ):
             metrics = run_eval(step)
             bar.write(f"step {step}: " + _metrics_line(metrics))
     bar.close()
@@ -650,7 +690,9 @@ def _metrics_line(metrics: dict[str, Any]) -> str:
 # evaluation
 # ----------------------------------------------------------------------------------------------------
 @torch.no_grad()
-def predict_images(model: nn.Module, images: Sequence[Tensor], device: str | torch.device) -> list[dict[str, Tensor]]:
+def predict_images(
+    model: nn.Module, images: Sequence[Tensor], device: str | torch.device
+) -> list[dict[str, Tensor]]:
     """Eval-mode outputs (model contract) for a list of [3, H, W] images in [0, 1], moved to CPU."""
     was_training = model.training
     model.eval()
@@ -682,10 +724,16 @@ def evaluate(
         mask_threshold = getattr(getattr(model, "config", None), "mask_threshold", 0.4)
     results: list[dict[str, Any]] = []
     indices = list(range(len(dataset)))
-    for first in tqdm(range(0, len(indices), batch_size), desc="evaluate", dynamic_ncols=True,
-                      disable=not progress, leave=False):
-        batch = [dataset[i] for i in indices[first:first + batch_size]]
+    for first in tqdm(
+        range(0, len(indices), batch_size),
+        desc="evaluate",
+        dynamic_ncols=True,
+        disable=not progress,
+        leave=False,
+    ):
+        batch = [dataset[i] for i in indices[first : first + batch_size]]
         outputs = predict_images(model, [image for image, _ in batch], device)
         results += predictions_to_coco_results(
-            outputs, [int(target["image_id"]) for _, target in batch], dataset.label_to_cat_id, mask_threshold)
+            outputs, [int(target["image_id"]) for _, target in batch], dataset.label_to_cat_id, mask_threshold
+        )
     return results, evaluate_coco(dataset.coco, results)

@@ -79,7 +79,9 @@ class SipMaskHead(nn.Module):
         self.cls_tower = nn.Sequential(*[conv_block(d, config.use_gn) for _ in range(s - 1)])
         self.reg_tower = nn.Sequential(*[conv_block(d, config.use_gn) for _ in range(s)])
         self.feature_alignment = FeatureAlignment(
-            d, use_gn=config.use_gn, enabled=config.feature_alignment,
+            d,
+            use_gn=config.use_gn,
+            enabled=config.feature_alignment,
             implementation=config.deform_implementation,
         )
         # Prior probability 0.01 for every class at the start: bias = -log((1 - 0.01) / 0.01).

@@ -46,8 +46,10 @@ def deform_conv2d_sampled(features: Tensor, offsets: Tensor, weight: Tensor) -> 
     taps = k_h * k_w
     groups = offsets.shape[1] // (2 * taps)
     if groups * 2 * taps != offsets.shape[1] or d % groups or k_h % 2 == 0 or k_w % 2 == 0:
-        raise ValueError(f"deform_conv2d_sampled: offsets {tuple(offsets.shape)} do not fit features "
-                         f"{tuple(features.shape)} and an odd kernel {k_h}x{k_w}")
+        raise ValueError(
+            f"deform_conv2d_sampled: offsets {tuple(offsets.shape)} do not fit features "
+            f"{tuple(features.shape)} and an odd kernel {k_h}x{k_w}"
+        )
     dp = offsets.view(b, groups, taps, 2, h, w)
     kernel_y, kernel_x = torch.meshgrid(
         torch.arange(k_h, dtype=features.dtype, device=features.device) - k_h // 2,
@@ -63,7 +65,9 @@ def deform_conv2d_sampled(features: Tensor, offsets: Tensor, weight: Tensor) -> 
     sampled = F.grid_sample(
         features.reshape(b * groups, d // groups, h, w),
         grid.reshape(b * groups, taps * h, w, 2),
-        mode="bilinear", padding_mode="zeros", align_corners=False,
+        mode="bilinear",
+        padding_mode="zeros",
+        align_corners=False,
     )  # [B*G, D/G, K*H, W]
     columns = sampled.view(b, d, taps, h, w)  # [B, D, K, H, W]
     return torch.einsum("bdkhw,edk->behw", columns, weight.reshape(e, d, taps))
@@ -102,13 +106,19 @@ class FeatureAlignment(nn.Module):
     """
 
     def __init__(
-        self, channels: int, use_gn: bool = True, enabled: bool = True, offset_groups: int = 4,
+        self,
+        channels: int,
+        use_gn: bool = True,
+        enabled: bool = True,
+        offset_groups: int = 4,
         implementation: str = "auto",
     ) -> None:
         super().__init__()
         if implementation not in DEFORM_IMPLEMENTATIONS:
-            raise ValueError(f"FeatureAlignment: implementation must be one of {DEFORM_IMPLEMENTATIONS}, "
-                             f"got {implementation!r}")
+            raise ValueError(
+                f"FeatureAlignment: implementation must be one of {DEFORM_IMPLEMENTATIONS}, "
+                f"got {implementation!r}"
+            )
         self.enabled = enabled
         self.implementation = implementation
         kernel_taps = 3 * 3
@@ -165,8 +175,10 @@ class FeatureAlignment(nn.Module):
     def offsets(self, box_regression: Tensor) -> Tensor:
         """Kernel offsets dp_r [B, 2 * 9 * groups, H, W] from the detached box regression."""
         if self.conv_offset is None:
-            raise ValueError("FeatureAlignment.offsets: feature alignment is disabled "
-                             "(config.feature_alignment=False); the layer has no offsets")
+            raise ValueError(
+                "FeatureAlignment.offsets: feature alignment is disabled "
+                "(config.feature_alignment=False); the layer has no offsets"
+            )
         return self.conv_offset(box_regression.detach())
 
 

@@ -156,8 +156,12 @@ def test_empty_results_score_zero_without_crash(capsys):
 
 def test_no_detections_from_the_model():
     predictions = [
-        {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64), "scores": torch.zeros(0),
-         "masks": torch.zeros(0, 1, 60, 80)}
+        {
+            "boxes": torch.zeros(0, 4),
+            "labels": torch.zeros(0, dtype=torch.int64),
+            "scores": torch.zeros(0),
+            "masks": torch.zeros(0, 1, 60, 80),
+        }
     ]
     assert predictions_to_coco_results(predictions, [2], LABEL_TO_CAT_ID) == []
 

@@ -24,9 +24,7 @@ def test_locations_two_levels_by_hand():
     points = locations([(2, 3), (1, 2)], [8, 16], device="cpu")
     assert len(points) == 2
     # stride 8: x = 4 + 8j for j = 0, 1, 2; y = 4 + 8i for i = 0, 1; row-major.
-    expected_8 = torch.tensor(
-        [[4, 4], [12, 4], [20, 4], [4, 12], [12, 12], [20, 12]], dtype=torch.float32
-    )
+    expected_8 = torch.tensor([[4, 4], [12, 4], [20, 4], [4, 12], [12, 12], [20, 12]], dtype=torch.float32)
     # stride 16: x = 8 + 16j, y = 8.
     expected_16 = torch.tensor([[8, 8], [24, 8]], dtype=torch.float32)
     torch.testing.assert_close(points[0], expected_8)

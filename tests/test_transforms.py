@@ -141,7 +141,9 @@ def test_transform_with_seed_restores_the_generator() -> None:
 )
 def test_keep_ratio_sizes(height: int, width: int, expected: tuple[int, int]) -> None:
     assert resized_size(height, width, (1333, 800), keep_ratio=True) == expected
-    assert resized_size(height, width, (800, 1333), keep_ratio=True) == expected  # order of the limits is free
+    assert (
+        resized_size(height, width, (800, 1333), keep_ratio=True) == expected
+    )  # order of the limits is free
 
 
 def test_resize_keep_ratio_640x480() -> None:
@@ -161,7 +163,9 @@ def test_resize_fixed_544(height: int, width: int) -> None:
     assert resized.shape == (3, 400, 600)
 
 
-@pytest.mark.parametrize(("size", "keep_ratio"), [((1333, 800), True), ((544, 544), False), ((15, 10), False)])
+@pytest.mark.parametrize(
+    ("size", "keep_ratio"), [((1333, 800), True), ((544, 544), False), ((15, 10), False)]
+)
 def test_boxes_scale_consistently_with_masks(size, keep_ratio) -> None:
     image, target = make_sample()
     resized, out, (sx, sy) = resize(image, target, size, keep_ratio)

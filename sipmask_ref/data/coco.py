@@ -150,9 +150,7 @@ def polygon_area(coords: Sequence[float]) -> float:
     return abs(twice_area) / 2.0
 
 
-def check_segmentation(
-    segmentation: Any, height: int, width: int, where: str
-) -> tuple[Any, list[str]]:
+def check_segmentation(segmentation: Any, height: int, width: int, where: str) -> tuple[Any, list[str]]:
     """Validate one COCO segmentation for an image of ``height x width``.
 
     Returns ``(segmentation, problems)``: the usable segmentation (polygon parts that are degenerate removed)

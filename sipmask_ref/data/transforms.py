@@ -114,9 +114,7 @@ def apply_same_transform(
     return [transform_with_seed(transform, image, target, seed) for image, target in frames]
 
 
-def resized_size(
-    height: int, width: int, size: tuple[int, int], keep_ratio: bool
-) -> tuple[int, int]:
+def resized_size(height: int, width: int, size: tuple[int, int], keep_ratio: bool) -> tuple[int, int]:
     """Output (height, width) of :func:`resize` for an image of ``height x width``.
 
     keep_ratio=True: ``size`` holds the two limits in any order, e.g. (1333, 800): the long side may be at
@@ -204,9 +202,7 @@ def padded_size(height: int, width: int, size_divisible: int) -> tuple[int, int]
     )
 
 
-def pad_batch(
-    images: Sequence[Tensor], size_divisible: int = 32
-) -> tuple[Tensor, list[tuple[int, int]]]:
+def pad_batch(images: Sequence[Tensor], size_divisible: int = 32) -> tuple[Tensor, list[tuple[int, int]]]:
     """Stack images of different sizes into one zero-padded batch ``[B, 3, Hp, Wp]``.
 
     Each image sits at the top-left corner (padding is added at the bottom and right), so pixel

@@ -35,8 +35,18 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 STAT_NAMES: tuple[str, ...] = (
-    "AP", "AP50", "AP75", "APs", "APm", "APl",
-    "AR1", "AR10", "AR100", "ARs", "ARm", "ARl",
+    "AP",
+    "AP50",
+    "AP75",
+    "APs",
+    "APm",
+    "APl",
+    "AR1",
+    "AR10",
+    "AR100",
+    "ARs",
+    "ARm",
+    "ARl",
 )  # the order of COCOeval.stats
 IOU_TYPES: tuple[str, ...] = ("bbox", "segm")
 
@@ -302,7 +312,11 @@ def format_table(metrics: dict[str, dict[str, float]]) -> str:
     names = list(next(iter(metrics.values())))
     row_label_width = max(len("type"), *(len(row) for row in metrics))
     widths = [max(5, len(name)) for name in names]
-    lines = ["  ".join([f"{'type':<{row_label_width}}"] + [f"{n:>{w}}" for n, w in zip(names, widths, strict=True)])]
+    lines = [
+        "  ".join(
+            [f"{'type':<{row_label_width}}"] + [f"{n:>{w}}" for n, w in zip(names, widths, strict=True)]
+        )
+    ]
     for row, values in metrics.items():
         cells = []
         for name, w in zip(names, widths, strict=True):

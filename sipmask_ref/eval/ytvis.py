@@ -150,7 +150,9 @@ def _videos_by_id(gt: dict) -> dict[int, dict]:
     for video in gt["videos"]:
         length = video.get("length", len(video.get("file_names", [])))
         videos[video["id"]] = {
-            "length": int(length), "height": int(video["height"]), "width": int(video["width"])
+            "length": int(length),
+            "height": int(video["height"]),
+            "width": int(video["width"]),
         }
     return videos
 
