@@ -46,7 +46,8 @@ def load_imagenet_weights(arch: str) -> dict[str, Tensor]:
     """
     weights = torchvision.models.get_model_weights(arch).IMAGENET1K_V1
     try:
-        return weights.get_state_dict(progress=True, check_hash=True)
+        state_dict: dict[str, Tensor] = weights.get_state_dict(progress=True, check_hash=True)
+        return state_dict
     except (OSError, http.client.HTTPException) as error:  # URLError and timeouts are OSErrors
         checkpoint_dir = os.path.join(torch.hub.get_dir(), "checkpoints")
         file_name = os.path.basename(urlparse(weights.url).path)
@@ -62,7 +63,7 @@ def load_imagenet_weights(arch: str) -> dict[str, Tensor]:
         ) from None
 
 
-class FrozenBatchNorm2d(torchvision_misc.FrozenBatchNorm2d):
+class FrozenBatchNorm2d(torchvision_misc.FrozenBatchNorm2d):  # type: ignore[misc]  # torchvision is untyped
     """torchvision's FrozenBatchNorm2d (same buffers, same state dict) computed in one fused pass.
 
     y = (x - running_mean) / sqrt(running_var + eps) * weight + bias, with nothing learned or updated.
@@ -162,7 +163,7 @@ class BackboneWithFPN(nn.Module):
     H / stride_l rows (P6, P7 round up: ceil(H / 64), ceil(H / 128)).
     """
 
-    def __init__(self, body: nn.Module, fpn_channels: int) -> None:
+    def __init__(self, body: ResNetBody | TinyBody, fpn_channels: int) -> None:
         super().__init__()
         self.body = body
         # P6 from P5 (not C5), P7 from ReLU(P6): LastLevelP6P7 uses P5 when in == out channels.
@@ -182,7 +183,7 @@ class BackboneWithFPN(nn.Module):
 def build_backbone(config: SipMaskConfig) -> BackboneWithFPN:
     """The backbone + FPN named by `config.backbone`."""
     if config.backbone == "tiny":
-        body: nn.Module = TinyBody()
+        body: ResNetBody | TinyBody = TinyBody()
     else:
         body = ResNetBody(
             config.backbone,

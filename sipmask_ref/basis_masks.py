@@ -62,6 +62,7 @@ class ContextualBasisMasks(nn.Module):
         self.predict = nn.Conv2d(hidden_channels, num_basis, 3, padding=1)
         for conv in (self.reduce, self.predict):
             nn.init.normal_(conv.weight, std=0.01)
+            assert conv.bias is not None  # nn.Conv2d has a bias by default
             nn.init.zeros_(conv.bias)
 
     def forward(self, tower_features: list[Tensor]) -> Tensor:

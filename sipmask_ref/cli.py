@@ -94,7 +94,7 @@ def _synthetic_split(root: Path, split: str) -> tuple[Path, Path]:
 
 def _dataset(ann: Path | str | None, images: Path | str | None, what: str) -> CocoInstances:
     """A CocoInstances with both paths checked; bad files become one-line usage errors."""
-    if (ann is None) != (images is None):
+    if ann is None or images is None:
         raise UsageError(f"{what}: give both the annotation JSON and the image folder")
     ann, images = Path(ann), Path(images)
     if not ann.is_file():

@@ -524,7 +524,7 @@ def _train(
         log_path = folder / engine.LOG_NAME
         lines = log_path.read_text().splitlines() if log_path.is_file() else []
         logged = [json.loads(line) for line in lines if line.strip()]
-        last = next((r for r in reversed(logged) if "loss" in r), {})
+        last: dict[str, Any] = next((r for r in reversed(logged) if "loss" in r), {})
         losses = {k: v for k, v in last.items() if k.startswith("loss_")}
     return {
         "train_s": seconds,

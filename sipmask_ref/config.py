@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import cast
 
 BACKBONES = ("tiny", "resnet18", "resnet34", "resnet50", "resnet101")
 BASIS_SOURCES = ("p3", "p3-p5")
@@ -123,13 +124,14 @@ class SipMaskConfig:
     match_label_weight: float = 10.0  # tracker: weight of [same label] (authors: 10)
 
     def __post_init__(self) -> None:
-        # Lists from a JSON/YAML file become tuples, so that configs compare and hash the same.
-        self.sub_regions = tuple(self.sub_regions)
+        # Lists from a JSON/YAML file become tuples, so that configs compare and hash the same. The
+        # casts name the fields' declared lengths, which _validate() checks next.
+        self.sub_regions = cast(tuple[int, int], tuple(self.sub_regions))
         self.strides = tuple(self.strides)
-        self.regress_ranges = tuple(tuple(r) for r in self.regress_ranges)
-        self.input_size = tuple(self.input_size)
-        self.pixel_mean = tuple(self.pixel_mean)
-        self.pixel_std = tuple(self.pixel_std)
+        self.regress_ranges = tuple(cast(tuple[float, float], tuple(r)) for r in self.regress_ranges)
+        self.input_size = cast(tuple[int, int], tuple(self.input_size))
+        self.pixel_mean = cast(tuple[float, float, float], tuple(self.pixel_mean))
+        self.pixel_std = cast(tuple[float, float, float], tuple(self.pixel_std))
         self.lr_steps = tuple(self.lr_steps)
         self._validate()
 

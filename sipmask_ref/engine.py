@@ -43,7 +43,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -66,6 +66,24 @@ LOG_NAME = "train_log.jsonl"
 
 class CheckpointError(ValueError):
     """A file that is not a (usable) sipmask_ref checkpoint."""
+
+
+class SizedDataset(Protocol):
+    """What training reads from a dataset: its length and its items (CocoInstances, YTVISDataset)."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> Any: ...
+
+
+class CocoLikeDataset(SizedDataset, Protocol):
+    """What `evaluate` reads: items (image, target), the category ids and the pycocotools COCO object."""
+
+    @property
+    def label_to_cat_id(self) -> dict[int, int]: ...
+
+    @property
+    def coco(self) -> Any: ...
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -103,7 +121,8 @@ def build_optimizer(model: nn.Module, config: SipMaskConfig) -> torch.optim.Opti
     config.bias_weight_decay (the authors' 800-pixel configs: x2 and 0; 1 and 1e-4 elsewhere).
     Frozen parameters (requires_grad False, e.g. the ResNet stem) are left out.
     """
-    weights, biases = [], []
+    weights: list[nn.Parameter] = []
+    biases: list[nn.Parameter] = []
     for name, parameter in model.named_parameters():
         if parameter.requires_grad:
             (biases if name.endswith("bias") else weights).append(parameter)
@@ -185,7 +204,7 @@ class TrainSamples(Dataset):
     depend only on (seed, position).
     """
 
-    def __init__(self, dataset: Dataset, seed: int, hflip_prob: float) -> None:
+    def __init__(self, dataset: SizedDataset, seed: int, hflip_prob: float) -> None:
         if len(dataset) == 0:
             raise ValueError("the training dataset is empty")
         self.dataset = dataset
@@ -307,13 +326,13 @@ def evaluation_weights(state: dict[str, Any]) -> dict[str, Tensor]:
 
 def model_from_checkpoint(
     state: dict[str, Any], device: str | torch.device = "cpu"
-) -> tuple[nn.Module, SipMaskConfig]:
+) -> tuple[SipMask, SipMaskConfig]:
     """Build SipMask (SipMaskVIS when config.task is 'vis') from a checkpoint dict (see
     read_checkpoint) and load its weights; eval mode."""
     config = config_from_dict(state["config"])
     # the weights come from the checkpoint: never download ImageNet weights for a restored model
     config = dataclasses.replace(config, pretrained_backbone=False)
-    model = SipMaskVIS(config) if config.task == "vis" else SipMask(config)
+    model: SipMask = SipMaskVIS(config) if config.task == "vis" else SipMask(config)
     try:
         model.load_state_dict(evaluation_weights(state))
     except RuntimeError as error:
@@ -322,8 +341,8 @@ def model_from_checkpoint(
 
 
 def load_checkpoint(
-    path: str | os.PathLike, device: str | torch.device = "cpu"
-) -> tuple[nn.Module, SipMaskConfig]:
+    path: str | os.PathLike[str], device: str | torch.device = "cpu"
+) -> tuple[SipMask, SipMaskConfig]:
     """(model in eval mode on `device`, config) from a checkpoint written by `train`.
 
     Raises FileNotFoundError / CheckpointError with the path when the file is missing or unusable.
@@ -339,7 +358,9 @@ def load_checkpoint(
 def _rng_states() -> dict[str, Any]:
     """Every global generator's state, in a form torch.load(weights_only=True) accepts."""
     # NPY002: numpy's legacy global generator is exactly what is saved, restored and seeded here
-    kind, keys, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002
+    state = np.random.get_state(legacy=True)  # noqa: NPY002
+    assert isinstance(state, tuple)  # legacy=True: a tuple, as the global generator is an MT19937
+    kind, keys, pos, has_gauss, cached = state
     states: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached),
@@ -367,7 +388,7 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
 
 
-def _dataset_meta(dataset: Dataset) -> dict[str, Any]:
+def _dataset_meta(dataset: SizedDataset) -> dict[str, Any]:
     """Class names and label -> category id map of a dataset, for predict / evaluate later."""
     meta: dict[str, Any] = {}
     if hasattr(dataset, "class_names"):
@@ -441,17 +462,17 @@ def _write_log(path: Path, records: list[dict[str, Any]], keep_until: int | None
 def train(
     model: nn.Module,
     config: SipMaskConfig,
-    train_dataset: Dataset,
-    out_dir: str | os.PathLike,
+    train_dataset: SizedDataset,
+    out_dir: str | os.PathLike[str],
     *,
-    val_dataset: Dataset | None = None,
+    val_dataset: SizedDataset | None = None,
     iters: int | None = None,
     device: str | torch.device = "cpu",
     resume: bool = False,
     log_every: int = 20,
     checkpoint_every: int = 500,
     eval_every: int | None = None,
-    eval_fn: Callable[[nn.Module, Dataset], dict[str, Any]] | None = None,
+    eval_fn: Callable[[nn.Module, Any], dict[str, Any]] | None = None,
     grad_clip: float | None = None,
     num_workers: int = 0,
     progress: bool = True,
@@ -566,7 +587,7 @@ def train(
             checkpoint_path,
         )
 
-    def run_eval(iteration: int) -> dict[str, Any]:
+    def run_eval(iteration: int, val_dataset: SizedDataset) -> dict[str, Any]:
         evaluator = eval_fn or (lambda m, d: evaluate(m, d, device, config.batch_size, progress=progress)[1])
         evaluated = _unwrap(model)
         if average is not None and iteration != final:  # at the end the model holds the average already
@@ -656,7 +677,7 @@ def train(
             and step != max_iters
             and is_main
         ):
-            metrics = run_eval(step)
+            metrics = run_eval(step, val_dataset)
             bar.write(f"step {step}: " + _metrics_line(metrics))
     bar.close()
 
@@ -665,7 +686,7 @@ def train(
     if average is not None:  # the run's result is the averaged model (the checkpoint keeps both)
         _unwrap(model).load_state_dict(average.state)
     if val_dataset is not None and is_main:
-        metrics = run_eval(final)
+        metrics = run_eval(final, val_dataset)
     if world_size > 1:
         dist.barrier()
     if created_group:
@@ -703,7 +724,7 @@ def predict_images(
 
 def evaluate(
     model: nn.Module,
-    dataset: Dataset,
+    dataset: CocoLikeDataset,
     device: str | torch.device = "cpu",
     batch_size: int = 1,
     *,

@@ -33,10 +33,11 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
-from torch import Tensor, nn
+from torch import Tensor
 from torchvision.ops import box_iou
 
 from .inference import paste_masks
+from .model import SipMask
 from .spatial_mask_prediction import assemble_masks
 from .viz import plot_spatial_mask_prediction
 
@@ -161,7 +162,7 @@ def network_image(
 
 
 def instance_maps(
-    model: nn.Module,
+    model: SipMask,
     image: Tensor,
     index: int,
     threshold: float = 0.4,
@@ -184,7 +185,7 @@ def instance_maps(
     count = int(detections["scores"].numel())
     if not 0 <= index < count:
         raise ValueError(f"instance_maps: detection {index} requested, the model found {count} in this image")
-    own = tuple(int(k) for k in model.config.sub_regions)
+    own = _model_grid(model)
     grid = own if grid is None else (int(grid[0]), int(grid[1]))
     coefficients = detections["coefficients"][index : index + 1]  # [1, Q, M]
     if grid != own:
@@ -207,7 +208,13 @@ def instance_maps(
     )
 
 
-def _intermediates(model: nn.Module, image: Tensor) -> dict[str, Any]:
+def _model_grid(model: SipMask) -> tuple[int, int]:
+    """The (k_h, k_w) grid the model was trained with."""
+    k_h, k_w = model.config.sub_regions
+    return int(k_h), int(k_w)
+
+
+def _intermediates(model: SipMask, image: Tensor) -> dict[str, Any]:
     """forward_intermediates of one image, in eval mode."""
     model.eval()
     return model.forward_intermediates([image])
@@ -250,7 +257,7 @@ class Explorer:
     dataset: a CocoInstances-like dataset (items (image [3, H, W], target), `class_names`).
     """
 
-    def __init__(self, models: dict[str, nn.Module], dataset: Any) -> None:
+    def __init__(self, models: dict[str, SipMask], dataset: Any) -> None:
         if not models:
             raise ValueError("Explorer: give at least one model")
         self.models = dict(models)
@@ -262,7 +269,7 @@ class Explorer:
             raise ValueError(f"Explorer: image_index {image_index} outside 0..{len(self.dataset) - 1}")
         return self.dataset[image_index]
 
-    def model(self, name: str) -> nn.Module:
+    def model(self, name: str) -> SipMask:
         if name not in self.models:
             raise ValueError(f"Explorer: unknown model {name!r}; choose one of {sorted(self.models)}")
         return self.models[name]
@@ -294,7 +301,7 @@ class Explorer:
             )
         model = self.model(state.model)
         grid = None if state.pruning is None else parse_grid(state.pruning)
-        own = tuple(int(k) for k in model.config.sub_regions)
+        own = _model_grid(model)
         out = self.intermediates(state.model, state.image_index)
         gt_box = target["boxes"][state.instance]
         gt_label = int(target["labels"][state.instance])
@@ -321,11 +328,11 @@ class Explorer:
         return found, facts
 
 
-def _pasted_mask(model: nn.Module, j: int, maps: InstanceMaps, intermediates: dict[str, Any]) -> Tensor:
+def _pasted_mask(model: SipMask, j: int, maps: InstanceMaps, intermediates: dict[str, Any]) -> Tensor:
     """Detection j's mask probability [H0, W0] at the original image size, for the maps' grid."""
     if maps.real:
         return intermediates["results"][0]["masks"][j, 0]
-    own = tuple(int(k) for k in model.config.sub_regions)
+    own = _model_grid(model)
     coefficients = regrid_coefficients(
         intermediates["detections"][0]["coefficients"][j : j + 1], own, maps.sub_regions
     )  # [1, Q', M]

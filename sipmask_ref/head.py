@@ -66,6 +66,7 @@ def conv_block(channels: int, use_gn: bool) -> nn.Sequential:
 def _prediction_conv(in_channels: int, out_channels: int, bias: float = 0.0) -> nn.Conv2d:
     conv = nn.Conv2d(in_channels, out_channels, 3, padding=1)
     nn.init.normal_(conv.weight, std=0.01)
+    assert conv.bias is not None  # nn.Conv2d has a bias by default
     nn.init.constant_(conv.bias, bias)
     return conv
 

@@ -55,7 +55,7 @@ def focal_loss(
         )
     # One-hot over C + 1 columns (column 0 = background), then drop the background column.
     targets = F.one_hot(labels.long(), num_classes + 1)[:, 1:].to(logits.dtype)  # [P, C]
-    loss = sigmoid_focal_loss(logits, targets, alpha=alpha, gamma=gamma, reduction="sum")
+    loss: Tensor = sigmoid_focal_loss(logits, targets, alpha=alpha, gamma=gamma, reduction="sum")
     return loss / normalizer
 
 

@@ -121,7 +121,10 @@ class SipMask(nn.Module):
         if targets is None:
             return PreparedBatch(batch, image_sizes, original_sizes, scale_factors, None)
         padded = (int(batch.shape[2]), int(batch.shape[3]))
-        prepared = [_drop_degenerate(t, padded) for t in resized_targets]
+        prepared = []
+        for target_r in resized_targets:
+            assert target_r is not None  # resize returns a target for every target it is given
+            prepared.append(_drop_degenerate(target_r, padded))
         return PreparedBatch(batch, image_sizes, original_sizes, scale_factors, prepared)
 
     # ---- network -----------------------------------------------------------------------------
@@ -145,6 +148,7 @@ class SipMask(nn.Module):
         batch = self.preprocess(images, targets if self.training else None)
         _, outputs, basis_masks = self.run_network(batch.images)
         if self.training:
+            assert batch.targets is not None  # preprocess prepares the targets it is given
             return self.compute_losses(outputs, basis_masks, batch.targets)
         return self.postprocess(outputs, basis_masks, batch)
 
@@ -249,7 +253,8 @@ class SipMask(nn.Module):
             scores = cls[positives, labels[positives] - 1].sigmoid()  # [N]
             ious = paired_box_iou(boxes * 2, target["boxes"][gt_index].to(boxes.dtype))  # [N]
             weights = mask_alignment_weight(scores, ious, self.config.alignment_weight)  # [N]
-        gt_masks = basis_size_gt_masks(target["masks"], basis_masks.shape[-2:])  # [G, H, W]
+        basis_size = (basis_masks.shape[-2], basis_masks.shape[-1])
+        gt_masks = basis_size_gt_masks(target["masks"], basis_size)  # [G, H, W]
         gt_masks = gt_masks[gt_index]  # [N, H, W] each positive's assigned GT
         return mask_loss(
             basis_masks, coefficients[positives], boxes, gt_masks, weights, self.config.sub_regions
@@ -391,9 +396,8 @@ def basis_size_gt_masks(masks: Tensor, basis_size: tuple[int, int]) -> Tensor:
     height, width = basis_size
     if masks.shape[0] == 0:
         return masks.new_zeros((0, height, width), dtype=torch.float32)
-    half = F.interpolate(masks[None].float(), scale_factor=0.5, mode="bilinear", align_corners=False)[
-        0
-    ]  # [G, Hp/2, Wp/2]
+    half = F.interpolate(masks[None].float(), scale_factor=0.5, mode="bilinear", align_corners=False)
+    half = half[0]  # [G, Hp/2, Wp/2]
     out = half.new_zeros((half.shape[0], height, width))
     h, w = min(height, half.shape[1]), min(width, half.shape[2])
     out[:, :h, :w] = half[:, :h, :w]
@@ -419,7 +423,7 @@ def _checked_target(target: dict[str, Any], image: Tensor, k: int, num_classes: 
         )
     if num > 0 and (int(labels.min()) < 1 or int(labels.max()) > num_classes):
         raise ValueError(
-            f"SipMask: {name}: labels must be in 1..{num_classes}, got {labels.unique().tolist()}"
+            f"SipMask: {name}: labels must be in 1..{num_classes}, got {torch.unique(labels).tolist()}"
         )
     malformed = (boxes[:, 2:] < boxes[:, :2]).any(dim=1) | ~torch.isfinite(boxes).all(dim=1)  # [G]
     if bool(malformed.any()):

@@ -486,9 +486,8 @@ def assemble(records: Sequence[dict[str, Any]], tables: Sequence[Table] = TABLES
         out_claims = []
         for claim in table.claims:
             parts = [(configs.get(rows[label].variant.key), c) for label, c in claim.contrast]
-            verdict = (
-                judge([(s["AP"], c) for s, c in parts]) if all(s is not None for s, _ in parts) else None
-            )
+            known = [(s, c) for s, c in parts if s is not None]
+            verdict = judge([(s["AP"], c) for s, c in known]) if len(known) == len(parts) else None
             out_claims.append(
                 {
                     "text": claim.text,

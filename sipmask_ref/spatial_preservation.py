@@ -123,7 +123,7 @@ class FeatureAlignment(nn.Module):
         self.implementation = implementation
         kernel_taps = 3 * 3
         if enabled:
-            self.conv_offset = nn.Conv2d(4, offset_groups * kernel_taps * 2, 1, bias=False)
+            self.conv_offset: nn.Conv2d | None = nn.Conv2d(4, offset_groups * kernel_taps * 2, 1, bias=False)
             nn.init.zeros_(self.conv_offset.weight)
             # No bias, as the authors' DeformConv (even when the head has no GN).
             self.conv = DeformConv2d(channels, channels, 3, padding=1, bias=False)
@@ -161,7 +161,8 @@ class FeatureAlignment(nn.Module):
                 x = self.deform(features, offsets)
         else:
             x = self.conv(features)
-        return self.relu(self.norm(x))
+        aligned: Tensor = self.relu(self.norm(x))
+        return aligned
 
     def deform(self, features: Tensor, offsets: Tensor) -> Tensor:
         """The deformable conv of Eq. (1) with the kernel chosen by `implementation`."""
@@ -170,7 +171,8 @@ class FeatureAlignment(nn.Module):
             implementation = "sampled" if features.device.type == "cpu" else "torchvision"
         if implementation == "sampled":
             return deform_conv2d_sampled(features, offsets, self.conv.weight)
-        return deform_conv2d(features, offsets, self.conv.weight, padding=self.conv.padding)
+        out: Tensor = deform_conv2d(features, offsets, self.conv.weight, padding=self.conv.padding)
+        return out
 
     def offsets(self, box_regression: Tensor) -> Tensor:
         """Kernel offsets dp_r [B, 2 * 9 * groups, H, W] from the detached box regression."""
@@ -179,7 +181,8 @@ class FeatureAlignment(nn.Module):
                 "FeatureAlignment.offsets: feature alignment is disabled "
                 "(config.feature_alignment=False); the layer has no offsets"
             )
-        return self.conv_offset(box_regression.detach())
+        offsets: Tensor = self.conv_offset(box_regression.detach())
+        return offsets
 
 
 class SpatialCoefficients(nn.Module):
@@ -200,12 +203,13 @@ class SpatialCoefficients(nn.Module):
         self.num_sub_regions = sub_regions[0] * sub_regions[1]
         self.conv = nn.Conv2d(channels, self.num_sub_regions * num_basis, 3, padding=1)
         nn.init.normal_(self.conv.weight, std=0.001)
+        assert self.conv.bias is not None  # nn.Conv2d has a bias by default
         nn.init.zeros_(self.conv.bias)
 
     def forward(self, aligned_features: Tensor) -> Tensor:
         """[B, D, H, W] -> coefficients [B, Q, M, H, W]."""
         b, _, h, w = aligned_features.shape
-        coefficients = self.conv(aligned_features)  # [B, Q*M, H, W]
+        coefficients: Tensor = self.conv(aligned_features)  # [B, Q*M, H, W]
         return coefficients.view(b, self.num_sub_regions, self.num_basis, h, w)  # [B, Q, M, H, W]
 
 

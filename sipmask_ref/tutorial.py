@@ -20,6 +20,7 @@ from . import engine
 from .config import SipMaskConfig, preset
 from .data.coco import CocoInstances
 from .data.synthetic import make_data
+from .model import SipMask
 
 FAST_ENV = "SIPMASK_FAST"
 FAST_ITERS = 60  # iterations of cpu_tiny in fast mode: enough to exercise every code path
@@ -124,7 +125,7 @@ def trained_model(
 
 
 def adjacent_example(
-    model: torch.nn.Module, dataset: CocoInstances, max_images: int = 50, min_iou: float = 0.5
+    model: SipMask, dataset: CocoInstances, max_images: int = 50, min_iou: float = 0.5
 ) -> dict | None:
     """An instance beside a same-class neighbour, and the model's detection of it (for paper Fig. 4).
 

@@ -112,7 +112,7 @@ FAST_VIS_ITERS = 10  # fine-tuning iterations of trained_vis_model in fast mode 
 
 def make_tracker(name: str, config: SipMaskConfig) -> TrackMatcher | IouTracker:
     """A fresh tracker by name (see TRACKERS); the matcher's weights come from the config."""
-    weights = {
+    weights: dict[str, Any] = {
         "score_weight": config.match_score_weight,
         "iou_weight": config.match_iou_weight,
         "label_weight": config.match_label_weight,
@@ -199,7 +199,7 @@ def video_results(
     """YouTube-VIS results of one video: one dict per identity (mean score, majority category, RLEs)."""
     accumulator = VideoResultAccumulator(video_id, len(detections), label_to_cat_id)
     for t, (found, frame_ids) in enumerate(zip(detections, ids, strict=True)):
-        if found is not None:
+        if found is not None and frame_ids is not None:  # (track_frames: ids where there are detections)
             accumulator.add_frame(t, frame_ids, found.labels, found.scores, found.masks)
     return accumulator.results()
 
@@ -254,7 +254,7 @@ def predicted_tracks(
     """Identity -> its mask (bool [H, W]) or None in each frame (dropped detections, id -1, left out)."""
     tracks: dict[int, list[Tensor | None]] = {}
     for t, (found, frame_ids) in enumerate(zip(detections, ids, strict=True)):
-        if found is None:
+        if found is None or frame_ids is None:
             continue
         for k, identity in enumerate(frame_ids.tolist()):
             if identity >= 0:
@@ -300,7 +300,8 @@ def ground_truth_detections(
 
 def frames_as_coco_gt(frames: Sequence[tuple[int, dict[str, Any]]], dataset: YTVISDataset) -> COCO:
     """A pycocotools COCO ground truth with one image per (image_id, target) frame (per-frame AP)."""
-    images, annotations = [], []
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
     for image_id, target in frames:
         height, width = target["masks"].shape[-2:]
         images.append({"id": image_id, "width": int(width), "height": int(height)})
@@ -374,7 +375,7 @@ def evaluate_vis(
         oracle = ground_truth_detections(model, frames, targets, device) if count_switches else None
         if frame_ap:
             for found, target in zip(detections, targets, strict=True):
-                if found is None:
+                if found is None or target is None:  # (a missing frame has neither)
                     continue
                 frame_targets.append((int(target["image_id"]), target))
                 frame_results += predictions_to_coco_results(
@@ -393,7 +394,7 @@ def evaluate_vis(
         for name in trackers:
             ids = track_frames(detections, make_tracker(name, model.config))
             out[name]["results"] += video_results(video_id, detections, ids, dataset.label_to_cat_id)
-            if count_switches:
+            if count_switches and oracle is not None:  # (oracle: computed exactly when count_switches)
                 tracks = predicted_tracks(detections, ids)
                 out[name]["id_switches"] += count_id_switches(truth, tracks)
                 out[name]["id_switches_crossing"] += count_id_switches(truth_crossing, tracks)
@@ -433,7 +434,7 @@ def _draw_frame(
     title: str,
 ) -> None:
     """One frame with its tracked detections; dropped detections (id -1) are not drawn."""
-    if frame is None or found is None:
+    if frame is None or found is None or frame_ids is None:
         ax.set_title(f"{title} (missing)", fontsize=8)
         ax.set_axis_off()
         return
@@ -779,6 +780,8 @@ def trained_vis_model(iters: int | None = None) -> tuple[SipMaskVIS, SipMaskConf
                 log_every=max(steps // 10, 1),
             )
     model, config = engine.load_checkpoint(checkpoint, "cpu")
+    if not isinstance(model, SipMaskVIS):
+        raise engine.CheckpointError(f"{checkpoint} holds an image model, not SipMaskVIS")
     return model.eval(), config
 
 
@@ -931,6 +934,8 @@ def reproduce(
         )
         train_seconds = time.perf_counter() - seed_start
         model, _ = engine.load_checkpoint(summary["checkpoint"], device)
+        if not isinstance(model, SipMaskVIS):
+            raise engine.CheckpointError(f"{summary['checkpoint']} holds an image model, not SipMaskVIS")
         found = evaluate_vis(model, val_set, device, TRACKERS, frame_ap=True, progress=progress)
         runs.append(
             {
@@ -1063,7 +1068,7 @@ def _video_dataset(
 ) -> YTVISDataset:
     """A YTVISDataset with both paths checked; bad files become one-line usage errors."""
     cli = _cli()
-    if (ann is None) != (video_dir is None):
+    if ann is None or video_dir is None:
         raise cli.UsageError(f"{what}: give both the YouTube-VIS JSON and the video folder")
     ann, video_dir = Path(ann), Path(video_dir)
     if not ann.is_file():
@@ -1293,6 +1298,8 @@ def cmd_predict_video(args: argparse.Namespace) -> list[Path]:
         raise cli.UsageError(f"the frames of a video must share one size, got {sorted(sizes)}")
     detections = detect_frames(model, frames, device)
     for found in detections:  # keep what the tracker should see: the score threshold of the command
+        if found is None:  # (no frame is missing here: all were read above)
+            continue
         keep = found.scores >= args.score_threshold
         for field in dataclasses.fields(found):
             setattr(found, field.name, getattr(found, field.name)[keep])
@@ -1306,6 +1313,8 @@ def cmd_predict_video(args: argparse.Namespace) -> list[Path]:
     gif = save_video_gif(frames, detections, ids, out / f"{name}.gif", class_names)
     tracks: dict[int, dict[str, Any]] = {}
     for t, (found, frame_ids) in enumerate(zip(detections, ids, strict=True)):
+        if found is None or frame_ids is None:
+            continue
         for k, identity in enumerate(frame_ids.tolist()):
             if identity < 0:
                 continue

@@ -116,13 +116,15 @@ class SipMaskVIS(SipMask):
 
         # One preprocessing for all 2B frames: current first, then the references.
         batch = self.preprocess(list(images) + list(ref_images), list(targets) + list(ref_targets))
+        prepared_targets = batch.targets
+        assert prepared_targets is not None  # preprocess prepares the targets it is given
         kept_ids = [
             _kept_ids(obj, targets_in, prepared, scale, f"frame {k}")
             for k, (obj, targets_in, prepared, scale) in enumerate(
                 zip(
                     ids + ref_ids,
                     list(targets) + list(ref_targets),
-                    batch.targets,
+                    prepared_targets,
                     batch.scale_factors,
                     strict=True,
                 )
@@ -131,15 +133,15 @@ class SipMaskVIS(SipMask):
         features = self.backbone(batch.images)  # P3..P7 of the 2B frames, shared weights
         outputs = self.head([f[:num] for f in features])  # the detector runs on the current frames
         basis_masks = self.basis_masks(outputs.reg_features[:3])  # [B, M, Hp/2, Wp/2]
-        losses = self.compute_losses(outputs, basis_masks, batch.targets[:num])
+        losses = self.compute_losses(outputs, basis_masks, prepared_targets[:num])
         embed_maps = self.tracking(*features[:3])  # [2B, D, Hp/8, Wp/8]
         loss_track = self.tracking_loss(
             outputs,
             embed_maps[:num],
             embed_maps[num:],
-            batch.targets[:num],
+            prepared_targets[:num],
             kept_ids[:num],
-            batch.targets[num:],
+            prepared_targets[num:],
             kept_ids[num:],
         )
         losses["loss_track"] = self.config.track_loss_weight * loss_track
@@ -265,7 +267,7 @@ def _kept_ids(
 
 
 def load_image_weights(
-    model: SipMaskVIS, source: str | os.PathLike | dict[str, Any], verbose: bool = True
+    model: SipMaskVIS, source: str | os.PathLike[str] | dict[str, Any], verbose: bool = True
 ) -> dict[str, list[str]]:
     """Copy an image SipMask checkpoint's weights into SipMaskVIS wherever name and shape match.
 

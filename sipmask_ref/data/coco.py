@@ -63,6 +63,8 @@ from pycocotools.coco import COCO
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from .transforms import transformed_target
+
 Target = dict[str, Any] | None
 Transform = Callable[[Tensor, Target], tuple[Tensor, Target]]
 
@@ -282,10 +284,12 @@ def parse_instance(
     if bbox is None:
         box = mask_box(segmentation, height, width)
     else:
-        box, problem = check_box(bbox, height, width, where)
-        if box is None:
-            report(problem, True)
+        checked, box_problem = check_box(bbox, height, width, where)
+        if checked is None:
+            assert box_problem is not None  # check_box names the problem of every box it rejects
+            report(box_problem, True)
             return None
+        box = checked
     return InstanceRecord(ann_id=ann_id, label=label, box=box, segmentation=segmentation)
 
 
@@ -523,7 +527,8 @@ class CocoInstances(Dataset):
             raise IndexError(f"index {idx} out of range for {len(self)} images")
         image, target = self.load_item(idx % len(self))
         if self.transforms is not None:
-            image, target = self.transforms(image, target)
+            image, transformed = self.transforms(image, target)
+            target = transformed_target(transformed, "CocoInstances")
         return image, target
 
     def check_files(self, check_sizes: bool = False) -> None:

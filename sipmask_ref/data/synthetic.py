@@ -54,7 +54,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -427,8 +427,9 @@ def compose(
         if area < min_visible_area or area < min_visible_fraction * raster.mask.sum():
             continue
         covered[raster.window] |= raster.mask
-        visible[k] = np.zeros((size, size), dtype=bool)
-        visible[k][raster.window] = seen
+        mask = np.zeros((size, size), dtype=bool)
+        mask[raster.window] = seen
+        visible[k] = mask
     image = background.copy()
     for k, (shape, raster) in enumerate(zip(shapes, rasters, strict=True)):
         if visible[k] is not None:
@@ -495,7 +496,8 @@ def sample_image(config: SyntheticConfig, index: int, split: str = "train") -> S
         background, shapes, appearances, config.min_visible_area, config.min_visible_fraction
     )
     kept = [k for k, mask in enumerate(visible) if mask is not None]
-    masks = np.stack([visible[k] for k in kept]) if kept else np.zeros((0,) + image.shape[:2], bool)
+    kept_masks = [mask for mask in visible if mask is not None]  # the masks of `kept`, in order
+    masks = np.stack(kept_masks) if kept else np.zeros((0,) + image.shape[:2], bool)
     image = _finish(image, rng, rng.uniform(0, config.noise))
     return SyntheticImage(image=image, masks=masks, class_names=[shapes[k].kind for k in kept])
 
@@ -618,7 +620,8 @@ def sample_video(config: SyntheticVideoConfig, index: int, split: str = "train")
             tracks.append(random_track(rng, config))
     appearances = [track.appearance for track in tracks]
     sigma = rng.uniform(0, config.noise)
-    frames, masks = [], [[] for _ in tracks]
+    frames: list[np.ndarray] = []
+    masks: list[list[np.ndarray | None]] = [[] for _ in tracks]
     for t in range(config.num_frames):
         image, visible = compose(
             background, [track.shape_at(t) for track in tracks], appearances, config.min_visible_area, 0.0
@@ -707,7 +710,8 @@ def generate_image_dataset(
     paths: dict[str, Path] = {}
     for split, count in (("train", config.num_train), ("val", config.num_val)):
         image_dir = _fresh_dir(out_dir / "images" / split)
-        images, annotations = [], []
+        images: list[dict[str, Any]] = []
+        annotations: list[dict[str, Any]] = []
         for index in tqdm(range(count), desc=f"synthetic images ({split})", disable=not progress):
             sample = sample_image(config, index, split)
             file_name = f"{index:06d}.png"
@@ -769,7 +773,8 @@ def generate_video_dataset(
     paths: dict[str, Path] = {}
     for split, count in (("train", config.num_train), ("val", config.num_val)):
         video_root = _fresh_dir(out_dir / "videos" / split)
-        videos, annotations = [], []
+        videos: list[dict[str, Any]] = []
+        annotations: list[dict[str, Any]] = []
         for index in tqdm(range(count), desc=f"synthetic videos ({split})", disable=not progress):
             sample = sample_video(config, index, split)
             folder = f"vid_{index:04d}"
@@ -836,11 +841,11 @@ def adjacency_flags(
     the pixels that a single set of coefficients per box (YOLACT) would leak into g's mask. Pixels of
     other classes do not count; an empty mask is never adjacent. ``masks`` is bool [G, H, W].
     """
-    labels = np.asarray(labels)
+    label_array = np.asarray(labels)
     flags = np.zeros(len(masks), dtype=bool)
     for g, mask in enumerate(masks):
         box = mask_box(mask)
-        same = labels == labels[g]
+        same = label_array == label_array[g]
         same[g] = False
         if box is None or not same.any():
             continue
@@ -935,7 +940,9 @@ def adjacency_stats(coco: dict[str, Any], threshold: float = ADJACENCY_THRESHOLD
 
 def frames_as_coco(ytvis: dict[str, Any]) -> dict[str, Any]:
     """A YouTube-VIS dict seen as a COCO dict with one image per frame (for per-frame statistics)."""
-    images, annotations, frame_ids = [], [], {}
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
+    frame_ids: dict[tuple[int, int], int] = {}
     for video in ytvis["videos"]:
         for t, file_name in enumerate(video["file_names"]):
             frame_ids[video["id"], t] = len(images) + 1
@@ -1093,8 +1100,9 @@ def make_data(
     ``generated`` (False when skipped) and ``stats`` ({split: statistics}).
     """
     root = Path(root)
-    knob = {} if adjacency is None else {"adjacency": adjacency}
-    jobs = [
+    knob: dict[str, Any] = {} if adjacency is None else {"adjacency": adjacency}
+    # (folder, config, generator, media folder, statistics of one split's annotations)
+    jobs: list[tuple[str, Any, Callable[..., dict[str, Path]], str, Callable[..., dict[str, Any]]]] = [
         (
             "synthetic",
             SyntheticConfig(

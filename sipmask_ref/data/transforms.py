@@ -29,6 +29,13 @@ Target = dict[str, Any] | None
 Transform = Callable[[Tensor, Target], tuple[Tensor, Target]]
 
 
+def transformed_target(target: Target, owner: str) -> dict[str, Any]:
+    """The target a dataset's transform returned, which must not be None for an item with a target."""
+    if target is None:
+        raise ValueError(f"{owner}: the transform returned no target (None) for an item that has one")
+    return target
+
+
 def _copy_target(target: dict[str, Any]) -> dict[str, Any]:
     """A shallow copy: new dict, same tensors (each transform replaces the tensors it changes)."""
     return dict(target)

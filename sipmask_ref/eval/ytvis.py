@@ -163,7 +163,7 @@ def _tracks(anns: list[dict], videos: dict[int, dict], cat_ids: set[int], kind: 
     kind is 'ground-truth annotation' or 'result'; errors name the annotation id / result index and
     the video. Internal ids are 1..n: COCOeval reads id 0 as "unmatched".
     """
-    tracks = []
+    tracks: list[dict[str, Any]] = []
     for k, ann in enumerate(anns):
         name = f"{kind} id {ann['id']}" if "id" in ann and kind != "result" else f"{kind} #{k}"
         for key in ("video_id", "category_id", "segmentations") + (("score",) if kind == "result" else ()):
@@ -233,8 +233,8 @@ class YTVISeval(COCOeval):
         for dt in self.dt_tracks:
             if dt["video_id"] in video_ids and dt["category_id"] in cat_ids:
                 self._dts[dt["video_id"], dt["category_id"]].append(dict(dt))
-        self.evalImgs = defaultdict(list)
-        self.eval = {}
+        self.evalImgs: Any = defaultdict(list)  # COCOeval's attributes, as its _prepare sets them
+        self.eval: dict[str, Any] = {}
 
     def computeIoU(self, video_id: int, cat_id: int) -> np.ndarray | list:  # noqa: N802 (COCOeval's name)
         """Sequence IoUs [N, G] of one video and category, detections sorted by score as evaluateImg does."""
@@ -261,14 +261,14 @@ def evaluate_ytvis(
     {video_id, category_id, score, segmentations: one RLE or None per frame}.
     video_ids: evaluate on these videos only (default: all). Values in [0, 1], -1 where undefined.
     """
-    gt = _load_json(gt, "YouTube-VIS ground-truth")
-    results = _load_json(results, "results")
-    if not isinstance(results, list):
+    gt_data = _load_json(gt, "YouTube-VIS ground-truth")
+    result_list = _load_json(results, "results")
+    if not isinstance(result_list, list):
         raise ValueError("results must be a list of track dicts")
-    videos = _videos_by_id(gt)
-    cat_ids = {c["id"] for c in gt["categories"]}
-    gt_tracks = _tracks(gt.get("annotations", []), videos, cat_ids, "ground-truth annotation")
-    dt_tracks = _tracks(results, videos, cat_ids, "result")
+    videos = _videos_by_id(gt_data)
+    cat_ids = {c["id"] for c in gt_data["categories"]}
+    gt_tracks = _tracks(gt_data.get("annotations", []), videos, cat_ids, "ground-truth annotation")
+    dt_tracks = _tracks(result_list, videos, cat_ids, "result")
 
     eval_video_ids = sorted(videos)
     if video_ids is not None:
