@@ -664,11 +664,8 @@ def reproduce(
         )
 
     if report_only:
-        num_classes = len(
-            json.loads((data_root / "synthetic" / "annotations" / "instances_train.json").read_text())[
-                "categories"
-            ]
-        )
+        train_ann = data_root / "synthetic" / "annotations" / "instances_train.json"
+        num_classes = len(json.loads(train_ann.read_text())["categories"])
         for variant, seed in plan:
             config = ablation_config(variant, seed, iters, num_classes=num_classes)
             record = load_finished_run(run_record_path(work_dir, variant, seed), config)

@@ -401,9 +401,8 @@ def test_real_model_resume_is_bit_identical(tmp_path):
     from sipmask_ref.data.synthetic import make_data
     from sipmask_ref.model import SipMask
 
-    made = make_data(root=tmp_path, num_train=4, num_val=1, video=False, progress=False, verbose=False)[
-        "synthetic"
-    ]
+    made = make_data(root=tmp_path, num_train=4, num_val=1, video=False, progress=False, verbose=False)
+    made = made["synthetic"]
     dataset = CocoInstances(made["train_annotations"], made["train_images"])
     c = dataclasses.replace(preset("cpu_tiny"), batch_size=2)
 
