@@ -1,17 +1,18 @@
 # Two commands do everything on a fresh machine with Python 3.11:  make demo  and  make test.
 # Both create .venv if it is missing and install the package into it; the install is
-# stamped, so a second run installs nothing and starts at once.
+# stamped, so a second run installs nothing and starts at once. The versions are the ones in
+# constraints.txt (editing it or pyproject.toml reinstalls). Before a change: make lint.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lab data reproduce compare notebooks clean
+.PHONY: demo test lint format lab data reproduce compare notebooks clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
 
 demo: $(STAMP)
@@ -23,6 +24,28 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 	SIPMASK_FAST=1 $(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax \
 		--nbval-sanitize-with notebooks/nbval_sanitize.cfg notebooks/
+
+# The checks to run before a change (CI runs them before make test; config in pyproject.toml and
+# jupytext.toml). All four run; the target fails if any of them failed, and names which.
+lint: $(STAMP)
+	@failed=""; \
+	echo "== ruff check: lint rules over sipmask_ref/, tests/, benchmarks/ (notebooks/ excluded)"; \
+	$(BIN)/ruff check . || failed="$$failed ruff-check"; \
+	echo "== ruff format --check: every Python file formatted (make format rewrites them)"; \
+	$(BIN)/ruff format --check . || failed="$$failed ruff-format"; \
+	echo "== notebook pairs: each notebooks/*.ipynb holds the cells of its notebooks/*.py (jupytext)"; \
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_notebook_pairs.py || failed="$$failed notebook-pairs"; \
+	echo "== mypy: types of the sipmask_ref package (strict for the paper's files, config, model)"; \
+	$(BIN)/mypy || failed="$$failed mypy"; \
+	if [ -n "$$failed" ]; then echo "make lint: FAILED:$$failed" >&2; exit 1; fi; \
+	echo "make lint: all checks passed"
+
+# Rewrite what can be rewritten: lint fixes, formatting, and each notebook synced with its .py
+# (jupytext copies the cells of the file edited last into the other one; outputs stay in the .ipynb).
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+	$(BIN)/jupytext --sync notebooks/*.ipynb
 
 # The ablation tables (paper Tables 2-5) on the synthetic benchmark, 3 seeds each, into results/.
 reproduce: $(STAMP)

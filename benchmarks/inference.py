@@ -15,9 +15,10 @@ same thread count, interleaved round by round so that machine noise hits them al
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torchvision
@@ -48,15 +49,28 @@ def build_models(device: torch.device) -> dict[str, torch.nn.Module]:
     config.pretrained_backbone = False  # random weights: nothing is downloaded
     sipmask = SipMask(config)
     fcos = torchvision.models.detection.fcos_resnet50_fpn(
-        weights=None, weights_backbone=None, num_classes=81, min_size=SIZE, max_size=SIZE,
-        score_thresh=0.0, detections_per_img=DETECTIONS,
+        weights=None,
+        weights_backbone=None,
+        num_classes=81,
+        min_size=SIZE,
+        max_size=SIZE,
+        score_thresh=0.0,
+        detections_per_img=DETECTIONS,
     )
     maskrcnn = torchvision.models.detection.maskrcnn_resnet50_fpn(
-        weights=None, weights_backbone=None, num_classes=81, min_size=SIZE, max_size=SIZE,
-        box_score_thresh=0.0, box_detections_per_img=DETECTIONS,
+        weights=None,
+        weights_backbone=None,
+        num_classes=81,
+        min_size=SIZE,
+        max_size=SIZE,
+        box_score_thresh=0.0,
+        box_detections_per_img=DETECTIONS,
     )
-    models = {"SipMask paper_r50_544": sipmask, "torchvision FCOS R50": fcos,
-              "torchvision Mask R-CNN R50": maskrcnn}
+    models = {
+        "SipMask paper_r50_544": sipmask,
+        "torchvision FCOS R50": fcos,
+        "torchvision Mask R-CNN R50": maskrcnn,
+    }
     return {name: model.eval().to(device) for name, model in models.items()}
 
 
@@ -71,7 +85,7 @@ def bench_models(device: torch.device, repeats: int) -> dict[str, float]:
             detections[name] = len(model([image])[0]["boxes"])
         for _ in range(repeats):
             for name, model in models.items():
-                times[name].append(_timed(lambda: model([image]), device))
+                times[name].append(_timed(functools.partial(model, [image]), device))
     medians = {name: statistics.median(t) for name, t in times.items()}
     for name in models:
         print(f"  {name:<28} {medians[name] * 1000:8.1f} ms   ({detections[name]} detections)")
@@ -95,15 +109,19 @@ def bench_assemble(device: torch.device, repeats: int) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, device {device}, "
-          f"{torch.get_num_threads()} threads, batch 1, {SIZE}x{SIZE}, median of {args.repeats}")
+    print(
+        f"torch {torch.__version__}, torchvision {torchvision.__version__}, device {device}, "
+        f"{torch.get_num_threads()} threads, batch 1, {SIZE}x{SIZE}, median of {args.repeats}"
+    )
 
     print("Whole models (eval mode):")
     t = bench_models(device, args.repeats)
@@ -115,8 +133,10 @@ def main() -> None:
 
     print("assemble_masks, 100 boxes, 2x2 sub-regions, 32 x 136 x 136 basis maps:")
     fast_t, ref_t = bench_assemble(device, args.repeats)
-    print(f"  vectorised {fast_t * 1000:.2f} ms, per-box reference {ref_t * 1000:.2f} ms, "
-          f"speed-up {ref_t / fast_t:.1f}x   (goal >= 20x)")
+    print(
+        f"  vectorised {fast_t * 1000:.2f} ms, per-box reference {ref_t * 1000:.2f} ms, "
+        f"speed-up {ref_t / fast_t:.1f}x   (goal >= 20x)"
+    )
 
 
 if __name__ == "__main__":

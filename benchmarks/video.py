@@ -24,7 +24,7 @@ import argparse
 import dataclasses
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -68,11 +68,15 @@ def bench(name: str, device: torch.device, frames: int, repeats: int) -> dict[st
     def video_step(frame: torch.Tensor) -> None:
         found = vis_model([frame])[0]
         ids = matcher.match(found["embeds"], found["boxes"], found["labels"], found["scores"])
-        accumulator[0].add_frame(len(accumulator[0].frames_added), ids, found["labels"], found["scores"],
-                                 found["masks"])
+        accumulator[0].add_frame(
+            len(accumulator[0].frames_added), ids, found["labels"], found["scores"], found["masks"]
+        )
 
     steps: dict[str, Callable[[torch.Tensor], None]] = {
-        "image": image_step, "vis network": network_step, "vis video": video_step}
+        "image": image_step,
+        "vis network": network_step,
+        "vis video": video_step,
+    }
     times: dict[str, list[float]] = {key: [] for key in steps}
     with torch.inference_mode():
         image_step(video[0])  # warm-up
@@ -92,13 +96,17 @@ def bench(name: str, device: torch.device, frames: int, repeats: int) -> dict[st
     print(f"{name} at {width} x {height} ({detections} detections per frame, {frames} frames x {repeats}):")
     for key, seconds in medians.items():
         ratio = medians["image"] / seconds
-        print(f"  {key:<12} {seconds * 1000:8.1f} ms/frame  {1 / seconds:7.2f} fps   "
-              f"fps ratio to image {ratio:.3f}")
+        print(
+            f"  {key:<12} {seconds * 1000:8.1f} ms/frame  {1 / seconds:7.2f} fps   "
+            f"fps ratio to image {ratio:.3f}"
+        )
     return medians
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--frames", type=int, default=6, help="frames of the random video")
     parser.add_argument("--repeats", type=int, default=3, help="passes over the video")

@@ -30,4 +30,4 @@ from sipmask_ref.config import PRESETS, SipMaskConfig, preset
 from sipmask_ref.model import SipMask
 from sipmask_ref.spatial_mask_prediction import assemble_masks
 
-__all__ = ["PRESETS", "SipMask", "SipMaskConfig", "assemble_masks", "preset", "__version__"]
+__all__ = ["PRESETS", "SipMask", "SipMaskConfig", "__version__", "assemble_masks", "preset"]

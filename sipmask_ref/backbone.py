@@ -24,8 +24,8 @@ import torch
 import torchvision
 from torch import Tensor, nn
 from torchvision.ops import FeaturePyramidNetwork
-from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 from torchvision.ops import misc as torchvision_misc
+from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
 from .config import SipMaskConfig
 
@@ -46,7 +46,8 @@ def load_imagenet_weights(arch: str) -> dict[str, Tensor]:
     """
     weights = torchvision.models.get_model_weights(arch).IMAGENET1K_V1
     try:
-        return weights.get_state_dict(progress=True, check_hash=True)
+        state_dict: dict[str, Tensor] = weights.get_state_dict(progress=True, check_hash=True)
+        return state_dict
     except (OSError, http.client.HTTPException) as error:  # URLError and timeouts are OSErrors
         checkpoint_dir = os.path.join(torch.hub.get_dir(), "checkpoints")
         file_name = os.path.basename(urlparse(weights.url).path)
@@ -62,7 +63,7 @@ def load_imagenet_weights(arch: str) -> dict[str, Tensor]:
         ) from None
 
 
-class FrozenBatchNorm2d(torchvision_misc.FrozenBatchNorm2d):
+class FrozenBatchNorm2d(torchvision_misc.FrozenBatchNorm2d):  # type: ignore[misc]  # torchvision is untyped
     """torchvision's FrozenBatchNorm2d (same buffers, same state dict) computed in one fused pass.
 
     y = (x - running_mean) / sqrt(running_var + eps) * weight + bias, with nothing learned or updated.
@@ -84,9 +85,7 @@ class ResNetBody(nn.Module):
     frozen (FrozenBatchNorm2d keeps ImageNet statistics and affine parameters fixed).
     """
 
-    def __init__(
-        self, arch: str, pretrained: bool, frozen_stages: int = 1, frozen_bn: bool = True
-    ) -> None:
+    def __init__(self, arch: str, pretrained: bool, frozen_stages: int = 1, frozen_bn: bool = True) -> None:
         super().__init__()
         norm_layer = FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d
         resnet = getattr(torchvision.models, arch)(weights=None, norm_layer=norm_layer)
@@ -136,9 +135,11 @@ class TinyBody(nn.Module):
         stages = []
         in_channels = 3
         for width in widths:
-            stages.append(nn.Sequential(
-                _conv_bn_relu(in_channels, width, stride=2), _conv_bn_relu(width, width, stride=1)
-            ))
+            stages.append(
+                nn.Sequential(
+                    _conv_bn_relu(in_channels, width, stride=2), _conv_bn_relu(width, width, stride=1)
+                )
+            )
             in_channels = width
         self.stages = nn.ModuleList(stages)  # strides 2, 4, 8, 16, 32
         self.out_channels = tuple(widths[2:])
@@ -162,7 +163,7 @@ class BackboneWithFPN(nn.Module):
     H / stride_l rows (P6, P7 round up: ceil(H / 64), ceil(H / 128)).
     """
 
-    def __init__(self, body: nn.Module, fpn_channels: int) -> None:
+    def __init__(self, body: ResNetBody | TinyBody, fpn_channels: int) -> None:
         super().__init__()
         self.body = body
         # P6 from P5 (not C5), P7 from ReLU(P6): LastLevelP6P7 uses P5 when in == out channels.
@@ -182,7 +183,7 @@ class BackboneWithFPN(nn.Module):
 def build_backbone(config: SipMaskConfig) -> BackboneWithFPN:
     """The backbone + FPN named by `config.backbone`."""
     if config.backbone == "tiny":
-        body: nn.Module = TinyBody()
+        body: ResNetBody | TinyBody = TinyBody()
     else:
         body = ResNetBody(
             config.backbone,

@@ -20,8 +20,9 @@ below zero everywhere keeps a gradient. Trained from scratch with AdamW, the ReL
 lost maps for good in 7 runs on the synthetic benchmark (three initialisations): in 2 of them the
 3x3 conv's weights drifted negative until all M = 16 maps were zero on every image, after which
 nothing reaches the branch or the coefficients again (every mask is sigmoid(0) = 0.5 and loss_mask
-stays at log 2); in 4 others 5-10 of the 16 maps died that way. With softplus none did. (Adam's steps have the same size however small the gradient, so a steady
-small push moves the weights as fast as a large one.)
+stays at log 2); in 4 others 5-10 of the 16 maps died that way. With softplus none did. (Adam's
+steps have the same size however small the gradient, so a steady small push moves the weights as
+fast as a large one.)
 
 The ablation baseline (`basis_source='p3'`, "similar to YOLACT, obtaining the basis masks by using
 only high-resolution FPN layer (P3)", §4.3) runs the same convs on the P3 tower output alone.
@@ -38,15 +39,22 @@ class ContextualBasisMasks(nn.Module):
     """Basis masks [B, M, H/2, W/2] from the regression-tower features of P3 (and P4, P5)."""
 
     def __init__(
-        self, channels: int, num_basis: int, hidden_channels: int = 512, basis_source: str = "p3-p5",
+        self,
+        channels: int,
+        num_basis: int,
+        hidden_channels: int = 512,
+        basis_source: str = "p3-p5",
         activation: str = "relu",
     ) -> None:
         super().__init__()
         if basis_source not in ("p3", "p3-p5"):
-            raise ValueError(f"ContextualBasisMasks: basis_source must be 'p3' or 'p3-p5', "
-                             f"got {basis_source!r}")
+            raise ValueError(
+                f"ContextualBasisMasks: basis_source must be 'p3' or 'p3-p5', got {basis_source!r}"
+            )
         if activation not in ("relu", "softplus"):
-            raise ValueError(f"ContextualBasisMasks: activation must be 'relu' or 'softplus', got {activation!r}")
+            raise ValueError(
+                f"ContextualBasisMasks: activation must be 'relu' or 'softplus', got {activation!r}"
+            )
         self.basis_source = basis_source
         self.activation = F.relu if activation == "relu" else F.softplus
         num_inputs = 3 if basis_source == "p3-p5" else 1
@@ -54,6 +62,7 @@ class ContextualBasisMasks(nn.Module):
         self.predict = nn.Conv2d(hidden_channels, num_basis, 3, padding=1)
         for conv in (self.reduce, self.predict):
             nn.init.normal_(conv.weight, std=0.01)
+            assert conv.bias is not None  # nn.Conv2d has a bias by default
             nn.init.zeros_(conv.bias)
 
     def forward(self, tower_features: list[Tensor]) -> Tensor:

@@ -94,7 +94,7 @@ def _synthetic_split(root: Path, split: str) -> tuple[Path, Path]:
 
 def _dataset(ann: Path | str | None, images: Path | str | None, what: str) -> CocoInstances:
     """A CocoInstances with both paths checked; bad files become one-line usage errors."""
-    if (ann is None) != (images is None):
+    if ann is None or images is None:
         raise UsageError(f"{what}: give both the annotation JSON and the image folder")
     ann, images = Path(ann), Path(images)
     if not ann.is_file():
@@ -127,10 +127,18 @@ def _checkpoint(path: str) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------------
 def cmd_make_data(args: argparse.Namespace) -> dict[str, Any]:
     """Generate the synthetic benchmark, print statistics, write samples.png next to each dataset."""
-    made = make_data(root=args.root, seed=args.seed, image_size=args.image_size, num_train=args.num_train,
-                     num_val=args.num_val, video=args.video, force=args.force, verbose=not args.quiet,
-                     progress=not args.quiet)
-    for name, entry in made.items():
+    made = make_data(
+        root=args.root,
+        seed=args.seed,
+        image_size=args.image_size,
+        num_train=args.num_train,
+        num_val=args.num_val,
+        video=args.video,
+        force=args.force,
+        verbose=not args.quiet,
+        progress=not args.quiet,
+    )
+    for entry in made.values():
         figure = write_sample_figure(entry["root"], Path(entry["root"]) / "samples.png")
         if not args.quiet:
             print(f"sample figure: {figure}")
@@ -150,14 +158,17 @@ def train_target(args: argparse.Namespace) -> tuple[torch.device, Path]:
     return _device(args.device), out
 
 
-def config_for_training(config: SipMaskConfig, args: argparse.Namespace, train_set: Any,
-                        task: str) -> SipMaskConfig:
+def config_for_training(
+    config: SipMaskConfig, args: argparse.Namespace, train_set: Any, task: str
+) -> SipMaskConfig:
     """The preset with `task`, the training set's class count and --batch-size / --seed / --lr."""
     changes: dict[str, Any] = {"task": task}
     num_classes = len(train_set.class_names)
     if num_classes != config.num_classes:
-        print(f"note: num_classes = {num_classes} from {train_set.ann_file} "
-              f"(preset {args.config} says {config.num_classes})")
+        print(
+            f"note: num_classes = {num_classes} from {train_set.ann_file} "
+            f"(preset {args.config} says {config.num_classes})"
+        )
         changes["num_classes"] = num_classes
     for field in ("batch_size", "seed", "lr"):
         if getattr(args, field) is not None:
@@ -176,7 +187,9 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
 
         return cmd_train_vis(args, config)
     if args.init_from is not None:
-        raise UsageError("--init-from initialises a video model from an image checkpoint: use it with --task vis")
+        raise UsageError(
+            "--init-from initialises a video model from an image checkpoint: use it with --task vis"
+        )
     device, out = train_target(args)
 
     root = Path(args.data_root)
@@ -200,16 +213,29 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     engine.seed_everything(config.seed)  # the initial weights depend on the seed only
     model = SipMask(config)
     iters = config.max_iters if args.iters is None else args.iters
-    print(f"train {args.config}: {len(train_set)} images, {num_classes} classes, {iters} iterations of "
-          f"{config.batch_size} images on {device}" + (" (resuming)" if args.resume else "") + f" -> {out}")
+    print(
+        f"train {args.config}: {len(train_set)} images, {num_classes} classes, {iters} iterations of "
+        f"{config.batch_size} images on {device}" + (" (resuming)" if args.resume else "") + f" -> {out}"
+    )
     summary = engine.train(
-        model, config, train_set, out, val_dataset=val_set, iters=args.iters, device=device,
-        resume=args.resume, log_every=args.log_every, checkpoint_every=args.checkpoint_every,
-        eval_every=args.eval_every, grad_clip=args.grad_clip, num_workers=args.num_workers,
+        model,
+        config,
+        train_set,
+        out,
+        val_dataset=val_set,
+        iters=args.iters,
+        device=device,
+        resume=args.resume,
+        log_every=args.log_every,
+        checkpoint_every=args.checkpoint_every,
+        eval_every=args.eval_every,
+        grad_clip=args.grad_clip,
+        num_workers=args.num_workers,
         progress=not args.quiet,
     )
-    print(f"checkpoint: {summary['checkpoint']} (iteration {summary['iteration']}, "
-          f"{summary['seconds']:.0f} s)")
+    print(
+        f"checkpoint: {summary['checkpoint']} (iteration {summary['iteration']}, {summary['seconds']:.0f} s)"
+    )
     if summary["metrics"] is not None:
         print(format_table(summary["metrics"]))
         print(f"metrics: {out / engine.METRICS_NAME}")
@@ -233,21 +259,26 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
         dataset = _dataset(args.ann, args.images, "evaluation set")
     trained_on = state.get("dataset", {}).get("label_to_cat_id")
     if trained_on is not None:
-        _same_categories(trained_on, dataset.label_to_cat_id, f"checkpoint {args.checkpoint} and {dataset.ann_file}")
+        _same_categories(
+            trained_on, dataset.label_to_cat_id, f"checkpoint {args.checkpoint} and {dataset.ann_file}"
+        )
     try:
         model, config = engine.model_from_checkpoint(state, device)
     except engine.CheckpointError as error:
         raise UsageError(f"{args.checkpoint}: {error}") from None
 
-    results, metrics = engine.evaluate(model, dataset, device, args.batch_size or config.batch_size,
-                                       progress=not args.quiet)
+    results, metrics = engine.evaluate(
+        model, dataset, device, args.batch_size or config.batch_size, progress=not args.quiet
+    )
     out = Path(args.out)
     results_path = save_results(results, out / "results.json")
     metrics_path = save_metrics(metrics, out / engine.METRICS_NAME)
     per_class = per_class_ap(dataset.coco, results)
     per_class_path = save_metrics(per_class, out / PER_CLASS_NAME)
-    print(f"{args.checkpoint} (iteration {state['iteration']}) on {dataset.ann_file}: "
-          f"{len(dataset)} images, {len(results)} detections")
+    print(
+        f"{args.checkpoint} (iteration {state['iteration']}) on {dataset.ann_file}: "
+        f"{len(dataset)} images, {len(results)} detections"
+    )
     print(format_table(metrics))
     print("AP per class:")
     print(format_table(per_class))
@@ -271,16 +302,31 @@ def _output_names(paths: Sequence[Path]) -> list[str]:
     return names
 
 
-def write_overlay(image: torch.Tensor, detection: dict[str, torch.Tensor], class_names: Sequence[str] | None,
-                  mask_threshold: float, path: Path, title: str | None = None) -> Path:
+def write_overlay(
+    image: torch.Tensor,
+    detection: dict[str, torch.Tensor],
+    class_names: Sequence[str] | None,
+    mask_threshold: float,
+    path: Path,
+    title: str | None = None,
+) -> Path:
     """Draw one image with its detections (masks, boxes, 'class score') into a PNG."""
     height, width = image.shape[-2:]
     scale = max(1.0, 512 / max(height, width))  # small images are drawn larger, so the text is legible
     figure = Figure(figsize=(width * scale / 100, height * scale / 100 + (0.3 if title else 0)), dpi=100)
     FigureCanvasAgg(figure)
     ax = figure.add_axes((0, 0, 1, height / (height + (30 / scale if title else 0))))
-    draw_instances(ax, image, boxes=detection["boxes"], masks=detection["masks"], labels=detection["labels"],
-                   scores=detection["scores"], class_names=class_names, threshold=mask_threshold, title=title)
+    draw_instances(
+        ax,
+        image,
+        boxes=detection["boxes"],
+        masks=detection["masks"],
+        labels=detection["labels"],
+        scores=detection["scores"],
+        class_names=class_names,
+        threshold=mask_threshold,
+        title=title,
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, format="png")
     return path
@@ -317,7 +363,7 @@ def cmd_predict(args: argparse.Namespace) -> list[Path]:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for path, name in zip(paths, _output_names(paths)):
+    for path, name in zip(paths, _output_names(paths), strict=True):
         try:
             image = load_rgb_image(path, None, str(path))
         except OSError as error:
@@ -337,21 +383,36 @@ def cmd_predict(args: argparse.Namespace) -> list[Path]:
             if label in label_to_cat_id:
                 entry["category_id"] = label_to_cat_id[label]
             detections.append(entry)
-        record = {"image": str(path), "width": int(image.shape[-1]), "height": int(image.shape[-2]),
-                  "mask_threshold": config.mask_threshold, "score_threshold": args.score_threshold,
-                  "detections": detections}
+        record = {
+            "image": str(path),
+            "width": int(image.shape[-1]),
+            "height": int(image.shape[-2]),
+            "mask_threshold": config.mask_threshold,
+            "score_threshold": args.score_threshold,
+            "detections": detections,
+        }
         (out / f"{name}.json").write_text(json.dumps(record, indent=1))
         write_overlay(image, detection, class_names, config.mask_threshold, out / f"{name}.png")
         written += [out / f"{name}.png", out / f"{name}.json"]
-        print(f"{path}: {len(detections)} detections (score >= {args.score_threshold}) -> {out / name}.png/.json")
+        print(
+            f"{path}: {len(detections)} detections (score >= {args.score_threshold}) "
+            f"-> {out / name}.png/.json"
+        )
     return written
 
 
 # ----------------------------------------------------------------------------------------------------
 # demo
 # ----------------------------------------------------------------------------------------------------
-def write_prediction_grid(model: torch.nn.Module, dataset: CocoInstances, path: Path, device: torch.device,
-                          num_images: int = 6, score_threshold: float = 0.2, mask_threshold: float = 0.4) -> Path:
+def write_prediction_grid(
+    model: torch.nn.Module,
+    dataset: CocoInstances,
+    path: Path,
+    device: torch.device,
+    num_images: int = 6,
+    score_threshold: float = 0.2,
+    mask_threshold: float = 0.4,
+) -> Path:
     """Ground truth (top row) and predictions (bottom row) of the first images of a dataset, one PNG."""
     count = min(num_images, len(dataset))
     figure = Figure(figsize=(2.6 * count, 5.6), dpi=100)
@@ -359,13 +420,26 @@ def write_prediction_grid(model: torch.nn.Module, dataset: CocoInstances, path: 
     for k in range(count):
         image, target = dataset[k]
         found = _keep(engine.predict_images(model, [image], device)[0], score_threshold)
-        draw_instances(figure.add_subplot(2, count, k + 1), image, boxes=target["boxes"], masks=target["masks"],
-                       labels=target["labels"], class_names=dataset.class_names,
-                       title=f"image {target['image_id']}: ground truth")
-        draw_instances(figure.add_subplot(2, count, count + k + 1), image, boxes=found["boxes"],
-                       masks=found["masks"], labels=found["labels"], scores=found["scores"],
-                       class_names=dataset.class_names, threshold=mask_threshold,
-                       title=f"predictions (score >= {score_threshold})")
+        draw_instances(
+            figure.add_subplot(2, count, k + 1),
+            image,
+            boxes=target["boxes"],
+            masks=target["masks"],
+            labels=target["labels"],
+            class_names=dataset.class_names,
+            title=f"image {target['image_id']}: ground truth",
+        )
+        draw_instances(
+            figure.add_subplot(2, count, count + k + 1),
+            image,
+            boxes=found["boxes"],
+            masks=found["masks"],
+            labels=found["labels"],
+            scores=found["scores"],
+            class_names=dataset.class_names,
+            threshold=mask_threshold,
+            title=f"predictions (score >= {score_threshold})",
+        )
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, format="png")
@@ -379,9 +453,19 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
     present = (root / "synthetic" / "annotations" / "instances_train.json").is_file()
     cmd_make_data(parser.parse_args(["make-data", "--root", str(root)] + (["--quiet"] if present else [])))
     checkpoint = out / engine.CHECKPOINT_NAME
-    train_argv = ["train", "--config", "cpu_tiny", "--out", str(out), "--data-root", str(root),
-                  "--train-ann", str(root / "synthetic/annotations/instances_train.json"),
-                  "--train-images", str(root / "synthetic/images/train")]
+    train_argv = [
+        "train",
+        "--config",
+        "cpu_tiny",
+        "--out",
+        str(out),
+        "--data-root",
+        str(root),
+        "--train-ann",
+        str(root / "synthetic/annotations/instances_train.json"),
+        "--train-images",
+        str(root / "synthetic/images/train"),
+    ]
     if args.iters is not None:
         train_argv += ["--iters", str(args.iters)]
     if args.device is not None:
@@ -395,30 +479,45 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
     if args.device is not None:
         evaluate_argv += ["--device", args.device]
     metrics = cmd_evaluate(parser.parse_args(evaluate_argv))
-    print(f"demo: box AP {100 * metrics['bbox']['AP']:.1f}, mask AP {100 * metrics['segm']['AP']:.1f} "
-          f"(COCO AP on the synthetic val split)")
+    print(
+        f"demo: box AP {100 * metrics['bbox']['AP']:.1f}, mask AP {100 * metrics['segm']['AP']:.1f} "
+        f"(COCO AP on the synthetic val split)"
+    )
     mask_per_class = metrics["per_class"]["segm"]
     weakest = min(mask_per_class, key=mask_per_class.get)
-    print("demo: mask AP per class: " + ", ".join(f"{name} {100 * ap:.1f}" for name, ap in mask_per_class.items())
-          + f" (lowest: {weakest})")
+    print(
+        "demo: mask AP per class: "
+        + ", ".join(f"{name} {100 * ap:.1f}" for name, ap in mask_per_class.items())
+        + f" (lowest: {weakest})"
+    )
 
     model, config = engine.load_checkpoint(checkpoint, _device(args.device))
     val_set = _dataset(*_synthetic_split(root, "val"), "validation set")
-    figure = write_prediction_grid(model, val_set, out / "predictions.png", _device(args.device),
-                                   mask_threshold=config.mask_threshold)
+    figure = write_prediction_grid(
+        model, val_set, out / "predictions.png", _device(args.device), mask_threshold=config.mask_threshold
+    )
     print(f"figure: {figure}")
     example = adjacent_example(model.cpu(), val_set)
     if example is None:
-        print("demo: no detected instance beside a same-class neighbour in the first val images; "
-              "no Fig. 4 figure")
+        print(
+            "demo: no detected instance beside a same-class neighbour in the first val images; "
+            "no Fig. 4 figure"
+        )
     else:
         fig4 = plot_spatial_mask_prediction(
-            example["image"], example["detection"], example["index"], config.sub_regions, config.mask_threshold,
+            example["image"],
+            example["detection"],
+            example["index"],
+            config.sub_regions,
+            config.mask_threshold,
             title=f"Fig. 4 analogue: val image {example['image_id']}, an instance beside a same-class "
-                  f"neighbour (score {example['score']:.2f}, box IoU {example['iou']:.2f})")
+            f"neighbour (score {example['score']:.2f}, box IoU {example['iou']:.2f})",
+        )
         fig4.savefig(out / "spatial_mask_prediction.png")
-        print(f"figure: {out / 'spatial_mask_prediction.png'} (its {config.sub_regions[0]}x"
-              f"{config.sub_regions[1]} sub-region maps, the pruned sum and the final mask)")
+        print(
+            f"figure: {out / 'spatial_mask_prediction.png'} (its {config.sub_regions[0]}x"
+            f"{config.sub_regions[1]} sub-region maps, the pruned sum and the final mask)"
+        )
     return metrics
 
 
@@ -426,12 +525,15 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
 # argument parsing
 # ----------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = commands.add_parser("make-data", help="generate the synthetic benchmark")
-    p.add_argument("--root", default="data", help="folder for synthetic/ and synthetic_video/ (default: data)")
+    p.add_argument(
+        "--root", default="data", help="folder for synthetic/ and synthetic_video/ (default: data)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--image-size", type=int, default=128)
     p.add_argument("--num-train", type=int, default=2000, help="training images")
@@ -448,9 +550,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-ann", help="COCO instances JSON of the validation set")
     p.add_argument("--val-images", help="image folder of the validation set")
     p.add_argument("--data-root", default="data", help="where the synthetic benchmark lives (default: data)")
-    p.add_argument("--out", required=True, help="output folder (checkpoint.pt, train_log.jsonl, metrics.json)")
-    p.add_argument("--iters", type=int, help="stop after this many iterations (default: the preset's max_iters; "
-                   "the lr steps stay where the preset puts them)")
+    p.add_argument(
+        "--out", required=True, help="output folder (checkpoint.pt, train_log.jsonl, metrics.json)"
+    )
+    p.add_argument(
+        "--iters",
+        type=int,
+        help="stop after this many iterations (default: the preset's max_iters; "
+        "the lr steps stay where the preset puts them)",
+    )
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--batch-size", type=int, help="images per iteration (per process under torchrun)")
@@ -460,20 +568,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=int, default=500, help="iterations between checkpoints")
     p.add_argument("--eval-every", type=int, help="also evaluate every this many iterations")
     p.add_argument("--grad-clip", type=float, help="clip the gradient L2 norm (default: no clipping)")
-    p.add_argument("--num-workers", type=int, default=0, help="data-loading processes (the data order "
-                   "does not depend on it)")
+    p.add_argument(
+        "--num-workers",
+        type=int,
+        default=0,
+        help="data-loading processes (the data order does not depend on it)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--task", choices=("image", "vis"), help="'vis': SipMaskVIS on frame pairs of a YouTube-VIS "
-                   "set (--train-ann JSON, --train-images video folder; default: the synthetic videos). "
-                   "Default: the preset's task")
-    p.add_argument("--init-from", metavar="CHECKPOINT", help="--task vis: copy an image checkpoint's weights "
-                   "where shapes match (the authors start from COCO)")
-    p.add_argument("--no-image-stage", dest="image_stage", action="store_false", help="--task vis without "
-                   "--init-from: fine-tune from random weights instead of first training the image model on "
-                   "the training videos' annotated frames (OUT/image_stage/)")
-    p.add_argument("--image-stage-iters", type=int, metavar="N", help="--task vis without --init-from: "
-                   "iterations of the image stage (default: its schedule's max_iters, e.g. cpu_tiny's "
-                   "for cpu_tiny_vis)")
+    p.add_argument(
+        "--task",
+        choices=("image", "vis"),
+        help="'vis': SipMaskVIS on frame pairs of a YouTube-VIS "
+        "set (--train-ann JSON, --train-images video folder; default: the synthetic videos). "
+        "Default: the preset's task",
+    )
+    p.add_argument(
+        "--init-from",
+        metavar="CHECKPOINT",
+        help="--task vis: copy an image checkpoint's weights "
+        "where shapes match (the authors start from COCO)",
+    )
+    p.add_argument(
+        "--no-image-stage",
+        dest="image_stage",
+        action="store_false",
+        help="--task vis without "
+        "--init-from: fine-tune from random weights instead of first training the image model on "
+        "the training videos' annotated frames (OUT/image_stage/)",
+    )
+    p.add_argument(
+        "--image-stage-iters",
+        type=int,
+        metavar="N",
+        help="--task vis without --init-from: "
+        "iterations of the image stage (default: its schedule's max_iters, e.g. cpu_tiny's "
+        "for cpu_tiny_vis)",
+    )
     p.set_defaults(func=cmd_train)
 
     p = commands.add_parser("evaluate", help="COCO box and mask AP of a checkpoint")
@@ -485,21 +615,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device")
     p.add_argument("--batch-size", type=int, help="images per forward pass (default: the checkpoint's)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--task", choices=("image", "vis"), help="'vis': video AP on a YouTube-VIS set (--ann "
-                   "JSON, --images video folder; default: the synthetic val videos). Default: the checkpoint's")
-    p.add_argument("--tracker", default="sipmask", help="--task vis: sipmask (default), iou_greedy, or an "
-                   "ablation (no_embedding, no_score, no_iou, no_label, embedding_only)")
+    p.add_argument(
+        "--task",
+        choices=("image", "vis"),
+        help="'vis': video AP on a YouTube-VIS set (--ann "
+        "JSON, --images video folder; default: the synthetic val videos). Default: the checkpoint's",
+    )
+    p.add_argument(
+        "--tracker",
+        default="sipmask",
+        help="--task vis: sipmask (default), iou_greedy, or an "
+        "ablation (no_embedding, no_score, no_iou, no_label, embedding_only)",
+    )
     p.set_defaults(func=cmd_evaluate)
 
     p = commands.add_parser("predict", help="overlays and detections for image files")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("images", nargs="*", metavar="IMAGE")
-    p.add_argument("--video", nargs="+", metavar="DIR_OR_FRAMES", help="a folder of frames (sorted by name) or "
-                   "frame files in order: track through them (needs a --task vis checkpoint)")
+    p.add_argument(
+        "--video",
+        nargs="+",
+        metavar="DIR_OR_FRAMES",
+        help="a folder of frames (sorted by name) or "
+        "frame files in order: track through them (needs a --task vis checkpoint)",
+    )
     p.add_argument("--tracker", default="sipmask", help="--video: sipmask (default) or iou_greedy")
     p.add_argument("--out", required=True, help="output folder (<name>.png, <name>.json per image)")
-    p.add_argument("--score-threshold", type=float, default=0.3, help="keep detections scoring at least "
-                   "this (default: 0.3)")
+    p.add_argument(
+        "--score-threshold",
+        type=float,
+        default=0.3,
+        help="keep detections scoring at least this (default: 0.3)",
+    )
     p.add_argument("--device")
     p.set_defaults(func=cmd_predict)
 
@@ -513,32 +660,65 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("reproduce", help="ablation tables 2-5 on the synthetic benchmark (results/)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per configuration (default: 3)")
-    p.add_argument("--out", default="results", help="folder for ablations.json / ablations.md (default: results)")
-    p.add_argument("--iters", type=int, help="training iterations per run (default: reproduce.ABLATION_ITERS)")
+    p.add_argument(
+        "--out", default="results", help="folder for ablations.json / ablations.md (default: results)"
+    )
+    p.add_argument(
+        "--iters", type=int, help="training iterations per run (default: reproduce.ABLATION_ITERS)"
+    )
     p.add_argument("--jobs", type=int, default=2, help="runs in parallel, one process each (default: 2)")
     p.add_argument("--threads", type=int, help="torch threads per run (default: CPU cores // jobs)")
-    p.add_argument("--work-dir", default="outputs/ablations", help="run records and checkpoints; finished "
-                   "runs found there are skipped (default: outputs/ablations)")
+    p.add_argument(
+        "--work-dir",
+        default="outputs/ablations",
+        help="run records and checkpoints; finished "
+        "runs found there are skipped (default: outputs/ablations)",
+    )
     p.add_argument("--data-root", help="folder holding synthetic/ (default: the repository's data/)")
     p.add_argument("--only", nargs="+", metavar="VARIANT", help="train only these variant keys")
-    p.add_argument("--report-only", action="store_true", help="train nothing: write the tables of the runs "
-                   "already finished in --work-dir")
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="train nothing: write the tables of the runs already finished in --work-dir",
+    )
     p.set_defaults(func=cmd_reproduce)
 
-    p = commands.add_parser("compare", help="speed vs accuracy (Table 1): SipMask, YOLACT-like baseline, "
-                            "Mask R-CNN for the same CPU budget (results/)")
+    p = commands.add_parser(
+        "compare",
+        help="speed vs accuracy (Table 1): SipMask, YOLACT-like baseline, "
+        "Mask R-CNN for the same CPU budget (results/)",
+    )
     p.add_argument("--budget-s", type=float, default=290.0, help="training seconds per model (default: 290)")
-    p.add_argument("--threads", type=int, default=2, help="torch threads for training, timing and evaluation "
-                   "(default: 2)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=2,
+        help="torch threads for training, timing and evaluation (default: 2)",
+    )
     p.add_argument("--out", default="results", help="folder for speed_accuracy.json / .md (default: results)")
-    p.add_argument("--work-dir", default="outputs/compare", help="records, calibrations and checkpoints; "
-                   "finished models found there are skipped (default: outputs/compare)")
+    p.add_argument(
+        "--work-dir",
+        default="outputs/compare",
+        help="records, calibrations and checkpoints; "
+        "finished models found there are skipped (default: outputs/compare)",
+    )
     p.add_argument("--data-root", default="data", help="where the synthetic benchmark lives (default: data)")
-    p.add_argument("--only", nargs="+", metavar="NAME", help="run only these models (sipmask, "
-                   "yolact_baseline, mask_rcnn); finished records of the others are still reported")
-    p.add_argument("--lr", nargs="+", metavar="NAME=LR", default=[], help="learning rate of a model, e.g. "
-                   "mask_rcnn=1e-3 (default: the preset's for sipmask and yolact_baseline, "
-                   "compare.MASK_RCNN_LR for mask_rcnn)")
+    p.add_argument(
+        "--only",
+        nargs="+",
+        metavar="NAME",
+        help="run only these models (sipmask, "
+        "yolact_baseline, mask_rcnn); finished records of the others are still reported",
+    )
+    p.add_argument(
+        "--lr",
+        nargs="+",
+        metavar="NAME=LR",
+        default=[],
+        help="learning rate of a model, e.g. "
+        "mask_rcnn=1e-3 (default: the preset's for sipmask and yolact_baseline, "
+        "compare.MASK_RCNN_LR for mask_rcnn)",
+    )
     p.set_defaults(func=cmd_compare)
     return parser
 
@@ -551,9 +731,17 @@ def cmd_reproduce(args: argparse.Namespace) -> dict[str, Any]:
     if args.seeds < 1 or args.jobs < 1 or iters < 1:
         raise UsageError(f"--seeds, --jobs and --iters must be >= 1 (got {args.seeds}, {args.jobs}, {iters})")
     try:
-        report = reproduce.reproduce(out=args.out, seeds=args.seeds, iters=iters, jobs=args.jobs,
-                                     work_dir=args.work_dir, data_root=args.data_root, only=args.only,
-                                     threads=args.threads, report_only=args.report_only)
+        report = reproduce.reproduce(
+            out=args.out,
+            seeds=args.seeds,
+            iters=iters,
+            jobs=args.jobs,
+            work_dir=args.work_dir,
+            data_root=args.data_root,
+            only=args.only,
+            threads=args.threads,
+            report_only=args.report_only,
+        )
     except ValueError as error:
         raise UsageError(str(error)) from None
     print(reproduce.to_markdown(report))
@@ -583,8 +771,15 @@ def cmd_compare(args: argparse.Namespace) -> dict[str, Any]:
     root = Path(args.data_root)
     _synthetic_split(root, "train")  # generated if missing
     try:
-        report = compare.compare(out=args.out, budget_s=args.budget_s, threads=args.threads,
-                                 work_dir=args.work_dir, data_root=root, only=args.only, lrs=lrs)
+        report = compare.compare(
+            out=args.out,
+            budget_s=args.budget_s,
+            threads=args.threads,
+            work_dir=args.work_dir,
+            data_root=root,
+            only=args.only,
+            lrs=lrs,
+        )
     except ValueError as error:
         raise UsageError(str(error)) from None
     print(compare.to_markdown(report))
@@ -606,7 +801,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG} {args.command}: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"{PROG} {args.command}: interrupted" + (" (continue with --resume)" if args.command == "train" else ""),
-              file=sys.stderr)
+        print(
+            f"{PROG} {args.command}: interrupted"
+            + (" (continue with --resume)" if args.command == "train" else ""),
+            file=sys.stderr,
+        )
         return 130
     return 0

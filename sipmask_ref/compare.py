@@ -144,8 +144,13 @@ class ModelSpec:
 MODELS: tuple[ModelSpec, ...] = (
     ModelSpec("sipmask", "SipMask (cpu_tiny)", "sipmask"),
     ModelSpec("yolact_baseline", "YOLACT-like baseline (Table 2)", "sipmask", variant=BASELINE),
-    ModelSpec("mask_rcnn", "Mask R-CNN (torchvision)", "mask_rcnn", lr=MASK_RCNN_LR,
-              mask_threshold=MASK_RCNN_MASK_THRESHOLD),
+    ModelSpec(
+        "mask_rcnn",
+        "Mask R-CNN (torchvision)",
+        "mask_rcnn",
+        lr=MASK_RCNN_LR,
+        mask_threshold=MASK_RCNN_MASK_THRESHOLD,
+    ),
 )
 
 
@@ -200,9 +205,9 @@ def build_mask_rcnn(config: SipMaskConfig) -> MaskRCNN:
       512, for COCO images; 128 is Detectron2's choice for small datasets, and a synthetic image
       holds 3-10 objects, so 32 positives cover them). It halves the training step on a CPU
       (1.96 -> 1.00 s per batch of 8, one thread, measured while other work shared the machine):
-      torchvision's CPU RoIAlign backward alone took 42% of a 512-RoI step in torch.profiler. Inference: score > config.score_threshold
-      (0.05), NMS 0.5 per class, at most config.max_detections (100) detections: torchvision's
-      defaults, which equal SipMask's settings.
+      torchvision's CPU RoIAlign backward alone took 42% of a 512-RoI step in torch.profiler.
+      Inference: score > config.score_threshold (0.05), NMS 0.5 per class, at most
+      config.max_detections (100) detections: torchvision's defaults, which equal SipMask's settings.
     - mask head: MaskRCNNHeads with MASK_HEAD_LAYERS = 2 conv3x3 layers of D channels (torchvision:
       4 of 256; SipMask's cpu_tiny likewise halves its towers to S = 2) and MaskRCNNPredictor (a
       2x up-convolution of D channels, then one 28x28 mask logit map per class).
@@ -304,13 +309,20 @@ def budget_config(config: SipMaskConfig, iters: int) -> SipMaskConfig:
     """
     if iters < 1:
         raise ValueError(f"iters must be >= 1, got {iters}")
-    steps = tuple(sorted({min(iters, max(1, round(step / config.max_iters * iters))) for step in config.lr_steps}))
+    steps = tuple(
+        sorted({min(iters, max(1, round(step / config.max_iters * iters))) for step in config.lr_steps})
+    )
     warmup = min([config.warmup_iters, *steps])
     return dataclasses.replace(config, max_iters=iters, lr_steps=steps, warmup_iters=warmup)
 
 
-def time_training_steps(model: nn.Module, config: SipMaskConfig, train_set: CocoInstances,
-                        warmup: int = CALIBRATION_WARMUP, steps: int = CALIBRATION_STEPS) -> dict[str, float]:
+def time_training_steps(
+    model: nn.Module,
+    config: SipMaskConfig,
+    train_set: CocoInstances,
+    warmup: int = CALIBRATION_WARMUP,
+    steps: int = CALIBRATION_STEPS,
+) -> dict[str, float]:
     """Seconds per training step of `model` as engine.train takes it: read and flip a batch of
     config.batch_size images (engine.TrainSamples, stream positions of steps 0, 1, ...), forward,
     backward, optimizer step (engine.build_optimizer) and, when config.ema_decay > 0, the weight
@@ -335,13 +347,19 @@ def time_training_steps(model: nn.Module, config: SipMaskConfig, train_set: Coco
             average.update(model, step + 1)
         if step >= warmup:
             times.append(time.perf_counter() - started)
-    return {"mean_s": statistics.fmean(times), "median_s": statistics.median(times), "min_s": min(times),
-            "max_s": max(times), "steps": steps}
+    return {
+        "mean_s": statistics.fmean(times),
+        "median_s": statistics.median(times),
+        "min_s": min(times),
+        "max_s": max(times),
+        "steps": steps,
+    }
 
 
 @torch.no_grad()
-def time_inference(model: nn.Module, dataset: CocoInstances, images: int = INFERENCE_IMAGES,
-                   warmup: int = INFERENCE_WARMUP) -> dict[str, float]:
+def time_inference(
+    model: nn.Module, dataset: CocoInstances, images: int = INFERENCE_IMAGES, warmup: int = INFERENCE_WARMUP
+) -> dict[str, float]:
     """Milliseconds of model([image]) (eval mode, no_grad, batch 1) on the first `images` items of
     `dataset` after `warmup` untimed passes (on the first items too). Returns median_ms, p25_ms,
     p75_ms, min_ms, max_ms, mean_ms and images (the count timed)."""
@@ -358,8 +376,15 @@ def time_inference(model: nn.Module, dataset: CocoInstances, images: int = INFER
         model([picture])
         times.append(1000.0 * (time.perf_counter() - started))
     quartiles = statistics.quantiles(times, n=4, method="inclusive") if count > 1 else [times[0]] * 3
-    return {"median_ms": statistics.median(times), "p25_ms": quartiles[0], "p75_ms": quartiles[2],
-            "min_ms": min(times), "max_ms": max(times), "mean_ms": statistics.fmean(times), "images": count}
+    return {
+        "median_ms": statistics.median(times),
+        "p25_ms": quartiles[0],
+        "p75_ms": quartiles[2],
+        "min_ms": min(times),
+        "max_ms": max(times),
+        "mean_ms": statistics.fmean(times),
+        "images": count,
+    }
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -383,9 +408,16 @@ def model_dir(work_dir: str | os.PathLike, name: str) -> Path:
     return Path(work_dir) / name
 
 
-def run_settings(spec: ModelSpec, config: SipMaskConfig, budget_s: float, threads: int,
-                 train_set: CocoInstances, val_set: CocoInstances, calibration: tuple[int, int],
-                 inference: tuple[int, int]) -> dict[str, Any]:
+def run_settings(
+    spec: ModelSpec,
+    config: SipMaskConfig,
+    budget_s: float,
+    threads: int,
+    train_set: CocoInstances,
+    val_set: CocoInstances,
+    calibration: tuple[int, int],
+    inference: tuple[int, int],
+) -> dict[str, Any]:
     """Everything a model's record depends on: a rerun with equal settings skips the model."""
     return {
         "model": spec.name,
@@ -410,8 +442,14 @@ def load_finished_record(path: Path, settings: dict[str, Any]) -> dict[str, Any]
     return None
 
 
-def _calibrate(spec: ModelSpec, config: SipMaskConfig, train_set: CocoInstances, settings: dict[str, Any],
-               folder: Path, log: Callable[[str], None]) -> dict[str, Any]:
+def _calibrate(
+    spec: ModelSpec,
+    config: SipMaskConfig,
+    train_set: CocoInstances,
+    settings: dict[str, Any],
+    folder: Path,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
     """The step time of the model: read from folder/calibration.json when measured under the same
     settings, else measured on a throw-away model and written there."""
     path = folder / "calibration.json"
@@ -422,13 +460,21 @@ def _calibrate(spec: ModelSpec, config: SipMaskConfig, train_set: CocoInstances,
     warmup, steps = settings["calibration"]["warmup"], settings["calibration"]["steps"]
     timing = time_training_steps(build_model(spec, config), config, train_set, warmup, steps)
     _write_json({"settings": settings, "timing": timing}, path)
-    log(f"{spec.name}: calibrated {timing['mean_s']:.3f} s per step of {config.batch_size} images "
-        f"(mean of {timing['steps']}; median {timing['median_s']:.3f} s)")
+    log(
+        f"{spec.name}: calibrated {timing['mean_s']:.3f} s per step of {config.batch_size} images "
+        f"(mean of {timing['steps']}; median {timing['median_s']:.3f} s)"
+    )
     return timing
 
 
-def _train(spec: ModelSpec, config: SipMaskConfig, train_set: CocoInstances, folder: Path, step_s: float,
-           log: Callable[[str], None]) -> dict[str, Any]:
+def _train(
+    spec: ModelSpec,
+    config: SipMaskConfig,
+    train_set: CocoInstances,
+    folder: Path,
+    step_s: float,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
     """Train to config.max_iters in chunks of CHECKPOINT_EVERY iterations, continuing a checkpoint of
     the same config; returns {'train_s', 'resumed_from_iteration', 'train_s_estimated', 'losses'}."""
     iters = config.max_iters
@@ -442,7 +488,11 @@ def _train(spec: ModelSpec, config: SipMaskConfig, train_set: CocoInstances, fol
         del state
     if done:
         progress = _read_json(progress_path)
-        if isinstance(progress, dict) and progress.get("config") == config_json and progress.get("iteration") == done:
+        if (
+            isinstance(progress, dict)
+            and progress.get("config") == config_json
+            and progress.get("iteration") == done
+        ):
             seconds = float(progress["train_s"])
         else:  # stopped between the checkpoint and the progress file: the calibration's estimate
             seconds, estimated = done * step_s, True
@@ -454,9 +504,18 @@ def _train(spec: ModelSpec, config: SipMaskConfig, train_set: CocoInstances, fol
     while done < iters:
         stop = min(iters, done + CHECKPOINT_EVERY)
         started = time.perf_counter()
-        summary = engine.train(model, config, train_set, folder, iters=stop, device="cpu", resume=done > 0,
-                               checkpoint_every=CHECKPOINT_EVERY, log_every=max(1, min(25, stop - done)),
-                               progress=False)
+        summary = engine.train(
+            model,
+            config,
+            train_set,
+            folder,
+            iters=stop,
+            device="cpu",
+            resume=done > 0,
+            checkpoint_every=CHECKPOINT_EVERY,
+            log_every=max(1, min(25, stop - done)),
+            progress=False,
+        )
         seconds += time.perf_counter() - started
         done, losses = stop, summary["losses"]
         _write_json({"config": config_json, "iteration": done, "train_s": seconds}, progress_path)
@@ -465,16 +524,28 @@ def _train(spec: ModelSpec, config: SipMaskConfig, train_set: CocoInstances, fol
         log_path = folder / engine.LOG_NAME
         lines = log_path.read_text().splitlines() if log_path.is_file() else []
         logged = [json.loads(line) for line in lines if line.strip()]
-        last = next((r for r in reversed(logged) if "loss" in r), {})
+        last: dict[str, Any] = next((r for r in reversed(logged) if "loss" in r), {})
         losses = {k: v for k, v in last.items() if k.startswith("loss_")}
-    return {"train_s": seconds, "resumed_from_iteration": resumed_from, "train_s_estimated": estimated,
-            "losses": losses}
+    return {
+        "train_s": seconds,
+        "resumed_from_iteration": resumed_from,
+        "train_s_estimated": estimated,
+        "losses": losses,
+    }
 
 
-def run_model(spec: ModelSpec, budget_s: float, threads: int, train_set: CocoInstances, val_set: CocoInstances,
-              work_dir: str | os.PathLike, lr: float | None = None,
-              calibration: tuple[int, int] | None = None, inference: tuple[int, int] | None = None,
-              log: Callable[[str], None] = print) -> dict[str, Any]:
+def run_model(
+    spec: ModelSpec,
+    budget_s: float,
+    threads: int,
+    train_set: CocoInstances,
+    val_set: CocoInstances,
+    work_dir: str | os.PathLike,
+    lr: float | None = None,
+    calibration: tuple[int, int] | None = None,
+    inference: tuple[int, int] | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """Calibrate, train for the budget, time and evaluate one model; write and return its record.
 
     Returns the finished record of the same settings from WORK/records/<name>.json instead when
@@ -498,15 +569,19 @@ def run_model(spec: ModelSpec, budget_s: float, threads: int, train_set: CocoIns
         timing = _calibrate(spec, config, train_set, settings, folder, log)
         iters = iterations_for_budget(budget_s, timing["mean_s"])
         trained_config = budget_config(config, iters)
-        log(f"{spec.name}: {iters} iterations fit {budget_s:g} s (lr {trained_config.lr:g}, "
-            f"lr steps {list(trained_config.lr_steps)}, warm-up {trained_config.warmup_iters})")
+        log(
+            f"{spec.name}: {iters} iterations fit {budget_s:g} s (lr {trained_config.lr:g}, "
+            f"lr steps {list(trained_config.lr_steps)}, warm-up {trained_config.warmup_iters})"
+        )
         training = _train(spec, trained_config, train_set, folder, timing["mean_s"], log)
 
         model = load_model(spec, folder / engine.CHECKPOINT_NAME)
         speed = time_inference(model, val_set, images=inference[1], warmup=inference[0])
         started = time.perf_counter()
         threshold = spec.mask_threshold if spec.mask_threshold is not None else trained_config.mask_threshold
-        _, metrics = engine.evaluate(model, val_set, "cpu", EVAL_BATCH, mask_threshold=threshold, progress=False)
+        _, metrics = engine.evaluate(
+            model, val_set, "cpu", EVAL_BATCH, mask_threshold=threshold, progress=False
+        )
         record = {
             "format": RUN_FORMAT,
             "name": spec.name,
@@ -535,8 +610,10 @@ def run_model(spec: ModelSpec, budget_s: float, threads: int, train_set: CocoIns
             "settings": settings,
         }
         _write_json(record, path)
-        log(f"{spec.name}: box AP {100 * record['box_AP']:.1f}, mask AP {100 * record['mask_AP']:.1f}, "
-            f"{speed['median_ms']:.1f} ms/image")
+        log(
+            f"{spec.name}: box AP {100 * record['box_AP']:.1f}, mask AP {100 * record['mask_AP']:.1f}, "
+            f"{speed['median_ms']:.1f} ms/image"
+        )
         return record | {"skipped": False}
     finally:
         torch.set_num_threads(previous_threads)
@@ -556,8 +633,10 @@ def to_markdown(report: dict[str, Any]) -> str:
     lines = [
         "# Speed vs accuracy (paper Table 1) on the synthetic benchmark",
         "",
-        "| model | parameters | iterations | train s | box AP | box AP50 | mask AP | mask AP50 | "
-        "ms / image (median) | ms / image (p25-p75) | threads |",
+        (
+            "| model | parameters | iterations | train s | box AP | box AP50 | mask AP | mask AP50 | "
+            "ms / image (median) | ms / image (p25-p75) | threads |"
+        ),
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     by_name = {r["name"]: r for r in report["records"]}
@@ -570,28 +649,32 @@ def to_markdown(report: dict[str, Any]) -> str:
         lines.append(
             f"| {r['title']} | {r['parameters'] / 1e6:.2f} M | {r['iterations']} | {r['train_s']:.0f} | "
             f"{_ap(r['box_AP'])} | {_ap(r['box_AP50'])} | {_ap(r['mask_AP'])} | {_ap(r['mask_AP50'])} | "
-            f"{speed['median_ms']:.1f} | {speed['p25_ms']:.1f}-{speed['p75_ms']:.1f} | {r['threads']} |")
+            f"{speed['median_ms']:.1f} | {speed['p25_ms']:.1f}-{speed['p75_ms']:.1f} | {r['threads']} |"
+        )
     lrs = ", ".join(f"{r['name']} {r['lr']:g}" for r in report["records"])
     thresholds = ", ".join(f"{r['name']} {r['mask_threshold']:g}" for r in report["records"])
     lines += [
         "",
-        f"Produced by `{settings['command']}` (sipmask_ref/compare.py) on {env['date']} with Python "
-        f"{env['python']}, torch {env['torch']}, torchvision {env['torchvision']}, on {env['cpu_count']} "
-        f"visible CPU cores ({env['processor']}), {settings['threads']} torch thread(s) for everything. "
-        f"Each model was trained from scratch on the {settings['train_images']} training images of "
-        f"`{settings['data']}` for the same budget of {settings['budget_s']:g} s: its step time "
-        f"({settings['batch_size']} images) was calibrated ({settings['calibration']['warmup']} warm-up, "
-        f"then the mean of {settings['calibration']['steps']} steps) and it trained for int(budget / step) "
-        f"iterations ('train s' is the measured time), with the {settings['base_preset']} recipe (AdamW, "
-        f"schedule scaled to the iterations; lr: {lrs or '-'}). AP: COCOeval on the "
-        f"{settings['val_images']} val images (points; mask threshold: {thresholds or '-'}). Speed: "
-        f"model([image]) at batch 1 in eval mode under no_grad, after "
-        f"{settings['inference']['warmup']} warm-up pass(es), median and interquartile range over "
-        f"{settings['inference']['images']} val images; it includes each model's resizing, "
-        f"normalisation and mask pasting. Mask R-CNN is torchvision's MaskRCNN on the same tiny body + "
-        f"FPN as SipMask (anchors 16-256 px on P3-P7, RoIAlign on P3-P6, box head 2 x "
-        f"{BOX_REPRESENTATION}, {BOX_ROIS_PER_IMAGE} sampled RoIs per training image, mask head "
-        f"{MASK_HEAD_LAYERS} x conv3x3 of D channels).",
+        (
+            f"Produced by `{settings['command']}` (sipmask_ref/compare.py) on {env['date']} with Python "
+            f"{env['python']}, torch {env['torch']}, torchvision {env['torchvision']}, on {env['cpu_count']} "
+            f"visible CPU cores ({env['processor']}), {settings['threads']} torch thread(s) for everything. "
+            f"Each model was trained from scratch on the {settings['train_images']} training images of "
+            f"`{settings['data']}` for the same budget of {settings['budget_s']:g} s: its step time "
+            f"({settings['batch_size']} images) was calibrated ({settings['calibration']['warmup']} warm-up, "
+            f"then the mean of {settings['calibration']['steps']} steps) and it trained for "
+            f"int(budget / step) iterations ('train s' is the measured time), with the "
+            f"{settings['base_preset']} recipe (AdamW, schedule scaled to the iterations; lr: {lrs or '-'}). "
+            f"AP: COCOeval on the "
+            f"{settings['val_images']} val images (points; mask threshold: {thresholds or '-'}). Speed: "
+            f"model([image]) at batch 1 in eval mode under no_grad, after "
+            f"{settings['inference']['warmup']} warm-up pass(es), median and interquartile range over "
+            f"{settings['inference']['images']} val images; it includes each model's resizing, "
+            f"normalisation and mask pasting. Mask R-CNN is torchvision's MaskRCNN on the same tiny body + "
+            f"FPN as SipMask (anchors 16-256 px on P3-P7, RoIAlign on P3-P6, box head 2 x "
+            f"{BOX_REPRESENTATION}, {BOX_ROIS_PER_IMAGE} sampled RoIs per training image, mask head "
+            f"{MASK_HEAD_LAYERS} x conv3x3 of D channels)."
+        ),
     ]
     if env.get("failed"):
         lines += ["", "Failed (left out of the table): " + "; ".join(env["failed"])]
@@ -629,11 +712,18 @@ def _command(budget_s: float, threads: int, only: Sequence[str] | None, lrs: dic
 # ----------------------------------------------------------------------------------------------------
 # all of it
 # ----------------------------------------------------------------------------------------------------
-def compare(out: str | os.PathLike = "results", budget_s: float = DEFAULT_BUDGET_S, threads: int = DEFAULT_THREADS,
-            work_dir: str | os.PathLike = "outputs/compare", data_root: str | os.PathLike = "data",
-            only: Sequence[str] | None = None, lrs: dict[str, float] | None = None,
-            calibration: tuple[int, int] | None = None, inference: tuple[int, int] | None = None,
-            log: Callable[[str], None] = print) -> dict[str, Any]:
+def compare(
+    out: str | os.PathLike = "results",
+    budget_s: float = DEFAULT_BUDGET_S,
+    threads: int = DEFAULT_THREADS,
+    work_dir: str | os.PathLike = "outputs/compare",
+    data_root: str | os.PathLike = "data",
+    only: Sequence[str] | None = None,
+    lrs: dict[str, float] | None = None,
+    calibration: tuple[int, int] | None = None,
+    inference: tuple[int, int] | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """Run every model of MODELS (or `only` those) one after another; write OUT/speed_accuracy.{json,md}.
 
     budget_s: training seconds per model. threads: torch threads for everything. work_dir: records,
@@ -657,27 +747,45 @@ def compare(out: str | os.PathLike = "results", budget_s: float = DEFAULT_BUDGET
         raise ValueError(f"the budget must be > 0 seconds, got {budget_s}")
     data_root = Path(data_root)
     if not (data_root / "synthetic" / "annotations" / "instances_train.json").is_file():
-        raise FileNotFoundError(f"no synthetic benchmark under {data_root / 'synthetic'} "
-                                f"(python -m sipmask_ref make-data --root {data_root})")
+        raise FileNotFoundError(
+            f"no synthetic benchmark under {data_root / 'synthetic'} "
+            f"(python -m sipmask_ref make-data --root {data_root})"
+        )
     calibration = calibration or (CALIBRATION_WARMUP, CALIBRATION_STEPS)
     inference = inference or (INFERENCE_WARMUP, INFERENCE_IMAGES)
     train_set, val_set = _datasets(data_root)
     selected = [known[name] for name in only] if only else list(MODELS)
-    log(f"compare: {', '.join(s.name for s in selected)}; {budget_s:g} s of training each, {threads} "
-        f"thread(s); records in {record_path(work_dir, '*')}")
+    log(
+        f"compare: {', '.join(s.name for s in selected)}; {budget_s:g} s of training each, {threads} "
+        f"thread(s); records in {record_path(work_dir, '*')}"
+    )
 
     records, failed = [], []
     for spec in MODELS:
         if spec in selected:
             try:
-                records.append(run_model(spec, budget_s, threads, train_set, val_set, work_dir, lrs.get(spec.name),
-                                         calibration, inference, log))
+                records.append(
+                    run_model(
+                        spec,
+                        budget_s,
+                        threads,
+                        train_set,
+                        val_set,
+                        work_dir,
+                        lrs.get(spec.name),
+                        calibration,
+                        inference,
+                        log,
+                    )
+                )
             except Exception as error:  # noqa: BLE001 - one failing model must not lose the others
                 failed.append(f"{spec.name}: {type(error).__name__}: {error}")
                 log(f"{spec.name} FAILED: {error}")
         else:  # not asked for: shown when already finished under the same settings
             config = base_config(spec, len(train_set.class_names), lrs.get(spec.name))
-            settings = run_settings(spec, config, budget_s, threads, train_set, val_set, calibration, inference)
+            settings = run_settings(
+                spec, config, budget_s, threads, train_set, val_set, calibration, inference
+            )
             done = load_finished_record(record_path(work_dir, spec.name), settings)
             if done is not None:
                 records.append(done | {"skipped": True})

@@ -21,8 +21,9 @@ Use `dataclasses.replace(preset("cpu_tiny"), sub_regions=(1, 1))` to flip an abl
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable
+from typing import cast
 
 BACKBONES = ("tiny", "resnet18", "resnet34", "resnet50", "resnet101")
 BASIS_SOURCES = ("p3", "p3-p5")
@@ -123,13 +124,14 @@ class SipMaskConfig:
     match_label_weight: float = 10.0  # tracker: weight of [same label] (authors: 10)
 
     def __post_init__(self) -> None:
-        # Lists from a JSON/YAML file become tuples, so that configs compare and hash the same.
-        self.sub_regions = tuple(self.sub_regions)
+        # Lists from a JSON/YAML file become tuples, so that configs compare and hash the same. The
+        # casts name the fields' declared lengths, which _validate() checks next.
+        self.sub_regions = cast(tuple[int, int], tuple(self.sub_regions))
         self.strides = tuple(self.strides)
-        self.regress_ranges = tuple(tuple(r) for r in self.regress_ranges)
-        self.input_size = tuple(self.input_size)
-        self.pixel_mean = tuple(self.pixel_mean)
-        self.pixel_std = tuple(self.pixel_std)
+        self.regress_ranges = tuple(cast(tuple[float, float], tuple(r)) for r in self.regress_ranges)
+        self.input_size = cast(tuple[int, int], tuple(self.input_size))
+        self.pixel_mean = cast(tuple[float, float, float], tuple(self.pixel_mean))
+        self.pixel_std = cast(tuple[float, float, float], tuple(self.pixel_std))
         self.lr_steps = tuple(self.lr_steps)
         self._validate()
 
@@ -139,11 +141,14 @@ class SipMaskConfig:
         _one_of("backbone", self.backbone, BACKBONES)
         _bool("pretrained_backbone", self.pretrained_backbone)
         if self.pretrained_backbone and self.backbone == "tiny":
-            raise ValueError("SipMaskConfig.pretrained_backbone: the 'tiny' backbone has no "
-                             "pretrained weights; set pretrained_backbone=False")
+            raise ValueError(
+                "SipMaskConfig.pretrained_backbone: the 'tiny' backbone has no "
+                "pretrained weights; set pretrained_backbone=False"
+            )
         if not isinstance(self.frozen_stages, int) or not 0 <= self.frozen_stages <= 4:
-            raise ValueError(f"SipMaskConfig.frozen_stages must be an int in 0..4, "
-                             f"got {self.frozen_stages!r}")
+            raise ValueError(
+                f"SipMaskConfig.frozen_stages must be an int in 0..4, got {self.frozen_stages!r}"
+            )
         _bool("frozen_bn", self.frozen_bn)
         _positive_int("fpn_channels", self.fpn_channels)
         _positive_int("stacked_convs", self.stacked_convs)
@@ -152,13 +157,12 @@ class SipMaskConfig:
         _positive_int("basis_hidden_channels", self.basis_hidden_channels)
         _one_of("basis_activation", self.basis_activation, BASIS_ACTIVATIONS)
         if self.strides != (8, 16, 32, 64, 128):
-            raise ValueError(f"SipMaskConfig.strides must be (8, 16, 32, 64, 128) (FPN P3-P7), "
-                             f"got {self.strides}")
+            raise ValueError(
+                f"SipMaskConfig.strides must be (8, 16, 32, 64, 128) (FPN P3-P7), got {self.strides}"
+            )
 
         if len(self.sub_regions) != 2:
-            raise ValueError(
-                f"SipMaskConfig.sub_regions must be (k_h, k_w), got {self.sub_regions}"
-            )
+            raise ValueError(f"SipMaskConfig.sub_regions must be (k_h, k_w), got {self.sub_regions}")
         for k in self.sub_regions:
             _positive_int("sub_regions", k)
         _one_of("basis_source", self.basis_source, BASIS_SOURCES)
@@ -167,12 +171,15 @@ class SipMaskConfig:
         _one_of("deform_implementation", self.deform_implementation, DEFORM_IMPLEMENTATIONS)
 
         if len(self.regress_ranges) != len(self.strides):
-            raise ValueError(f"SipMaskConfig.regress_ranges needs one (lo, hi) per level "
-                             f"({len(self.strides)}), got {len(self.regress_ranges)}")
+            raise ValueError(
+                f"SipMaskConfig.regress_ranges needs one (lo, hi) per level "
+                f"({len(self.strides)}), got {len(self.regress_ranges)}"
+            )
         for lo_hi in self.regress_ranges:
             if len(lo_hi) != 2 or not lo_hi[0] < lo_hi[1]:
-                raise ValueError(f"SipMaskConfig.regress_ranges: each range must be (lo, hi) with "
-                                 f"lo < hi, got {lo_hi}")
+                raise ValueError(
+                    f"SipMaskConfig.regress_ranges: each range must be (lo, hi) with lo < hi, got {lo_hi}"
+                )
         _non_negative("center_sampling_radius", self.center_sampling_radius)
         _one_of("box_loss", self.box_loss, BOX_LOSSES)
         _non_negative("focal_gamma", self.focal_gamma)
@@ -185,11 +192,15 @@ class SipMaskConfig:
         _bool("keep_ratio", self.keep_ratio)
         _positive_int("size_divisible", self.size_divisible)
         if self.size_divisible % 32 != 0:
-            raise ValueError(f"SipMaskConfig.size_divisible must be a multiple of 32 (the P5 "
-                             f"stride), got {self.size_divisible}")
+            raise ValueError(
+                f"SipMaskConfig.size_divisible must be a multiple of 32 (the P5 "
+                f"stride), got {self.size_divisible}"
+            )
         if len(self.pixel_mean) != 3 or len(self.pixel_std) != 3 or min(self.pixel_std) <= 0:
-            raise ValueError(f"SipMaskConfig.pixel_mean / pixel_std must be 3 RGB values with std "
-                             f"> 0, got {self.pixel_mean} / {self.pixel_std}")
+            raise ValueError(
+                f"SipMaskConfig.pixel_mean / pixel_std must be 3 RGB values with std "
+                f"> 0, got {self.pixel_mean} / {self.pixel_std}"
+            )
 
         _one_of("nms", self.nms, NMS_KINDS)
         _probability("score_threshold", self.score_threshold)
@@ -207,14 +218,15 @@ class SipMaskConfig:
         _one_of("warmup_method", self.warmup_method, WARMUP_METHODS)
         _one_of("optimizer", self.optimizer, OPTIMIZERS)
         if not isinstance(self.warmup_iters, int) or self.warmup_iters < 0:
-            raise ValueError(f"SipMaskConfig.warmup_iters must be an int >= 0, "
-                             f"got {self.warmup_iters!r}")
+            raise ValueError(f"SipMaskConfig.warmup_iters must be an int >= 0, got {self.warmup_iters!r}")
         _positive_int("max_iters", self.max_iters)
         if list(self.lr_steps) != sorted(self.lr_steps) or any(
             not 0 < s <= self.max_iters for s in self.lr_steps
         ):
-            raise ValueError(f"SipMaskConfig.lr_steps must be increasing iterations in "
-                             f"1..max_iters={self.max_iters}, got {self.lr_steps}")
+            raise ValueError(
+                f"SipMaskConfig.lr_steps must be increasing iterations in "
+                f"1..max_iters={self.max_iters}, got {self.lr_steps}"
+            )
         _positive_int("batch_size", self.batch_size)
         _bool("amp", self.amp)
         if not isinstance(self.seed, int):
@@ -260,7 +272,7 @@ def _probability(name: str, value: float) -> None:
 
 def _epochs_to_iters(epochs: float, batch_size: int = 16, images: int = COCO_TRAIN_IMAGES) -> int:
     """Iterations of `epochs` passes over COCO train2017 at `batch_size` images per iteration."""
-    return int(round(epochs * math.ceil(images / batch_size)))
+    return round(epochs * math.ceil(images / batch_size))
 
 
 # ---- presets -----------------------------------------------------------------------------------
@@ -384,8 +396,9 @@ def paper_vis_r50() -> SipMaskConfig:
 
     Authors' SipMask-VIS config: input (640, 360) with the ratio kept, padded to 32; 12 epochs of
     frame pairs, SGD lr 0.005 with bias lr x2 and no bias weight decay, steps after epochs 8 and 11,
-    linear warm-up 1000 iterations at 1/80, 8 images per GPU (the GPU count is not stated: batch 8 here). Inference: 200 candidates per
-    level, Fast NMS at 0.5 with top-k 200, score > 0.03, at most 10 detections, masks > 0.5.
+    linear warm-up 1000 iterations at 1/80, 8 images per GPU (the GPU count is not stated: batch 8
+    here). Inference: 200 candidates per level, Fast NMS at 0.5 with top-k 200, score > 0.03, at most
+    10 detections, masks > 0.5.
     Matching weights 1 (log score), 2 (IoU), 10 (same label). The authors start from a COCO
     SipMask checkpoint (`video_model.load_image_weights` does that where shapes match).
     """

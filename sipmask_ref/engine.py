@@ -43,7 +43,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -66,6 +66,24 @@ LOG_NAME = "train_log.jsonl"
 
 class CheckpointError(ValueError):
     """A file that is not a (usable) sipmask_ref checkpoint."""
+
+
+class SizedDataset(Protocol):
+    """What training reads from a dataset: its length and its items (CocoInstances, YTVISDataset)."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> Any: ...
+
+
+class CocoLikeDataset(SizedDataset, Protocol):
+    """What `evaluate` reads: items (image, target), the category ids and the pycocotools COCO object."""
+
+    @property
+    def label_to_cat_id(self) -> dict[int, int]: ...
+
+    @property
+    def coco(self) -> Any: ...
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -103,20 +121,24 @@ def build_optimizer(model: nn.Module, config: SipMaskConfig) -> torch.optim.Opti
     config.bias_weight_decay (the authors' 800-pixel configs: x2 and 0; 1 and 1e-4 elsewhere).
     Frozen parameters (requires_grad False, e.g. the ResNet stem) are left out.
     """
-    weights, biases = [], []
+    weights: list[nn.Parameter] = []
+    biases: list[nn.Parameter] = []
     for name, parameter in model.named_parameters():
         if parameter.requires_grad:
             (biases if name.endswith("bias") else weights).append(parameter)
     groups = [{"params": weights, "lr": config.lr, "weight_decay": config.weight_decay}]
     if biases:
-        groups.append({
-            "params": biases,
-            "lr": config.lr * config.bias_lr_factor,
-            "weight_decay": config.bias_weight_decay,
-        })
+        groups.append(
+            {
+                "params": biases,
+                "lr": config.lr * config.bias_lr_factor,
+                "weight_decay": config.bias_weight_decay,
+            }
+        )
     if config.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=config.lr, betas=(config.momentum, 0.999),
-                                 weight_decay=config.weight_decay)
+        return torch.optim.AdamW(
+            groups, lr=config.lr, betas=(config.momentum, 0.999), weight_decay=config.weight_decay
+        )
     return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
 
 
@@ -182,7 +204,7 @@ class TrainSamples(Dataset):
     depend only on (seed, position).
     """
 
-    def __init__(self, dataset: Dataset, seed: int, hflip_prob: float) -> None:
+    def __init__(self, dataset: SizedDataset, seed: int, hflip_prob: float) -> None:
         if len(dataset) == 0:
             raise ValueError("the training dataset is empty")
         self.dataset = dataset
@@ -208,7 +230,8 @@ class TrainSamples(Dataset):
                 image, target, ref_image, ref_target = item
                 if self.flip is not None:
                     (image, target), (ref_image, ref_target) = apply_same_transform(
-                        self.flip, [(image, target), (ref_image, ref_target)])
+                        self.flip, [(image, target), (ref_image, ref_target)]
+                    )
                 return image, target, ref_image, ref_target
             image, target = item
             if self.flip is not None:
@@ -272,7 +295,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - torch.load raises many types for a non-checkpoint
         reason = type(error).__name__  # torch's own message is pages long for a non-checkpoint
         raise CheckpointError(f"{path} is not a sipmask_ref checkpoint (torch.load: {reason})") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
@@ -301,13 +324,15 @@ def evaluation_weights(state: dict[str, Any]) -> dict[str, Tensor]:
     return state["ema"] if state.get("ema") is not None else state["model"]
 
 
-def model_from_checkpoint(state: dict[str, Any], device: str | torch.device = "cpu") -> tuple[nn.Module, SipMaskConfig]:
+def model_from_checkpoint(
+    state: dict[str, Any], device: str | torch.device = "cpu"
+) -> tuple[SipMask, SipMaskConfig]:
     """Build SipMask (SipMaskVIS when config.task is 'vis') from a checkpoint dict (see
     read_checkpoint) and load its weights; eval mode."""
     config = config_from_dict(state["config"])
     # the weights come from the checkpoint: never download ImageNet weights for a restored model
     config = dataclasses.replace(config, pretrained_backbone=False)
-    model = SipMaskVIS(config) if config.task == "vis" else SipMask(config)
+    model: SipMask = SipMaskVIS(config) if config.task == "vis" else SipMask(config)
     try:
         model.load_state_dict(evaluation_weights(state))
     except RuntimeError as error:
@@ -315,7 +340,9 @@ def model_from_checkpoint(state: dict[str, Any], device: str | torch.device = "c
     return model.to(device).eval(), config
 
 
-def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, SipMaskConfig]:
+def load_checkpoint(
+    path: str | os.PathLike[str], device: str | torch.device = "cpu"
+) -> tuple[SipMask, SipMaskConfig]:
     """(model in eval mode on `device`, config) from a checkpoint written by `train`.
 
     Raises FileNotFoundError / CheckpointError with the path when the file is missing or unusable.
@@ -330,7 +357,10 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
 
 def _rng_states() -> dict[str, Any]:
     """Every global generator's state, in a form torch.load(weights_only=True) accepts."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    # NPY002: numpy's legacy global generator is exactly what is saved, restored and seeded here
+    state = np.random.get_state(legacy=True)  # noqa: NPY002
+    assert isinstance(state, tuple)  # legacy=True: a tuple, as the global generator is an MT19937
+    kind, keys, pos, has_gauss, cached = state
     states: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached),
@@ -344,7 +374,7 @@ def _rng_states() -> dict[str, Any]:
 def _set_rng_states(states: dict[str, Any]) -> None:
     torch.set_rng_state(states["torch"])
     kind, keys, pos, has_gauss, cached = states["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))  # noqa: NPY002
     version, internal, gauss = states["python"]
     random.setstate((version, tuple(internal), gauss))
     if "cuda" in states and torch.cuda.is_available():
@@ -354,11 +384,11 @@ def _set_rng_states(states: dict[str, Any]) -> None:
 def seed_everything(seed: int) -> None:
     """Seed torch (CPU and CUDA), numpy and Python's random. Call before building the model."""
     torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 - the legacy global generator, for code that uses it
     random.seed(seed)
 
 
-def _dataset_meta(dataset: Dataset) -> dict[str, Any]:
+def _dataset_meta(dataset: SizedDataset) -> dict[str, Any]:
     """Class names and label -> category id map of a dataset, for predict / evaluate later."""
     meta: dict[str, Any] = {}
     if hasattr(dataset, "class_names"):
@@ -384,8 +414,9 @@ def _join_process_group(device: torch.device) -> tuple[int, int, torch.device, b
         torch.cuda.set_device(device)
     created = not dist.is_initialized()
     if created:  # a long timeout: the other ranks wait while rank 0 evaluates (eval_every)
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo",
-                                timeout=datetime.timedelta(hours=2))
+        dist.init_process_group(
+            backend="nccl" if device.type == "cuda" else "gloo", timeout=datetime.timedelta(hours=2)
+        )
     return dist.get_rank(), dist.get_world_size(), device, created
 
 
@@ -417,8 +448,11 @@ def _config_differences(saved: dict[str, Any], config: SipMaskConfig) -> list[st
 def _write_log(path: Path, records: list[dict[str, Any]], keep_until: int | None = None) -> None:
     """Append records to the JSON-lines log; with keep_until, first drop lines of later iterations."""
     if keep_until is not None and path.exists():
-        kept = [line for line in path.read_text().splitlines()
-                if line.strip() and json.loads(line).get("iteration", 0) <= keep_until]
+        kept = [
+            line
+            for line in path.read_text().splitlines()
+            if line.strip() and json.loads(line).get("iteration", 0) <= keep_until
+        ]
         path.write_text("".join(line + "\n" for line in kept))
     with open(path, "a") as f:
         for record in records:
@@ -428,17 +462,17 @@ def _write_log(path: Path, records: list[dict[str, Any]], keep_until: int | None
 def train(
     model: nn.Module,
     config: SipMaskConfig,
-    train_dataset: Dataset,
-    out_dir: str | os.PathLike,
+    train_dataset: SizedDataset,
+    out_dir: str | os.PathLike[str],
     *,
-    val_dataset: Dataset | None = None,
+    val_dataset: SizedDataset | None = None,
     iters: int | None = None,
     device: str | torch.device = "cpu",
     resume: bool = False,
     log_every: int = 20,
     checkpoint_every: int = 500,
     eval_every: int | None = None,
-    eval_fn: Callable[[nn.Module, Dataset], dict[str, Any]] | None = None,
+    eval_fn: Callable[[nn.Module, Any], dict[str, Any]] | None = None,
     grad_clip: float | None = None,
     num_workers: int = 0,
     progress: bool = True,
@@ -494,8 +528,10 @@ def train(
         state = read_checkpoint(checkpoint_path)
         changed = _config_differences(state["config"], config)
         if changed:
-            warnings.warn(f"resuming {checkpoint_path} with a config that differs in {changed}; "
-                          f"using the new values", stacklevel=2)
+            warnings.warn(
+                f"resuming {checkpoint_path} with a config that differs in {changed}; using the new values",
+                stacklevel=2,
+            )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -505,8 +541,11 @@ def train(
         start = int(state["iteration"])
     else:
         if checkpoint_path.is_file() and is_main:
-            warnings.warn(f"{checkpoint_path} exists and will be overwritten by this fresh run "
-                          f"(resume=True continues it instead)", stacklevel=2)
+            warnings.warn(
+                f"{checkpoint_path} exists and will be overwritten by this fresh run "
+                f"(resume=True continues it instead)",
+                stacklevel=2,
+            )
         seed_everything(config.seed)
     average = WeightAverage(model, config.ema_decay) if config.ema_decay > 0 else None
     if average is not None and resume and state.get("ema") is not None:
@@ -517,7 +556,8 @@ def train(
 
     if world_size > 1:
         model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None,
+            model,
+            device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=True,  # e.g. a batch without positives leaves branches unused
         )
     samples = TrainSamples(train_dataset, config.seed, config.hflip_prob)
@@ -531,20 +571,23 @@ def train(
     )
 
     def checkpoint(iteration: int) -> None:
-        save_checkpoint({
-            "format": CHECKPOINT_FORMAT,
-            "iteration": iteration,
-            "model": _unwrap(model).state_dict(),
-            "ema": average.state if average is not None else None,  # the weights to evaluate
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(),
-            "config": dataclasses.asdict(config),
-            "rng": _rng_states(),
-            "dataset": _dataset_meta(train_dataset),
-        }, checkpoint_path)
+        save_checkpoint(
+            {
+                "format": CHECKPOINT_FORMAT,
+                "iteration": iteration,
+                "model": _unwrap(model).state_dict(),
+                "ema": average.state if average is not None else None,  # the weights to evaluate
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(),
+                "config": dataclasses.asdict(config),
+                "rng": _rng_states(),
+                "dataset": _dataset_meta(train_dataset),
+            },
+            checkpoint_path,
+        )
 
-    def run_eval(iteration: int) -> dict[str, Any]:
+    def run_eval(iteration: int, val_dataset: SizedDataset) -> dict[str, Any]:
         evaluator = eval_fn or (lambda m, d: evaluate(m, d, device, config.batch_size, progress=progress)[1])
         evaluated = _unwrap(model)
         if average is not None and iteration != final:  # at the end the model holds the average already
@@ -564,28 +607,40 @@ def train(
     records: list[dict[str, Any]] = []
     means: dict[str, float] = {}
     metrics: dict[str, Any] | None = None
-    bar = tqdm(total=max_iters, initial=min(start, max_iters), desc="train", dynamic_ncols=True,
-               disable=not (progress and is_main))
+    bar = tqdm(
+        total=max_iters,
+        initial=min(start, max_iters),
+        desc="train",
+        dynamic_ncols=True,
+        disable=not (progress and is_main),
+    )
     model.train()
-    for iteration, batch in zip(range(start, max_iters), loader):
+    # _StepBatches yields exactly the steps start .. max_iters-1: strict=True fails loudly if they ever differ
+    for iteration, batch in zip(range(start, max_iters), loader, strict=True):
         step = iteration + 1  # steps completed after this one
         # (images, targets), or (images, targets, ref_images, ref_targets) for video pairs (§3.5)
-        batch = [[_to_device(x, device) if isinstance(x, dict) else x.to(device, non_blocking=True)
-                  for x in field] for field in batch]
+        batch = [
+            [_to_device(x, device) if isinstance(x, dict) else x.to(device, non_blocking=True) for x in field]
+            for field in batch
+        ]
         with torch.autocast(device.type, enabled=use_amp):
             losses = model(*batch)
         names = list(losses)
         values = torch.stack([losses[k].detach().float() for k in names]).cpu()  # one sync per step
         if not _all_finite(values, world_size, device):
-            bad = ", ".join(f"{k} = {v:g}" for k, v in zip(names, values.tolist()))
-            kept = (f"the last good checkpoint, {checkpoint_path} (step {last_saved}), is untouched"
-                    if last_saved is not None else "no checkpoint had been written yet")
+            bad = ", ".join(f"{k} = {v:g}" for k, v in zip(names, values.tolist(), strict=True))
+            kept = (
+                f"the last good checkpoint, {checkpoint_path} (step {last_saved}), is untouched"
+                if last_saved is not None
+                else "no checkpoint had been written yet"
+            )
             bar.close()
             if created_group:
                 dist.destroy_process_group()
             raise NonFiniteLossError(
                 f"non-finite loss at step {step} of {max_iters} on rank {rank} ({bad}); training stopped, "
-                f"{kept}. Lower config.lr or raise warmup_iters, then resume.")
+                f"{kept}. Lower config.lr or raise warmup_iters, then resume."
+            )
 
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(sum(losses.values())).backward()
@@ -603,18 +658,26 @@ def train(
         window_steps += 1
         bar.update(1)
         if step % log_every == 0 or step == max_iters:
-            means = {k: float(v) / window_steps for k, v in zip(names, window_sum)}
+            means = {k: float(v) / window_steps for k, v in zip(names, window_sum, strict=True)}
             record = {"iteration": step, "lr": lr, **means, "loss": sum(means.values())}
             records.append(record)
-            bar.set_postfix({k.removeprefix("loss_"): f"{v:.3f}" for k, v in means.items()} | {"lr": f"{lr:.2e}"})
+            bar.set_postfix(
+                {k.removeprefix("loss_"): f"{v:.3f}" for k, v in means.items()} | {"lr": f"{lr:.2e}"}
+            )
             if is_main:
                 _write_log(log_path, [record])
             window_sum, window_steps = None, 0
         if is_main and (step % checkpoint_every == 0 or step == max_iters):
             checkpoint(step)
             last_saved = step
-        if val_dataset is not None and eval_every and step % eval_every == 0 and step != max_iters and is_main:
-            metrics = run_eval(step)
+        if (
+            val_dataset is not None
+            and eval_every
+            and step % eval_every == 0
+            and step != max_iters
+            and is_main
+        ):
+            metrics = run_eval(step, val_dataset)
             bar.write(f"step {step}: " + _metrics_line(metrics))
     bar.close()
 
@@ -623,7 +686,7 @@ def train(
     if average is not None:  # the run's result is the averaged model (the checkpoint keeps both)
         _unwrap(model).load_state_dict(average.state)
     if val_dataset is not None and is_main:
-        metrics = run_eval(final)
+        metrics = run_eval(final, val_dataset)
     if world_size > 1:
         dist.barrier()
     if created_group:
@@ -648,7 +711,9 @@ def _metrics_line(metrics: dict[str, Any]) -> str:
 # evaluation
 # ----------------------------------------------------------------------------------------------------
 @torch.no_grad()
-def predict_images(model: nn.Module, images: Sequence[Tensor], device: str | torch.device) -> list[dict[str, Tensor]]:
+def predict_images(
+    model: nn.Module, images: Sequence[Tensor], device: str | torch.device
+) -> list[dict[str, Tensor]]:
     """Eval-mode outputs (model contract) for a list of [3, H, W] images in [0, 1], moved to CPU."""
     was_training = model.training
     model.eval()
@@ -659,7 +724,7 @@ def predict_images(model: nn.Module, images: Sequence[Tensor], device: str | tor
 
 def evaluate(
     model: nn.Module,
-    dataset: Dataset,
+    dataset: CocoLikeDataset,
     device: str | torch.device = "cpu",
     batch_size: int = 1,
     *,
@@ -680,10 +745,16 @@ def evaluate(
         mask_threshold = getattr(getattr(model, "config", None), "mask_threshold", 0.4)
     results: list[dict[str, Any]] = []
     indices = list(range(len(dataset)))
-    for first in tqdm(range(0, len(indices), batch_size), desc="evaluate", dynamic_ncols=True,
-                      disable=not progress, leave=False):
-        batch = [dataset[i] for i in indices[first:first + batch_size]]
+    for first in tqdm(
+        range(0, len(indices), batch_size),
+        desc="evaluate",
+        dynamic_ncols=True,
+        disable=not progress,
+        leave=False,
+    ):
+        batch = [dataset[i] for i in indices[first : first + batch_size]]
         outputs = predict_images(model, [image for image, _ in batch], device)
         results += predictions_to_coco_results(
-            outputs, [int(target["image_id"]) for _, target in batch], dataset.label_to_cat_id, mask_threshold)
+            outputs, [int(target["image_id"]) for _, target in batch], dataset.label_to_cat_id, mask_threshold
+        )
     return results, evaluate_coco(dataset.coco, results)

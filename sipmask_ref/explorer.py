@@ -33,16 +33,23 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
-from torch import Tensor, nn
+from torch import Tensor
 from torchvision.ops import box_iou
 
 from .inference import paste_masks
+from .model import SipMask
 from .spatial_mask_prediction import assemble_masks
 from .viz import plot_spatial_mask_prediction
 
 # Pruning grids offered by the explorer, by name.
-GRIDS: dict[str, tuple[int, int]] = {"1x1": (1, 1), "1x2": (1, 2), "2x1": (2, 1), "2x2": (2, 2),
-                                     "3x3": (3, 3), "4x4": (4, 4)}
+GRIDS: dict[str, tuple[int, int]] = {
+    "1x1": (1, 1),
+    "1x2": (1, 2),
+    "2x1": (2, 1),
+    "2x2": (2, 2),
+    "3x3": (3, 3),
+    "4x4": (4, 4),
+}
 # A detection stands for a ground-truth instance when its box overlaps it at least this much.
 MATCH_IOU = 0.5
 
@@ -106,9 +113,7 @@ class InstanceMaps:
     threshold: float
 
 
-def regrid_coefficients(
-    coefficients: Tensor, source: tuple[int, int], target: tuple[int, int]
-) -> Tensor:
+def regrid_coefficients(coefficients: Tensor, source: tuple[int, int], target: tuple[int, int]) -> Tensor:
     """Coefficients of a `source` grid re-pooled to a `target` grid (the thought experiment).
 
     Cell t of the target grid gets sum_s w_ts c_s, where w_ts is the fraction of cell t's area
@@ -128,14 +133,16 @@ def regrid_coefficients(
     if min(k_h, k_w, g_h, g_w) < 1:
         raise ValueError(f"regrid_coefficients: grids must have k >= 1, got {source} and {target}")
     if coefficients.ndim != 3 or coefficients.shape[1] != k_h * k_w:
-        raise ValueError(f"regrid_coefficients: coefficients must be [N, {k_h * k_w}, M] for a "
-                         f"{grid_name(source)} grid, got {tuple(coefficients.shape)}")
+        raise ValueError(
+            f"regrid_coefficients: coefficients must be [N, {k_h * k_w}, M] for a "
+            f"{grid_name(source)} grid, got {tuple(coefficients.shape)}"
+        )
 
     def overlaps(cells: int, parts: int) -> Tensor:
         """[cells, parts]: length of [c/cells, (c+1)/cells] inside [p/parts, (p+1)/parts], * cells."""
         lo = torch.arange(cells, dtype=torch.float64)[:, None] / cells
         part_lo = torch.arange(parts, dtype=torch.float64)[None, :] / parts
-        length = (torch.minimum(lo + 1 / cells, part_lo + 1 / parts) - torch.maximum(lo, part_lo))
+        length = torch.minimum(lo + 1 / cells, part_lo + 1 / parts) - torch.maximum(lo, part_lo)
         return length.clamp(min=0) * cells  # each row sums to 1
 
     rows, columns = overlaps(g_h, k_h), overlaps(g_w, k_w)  # [g_h, k_h], [g_w, k_w]
@@ -144,8 +151,9 @@ def regrid_coefficients(
     return torch.einsum("ts,nsm->ntm", weights, coefficients)  # [N, Q', M]
 
 
-def network_image(intermediates: dict[str, Any], pixel_mean: tuple[float, ...],
-                  pixel_std: tuple[float, ...], b: int = 0) -> Tensor:
+def network_image(
+    intermediates: dict[str, Any], pixel_mean: tuple[float, ...], pixel_std: tuple[float, ...], b: int = 0
+) -> Tensor:
     """Image b of forward_intermediates' normalised input, back in [0, 1]: [3, Hp, Wp]."""
     images = intermediates["images"][b]  # [3, Hp, Wp]
     mean = images.new_tensor(pixel_mean)[:, None, None]
@@ -154,7 +162,7 @@ def network_image(intermediates: dict[str, Any], pixel_mean: tuple[float, ...],
 
 
 def instance_maps(
-    model: nn.Module,
+    model: SipMask,
     image: Tensor,
     index: int,
     threshold: float = 0.4,
@@ -176,11 +184,10 @@ def instance_maps(
     detections = intermediates["detections"][0]
     count = int(detections["scores"].numel())
     if not 0 <= index < count:
-        raise ValueError(f"instance_maps: detection {index} requested, the model found {count} "
-                         f"in this image")
-    own = tuple(int(k) for k in model.config.sub_regions)
+        raise ValueError(f"instance_maps: detection {index} requested, the model found {count} in this image")
+    own = _model_grid(model)
     grid = own if grid is None else (int(grid[0]), int(grid[1]))
-    coefficients = detections["coefficients"][index:index + 1]  # [1, Q, M]
+    coefficients = detections["coefficients"][index : index + 1]  # [1, Q, M]
     if grid != own:
         coefficients = regrid_coefficients(coefficients, own, grid)  # [1, Q', M]
     basis = intermediates["basis_masks"][0].float()  # [M, H, W]
@@ -201,7 +208,13 @@ def instance_maps(
     )
 
 
-def _intermediates(model: nn.Module, image: Tensor) -> dict[str, Any]:
+def _model_grid(model: SipMask) -> tuple[int, int]:
+    """The (k_h, k_w) grid the model was trained with."""
+    k_h, k_w = model.config.sub_regions
+    return int(k_h), int(k_w)
+
+
+def _intermediates(model: SipMask, image: Tensor) -> dict[str, Any]:
     """forward_intermediates of one image, in eval mode."""
     model.eval()
     return model.forward_intermediates([image])
@@ -244,7 +257,7 @@ class Explorer:
     dataset: a CocoInstances-like dataset (items (image [3, H, W], target), `class_names`).
     """
 
-    def __init__(self, models: dict[str, nn.Module], dataset: Any) -> None:
+    def __init__(self, models: dict[str, SipMask], dataset: Any) -> None:
         if not models:
             raise ValueError("Explorer: give at least one model")
         self.models = dict(models)
@@ -256,7 +269,7 @@ class Explorer:
             raise ValueError(f"Explorer: image_index {image_index} outside 0..{len(self.dataset) - 1}")
         return self.dataset[image_index]
 
-    def model(self, name: str) -> nn.Module:
+    def model(self, name: str) -> SipMask:
         if name not in self.models:
             raise ValueError(f"Explorer: unknown model {name!r}; choose one of {sorted(self.models)}")
         return self.models[name]
@@ -282,21 +295,27 @@ class Explorer:
         image, target = self.item(state.image_index)
         count = int(target["boxes"].shape[0])
         if not 0 <= state.instance < count:
-            raise ValueError(f"Explorer: instance {state.instance} requested, image {state.image_index} "
-                             f"has {count} ground-truth instances")
+            raise ValueError(
+                f"Explorer: instance {state.instance} requested, image {state.image_index} "
+                f"has {count} ground-truth instances"
+            )
         model = self.model(state.model)
         grid = None if state.pruning is None else parse_grid(state.pruning)
-        own = tuple(int(k) for k in model.config.sub_regions)
+        own = _model_grid(model)
         out = self.intermediates(state.model, state.image_index)
         gt_box = target["boxes"][state.instance]
         gt_label = int(target["labels"][state.instance])
         j, overlap = match_detection(out["results"][0], gt_box, gt_label)
         names = getattr(self.dataset, "class_names", None)
         facts: dict[str, Any] = {
-            "model": state.model, "grid": grid_name(grid or own), "real": grid is None or grid == own,
+            "model": state.model,
+            "grid": grid_name(grid or own),
+            "real": grid is None or grid == own,
             "instance": state.instance,
             "class_name": names[gt_label - 1] if names else str(gt_label),
-            "detection": j, "box_iou": overlap, "gt_mask_iou": None,
+            "detection": j,
+            "box_iou": overlap,
+            "gt_mask_iou": None,
         }
         if j is None:
             return None, facts
@@ -309,29 +328,39 @@ class Explorer:
         return found, facts
 
 
-def _pasted_mask(model: nn.Module, j: int, maps: InstanceMaps, intermediates: dict[str, Any]) -> Tensor:
+def _pasted_mask(model: SipMask, j: int, maps: InstanceMaps, intermediates: dict[str, Any]) -> Tensor:
     """Detection j's mask probability [H0, W0] at the original image size, for the maps' grid."""
     if maps.real:
         return intermediates["results"][0]["masks"][j, 0]
-    own = tuple(int(k) for k in model.config.sub_regions)
-    coefficients = regrid_coefficients(intermediates["detections"][0]["coefficients"][j:j + 1], own,
-                                       maps.sub_regions)  # [1, Q', M]
-    return paste_masks(intermediates["basis_masks"][0].float(), coefficients, maps.box[None] * 2,
-                       maps.sub_regions, intermediates["image_sizes"][0],
-                       intermediates["original_sizes"][0])[0, 0]
+    own = _model_grid(model)
+    coefficients = regrid_coefficients(
+        intermediates["detections"][0]["coefficients"][j : j + 1], own, maps.sub_regions
+    )  # [1, Q', M]
+    return paste_masks(
+        intermediates["basis_masks"][0].float(),
+        coefficients,
+        maps.box[None] * 2,
+        maps.sub_regions,
+        intermediates["image_sizes"][0],
+        intermediates["original_sizes"][0],
+    )[0, 0]
 
 
 def describe(state: ExplorerState, explorer: Explorer) -> str:
     """One line about a state: model, grid (real or thought experiment), instance, match, mask IoU."""
     maps, facts = explorer.maps(state)
     kind = "real" if facts["real"] else "thought experiment"
-    head = (f"image {state.image_index}, instance {state.instance} ({facts['class_name']}); "
-            f"model trained {state.model}, pruned {facts['grid']} ({kind})")
+    head = (
+        f"image {state.image_index}, instance {state.instance} ({facts['class_name']}); "
+        f"model trained {state.model}, pruned {facts['grid']} ({kind})"
+    )
     if maps is None:
         return head + ": no detection overlaps this instance"
-    return (head + f": detection {facts['detection']} (score {maps.score:.2f}, box IoU "
-            f"{facts['box_iou']:.2f}), mask IoU with the ground truth {facts['gt_mask_iou']:.2f} "
-            f"at threshold {state.threshold:.2f}")
+    return (
+        head + f": detection {facts['detection']} (score {maps.score:.2f}, box IoU "
+        f"{facts['box_iou']:.2f}), mask IoU with the ground truth {facts['gt_mask_iou']:.2f} "
+        f"at threshold {state.threshold:.2f}"
+    )
 
 
 def render(state: ExplorerState, explorer: Explorer) -> Figure:
@@ -353,8 +382,10 @@ def render(state: ExplorerState, explorer: Explorer) -> Figure:
         x1, y1, x2, y2 = (float(v) for v in target["boxes"][state.instance])
         ax.add_patch(Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, edgecolor="yellow"))
         ax.set_axis_off()
-        ax.set_title(f"model {state.model}: no detection overlaps\ninstance {state.instance} "
-                     f"({facts['class_name']})", fontsize=8)
+        ax.set_title(
+            f"model {state.model}: no detection overlaps\ninstance {state.instance} ({facts['class_name']})",
+            fontsize=8,
+        )
         return figure
     detection = {
         "boxes": maps.box[None],
@@ -362,11 +393,14 @@ def render(state: ExplorerState, explorer: Explorer) -> Figure:
         "masks": maps.instance_map[None],
     }
     kind = "real" if maps.real else "thought experiment: regridded coefficients"
-    title = (f"model trained {state.model}, pruned {grid_name(maps.sub_regions)} ({kind}) | "
-             f"instance {state.instance} ({facts['class_name']}), score {maps.score:.2f}, "
-             f"mask IoU vs GT {facts['gt_mask_iou']:.2f}")
-    figure = plot_spatial_mask_prediction(maps.image, detection, 0, maps.sub_regions, maps.threshold,
-                                          title=title + " (red: ground truth)")
+    title = (
+        f"model trained {state.model}, pruned {grid_name(maps.sub_regions)} ({kind}) | "
+        f"instance {state.instance} ({facts['class_name']}), score {maps.score:.2f}, "
+        f"mask IoU vs GT {facts['gt_mask_iou']:.2f}"
+    )
+    figure = plot_spatial_mask_prediction(
+        maps.image, detection, 0, maps.sub_regions, maps.threshold, title=title + " (red: ground truth)"
+    )
     # The ground-truth mask as a red contour over the final mask, mapped to basis-map pixels:
     # original pixel centre (x + 0.5) -> input pixels * sx -> basis pixels / 2 -> pixel index - 0.5.
     _, target = explorer.item(state.image_index)
@@ -393,24 +427,33 @@ def build_widgets(explorer: Explorer, state: ExplorerState | None = None) -> Any
     from IPython.display import display
 
     state = state or ExplorerState(model=next(iter(explorer.models)))
-    image = widgets.IntSlider(value=state.image_index, min=0, max=len(explorer.dataset) - 1,
-                              description="image")
-    instance = widgets.IntSlider(value=state.instance, min=0,
-                                 max=max(explorer.num_instances(state.image_index) - 1, 0),
-                                 description="instance")
+    image = widgets.IntSlider(
+        value=state.image_index, min=0, max=len(explorer.dataset) - 1, description="image"
+    )
+    instance = widgets.IntSlider(
+        value=state.instance,
+        min=0,
+        max=max(explorer.num_instances(state.image_index) - 1, 0),
+        description="instance",
+    )
     model = widgets.Dropdown(options=list(explorer.models), value=state.model, description="model")
-    pruning = widgets.Dropdown(options=[("model's own (real)", None)] + [(g, g) for g in GRIDS],
-                               value=state.pruning, description="pruning")
-    threshold = widgets.FloatSlider(value=state.threshold, min=0.05, max=0.95, step=0.05,
-                                    description="threshold")
+    pruning = widgets.Dropdown(
+        options=[("model's own (real)", None)] + [(g, g) for g in GRIDS],
+        value=state.pruning,
+        description="pruning",
+    )
+    threshold = widgets.FloatSlider(
+        value=state.threshold, min=0.05, max=0.95, step=0.05, description="threshold"
+    )
     output = widgets.Output()
 
     def on_image(change: dict[str, Any]) -> None:
         instance.max = max(explorer.num_instances(change["new"]) - 1, 0)
 
     def show(*_: Any) -> None:
-        current = ExplorerState(image.value, min(instance.value, instance.max), model.value,
-                                pruning.value, threshold.value)
+        current = ExplorerState(
+            image.value, min(instance.value, instance.max), model.value, pruning.value, threshold.value
+        )
         if explorer.num_instances(current.image_index) == 0:
             text, figure = f"image {current.image_index} has no ground-truth instance", None
         else:
@@ -425,26 +468,30 @@ def build_widgets(explorer: Explorer, state: ExplorerState | None = None) -> Any
     for control in (image, instance, model, pruning, threshold):
         control.observe(show, names="value")
     show()
-    return widgets.VBox([widgets.HBox([image, instance]), widgets.HBox([model, pruning, threshold]),
-                         output])
+    return widgets.VBox([widgets.HBox([image, instance]), widgets.HBox([model, pruning, threshold]), output])
 
 
-def first_matched_instances(explorer: Explorer, model_names: list[str], limit: int = 1,
-                            images: range | list[int] | None = None) -> list[tuple[int, int]]:
+def first_matched_instances(
+    explorer: Explorer, model_names: list[str], limit: int = 1, images: range | list[int] | None = None
+) -> list[tuple[int, int]]:
     """(image_index, instance) pairs that EVERY named model detects: a detection of the instance's
     class with box IoU >= MATCH_IOU. Images are scanned in the order of `images` (default: the whole
     dataset); at most `limit` pairs are returned.
     """
     found: list[tuple[int, int]] = []
-    for image_index in (range(len(explorer.dataset)) if images is None else images):
+    for image_index in range(len(explorer.dataset)) if images is None else images:
         _, target = explorer.item(image_index)
         for g in range(int(target["boxes"].shape[0])):
             matched = True
             for name in model_names:
                 result = explorer.intermediates(name, image_index)["results"][0]
                 j, overlap = match_detection(result, target["boxes"][g], int(target["labels"][g]))
-                matched = matched and j is not None and overlap >= MATCH_IOU \
+                matched = (
+                    matched
+                    and j is not None
+                    and overlap >= MATCH_IOU
                     and int(result["labels"][j]) == int(target["labels"][g])
+                )
             if matched:
                 found.append((image_index, g))
                 if len(found) >= limit:
@@ -453,7 +500,20 @@ def first_matched_instances(explorer: Explorer, model_names: list[str], limit: i
 
 
 __all__ = [
-    "GRIDS", "MATCH_IOU", "Explorer", "ExplorerState", "InstanceMaps", "build_widgets",
-    "describe", "first_matched_instances", "grid_name", "instance_maps", "mask_iou", "match_detection",
-    "network_image", "parse_grid", "regrid_coefficients", "render",
+    "GRIDS",
+    "MATCH_IOU",
+    "Explorer",
+    "ExplorerState",
+    "InstanceMaps",
+    "build_widgets",
+    "describe",
+    "first_matched_instances",
+    "grid_name",
+    "instance_maps",
+    "mask_iou",
+    "match_detection",
+    "network_image",
+    "parse_grid",
+    "regrid_coefficients",
+    "render",
 ]

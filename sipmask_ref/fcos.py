@@ -15,7 +15,8 @@ by the tests, to prove the vectorised version equal.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -54,11 +55,9 @@ def locations(
         one float32 tensor [P_l, 2] of (x, y) per level.
     """
     if len(feature_sizes) != len(strides):
-        raise ValueError(
-            f"fcos.locations: {len(feature_sizes)} feature sizes but {len(strides)} strides"
-        )
+        raise ValueError(f"fcos.locations: {len(feature_sizes)} feature sizes but {len(strides)} strides")
     points_per_level = []
-    for (height, width), stride in zip(feature_sizes, strides):
+    for (height, width), stride in zip(feature_sizes, strides, strict=True):
         xs = torch.arange(width, dtype=torch.float32, device=device) * stride + stride // 2
         ys = torch.arange(height, dtype=torch.float32, device=device) * stride + stride // 2
         grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")  # [H, W] each
@@ -83,14 +82,18 @@ def flatten_levels(
             f"and {len(regress_ranges)} regress ranges must agree"
         )
     points = torch.cat(points_per_level, dim=0)  # [P, 2]
-    per_point_strides = torch.cat([
-        torch.full((len(p),), float(s), dtype=points.dtype, device=points.device)
-        for p, s in zip(points_per_level, strides)
-    ])  # [P]
-    per_point_ranges = torch.cat([
-        torch.tensor([lo, hi], dtype=points.dtype, device=points.device).expand(len(p), 2)
-        for p, (lo, hi) in zip(points_per_level, regress_ranges)
-    ])  # [P, 2]
+    per_point_strides = torch.cat(
+        [
+            torch.full((len(p),), float(s), dtype=points.dtype, device=points.device)
+            for p, s in zip(points_per_level, strides, strict=True)
+        ]
+    )  # [P]
+    per_point_ranges = torch.cat(
+        [
+            torch.tensor([lo, hi], dtype=points.dtype, device=points.device).expand(len(p), 2)
+            for p, (lo, hi) in zip(points_per_level, regress_ranges, strict=True)
+        ]
+    )  # [P, 2]
     return points, per_point_strides, per_point_ranges
 
 
@@ -104,9 +107,7 @@ def _check_target_inputs(
     if strides.shape != (num_points,):
         raise ValueError(f"fcos_targets: strides must be [P]={num_points}, got {tuple(strides.shape)}")
     if regress_ranges.shape != (num_points, 2):
-        raise ValueError(
-            f"fcos_targets: regress_ranges must be [P, 2], got {tuple(regress_ranges.shape)}"
-        )
+        raise ValueError(f"fcos_targets: regress_ranges must be [P, 2], got {tuple(regress_ranges.shape)}")
     if gt_boxes.ndim != 2 or gt_boxes.shape[1] != 4:
         raise ValueError(f"fcos_targets: gt_boxes must be [G, 4], got {tuple(gt_boxes.shape)}")
     if gt_labels.shape != (gt_boxes.shape[0],):
@@ -200,9 +201,7 @@ def fcos_targets(
     # The lower bound is exclusive so that a distance exactly on a boundary (e.g. 64) belongs to
     # one level only.
     max_distance = ltrb.max(dim=2).values  # [P, G]
-    candidate &= (max_distance > regress_ranges[:, 0, None]) & (
-        max_distance <= regress_ranges[:, 1, None]
-    )
+    candidate &= (max_distance > regress_ranges[:, 0, None]) & (max_distance <= regress_ranges[:, 1, None])
 
     # Step 4: among the candidates, the ground truth with the smallest area wins.
     # Areas are (x2 - x1) * (y2 - y1); the authors' mmdet-v1 code adds +1 to width and height, a

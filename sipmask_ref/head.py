@@ -32,7 +32,6 @@ from torch import Tensor, nn
 from .config import SipMaskConfig
 from .spatial_preservation import FeatureAlignment, SpatialCoefficients, group_norm
 
-
 # Initial (l, t, r, b) of every location, in strides (see the module docstring).
 INITIAL_BOX_DISTANCE = 1.0
 
@@ -67,6 +66,7 @@ def conv_block(channels: int, use_gn: bool) -> nn.Sequential:
 def _prediction_conv(in_channels: int, out_channels: int, bias: float = 0.0) -> nn.Conv2d:
     conv = nn.Conv2d(in_channels, out_channels, 3, padding=1)
     nn.init.normal_(conv.weight, std=0.01)
+    assert conv.bias is not None  # nn.Conv2d has a bias by default
     nn.init.constant_(conv.bias, bias)
     return conv
 
@@ -80,7 +80,9 @@ class SipMaskHead(nn.Module):
         self.cls_tower = nn.Sequential(*[conv_block(d, config.use_gn) for _ in range(s - 1)])
         self.reg_tower = nn.Sequential(*[conv_block(d, config.use_gn) for _ in range(s)])
         self.feature_alignment = FeatureAlignment(
-            d, use_gn=config.use_gn, enabled=config.feature_alignment,
+            d,
+            use_gn=config.use_gn,
+            enabled=config.feature_alignment,
             implementation=config.deform_implementation,
         )
         # Prior probability 0.01 for every class at the start: bias = -log((1 - 0.01) / 0.01).

@@ -109,10 +109,12 @@ def fast_nms(
     # diagonal (the same numbers as column j above it, reduced along the contiguous last dim).
     # A few classes at a time: 80 x 200 x 200 temporaries overflow the CPU caches (2x slower).
     classes_per_chunk = max(1, FAST_NMS_CHUNK // (k * k))
-    max_iou = torch.cat([
-        pairwise_iou(class_boxes[c:c + classes_per_chunk]).tril_(diagonal=-1).amax(dim=2)
-        for c in range(0, num_classes, classes_per_chunk)
-    ])  # [C, N]: largest IoU of each box with a higher-scored box of its class
+    max_iou = torch.cat(
+        [
+            pairwise_iou(class_boxes[c : c + classes_per_chunk]).tril_(diagonal=-1).amax(dim=2)
+            for c in range(0, num_classes, classes_per_chunk)
+        ]
+    )  # [C, N]: largest IoU of each box with a higher-scored box of its class
     keep = (max_iou <= iou_threshold) & (class_scores > score_threshold)  # [C, N]
     labels = torch.arange(num_classes, device=scores.device)[:, None].expand(-1, k)[keep]  # [N]
     index, kept_scores = order[keep], class_scores[keep]  # [N]
@@ -121,12 +123,10 @@ def fast_nms(
     return index[best], labels[best], kept_scores[:max_detections]
 
 
-def _top_candidates_per_level(
-    cls_logits: list[Tensor], centerness: list[Tensor], top_n: int
-) -> list[Tensor]:
+def _top_candidates_per_level(cls_logits: list[Tensor], centerness: list[Tensor], top_n: int) -> list[Tensor]:
     """Per level, the indices of the `top_n` locations with the largest max_c(prob_c * ctr)."""
     selected = []
-    for logits, ctr in zip(cls_logits, centerness):  # [P_l, C], [P_l]
+    for logits, ctr in zip(cls_logits, centerness, strict=True):  # [P_l, C], [P_l]
         ranking = (logits.sigmoid() * ctr.sigmoid()[:, None]).max(dim=1).values  # [P_l]
         selected.append(ranking.topk(min(top_n, ranking.numel())).indices)
     return selected
@@ -150,18 +150,25 @@ def detect(
     image_size: (h, w) of the resized image before padding (boxes are clipped to it).
     """
     chosen = _top_candidates_per_level(cls_logits, centerness, config.pre_nms_top_n)
-    probs = torch.cat([c[i].sigmoid() for c, i in zip(cls_logits, chosen)])  # [P, C]
-    ctr = torch.cat([c[i].sigmoid() for c, i in zip(centerness, chosen)])  # [P]
-    coefs = torch.cat([c[i] for c, i in zip(coefficients, chosen)])  # [P, Q, M]
-    boxes = torch.cat([
-        decode_boxes(p[i], r[i] * s) for p, r, s, i in zip(points, box_regression, strides, chosen)
-    ])  # [P, 4]
+    probs = torch.cat([c[i].sigmoid() for c, i in zip(cls_logits, chosen, strict=True)])  # [P, C]
+    ctr = torch.cat([c[i].sigmoid() for c, i in zip(centerness, chosen, strict=True)])  # [P]
+    coefs = torch.cat([c[i] for c, i in zip(coefficients, chosen, strict=True)])  # [P, Q, M]
+    boxes = torch.cat(
+        [
+            decode_boxes(p[i], r[i] * s)
+            for p, r, s, i in zip(points, box_regression, strides, chosen, strict=True)
+        ]
+    )  # [P, 4]
     boxes = clip_boxes(boxes, image_size)
 
     if config.nms == "fast":
         index, labels, scores = fast_nms(
-            boxes, probs * ctr[:, None], config.nms_iou, config.score_threshold,
-            config.fast_nms_top_k, config.max_detections,
+            boxes,
+            probs * ctr[:, None],
+            config.nms_iou,
+            config.score_threshold,
+            config.fast_nms_top_k,
+            config.max_detections,
         )
     else:
         index, labels = (probs > config.score_threshold).nonzero(as_tuple=True)  # [N] each
@@ -206,8 +213,9 @@ def paste_masks(
                 continue
             window = masks[j - start, top:bottom, left:right][None, None]  # [1, 1, rows/2, columns/2]
             window = F.interpolate(window, scale_factor=2, mode="bilinear", align_corners=False)
-            upsampled[j, 0, 2 * top:2 * top + rows, 2 * left:2 * left + columns] = \
-                window[0, 0, :rows, :columns]
+            upsampled[j, 0, 2 * top : 2 * top + rows, 2 * left : 2 * left + columns] = window[
+                0, 0, :rows, :columns
+            ]
     if (h, w) == tuple(original_size):
         return upsampled
     return F.interpolate(upsampled, size=original_size, mode="bilinear", align_corners=False)
@@ -228,8 +236,10 @@ def _mask_windows(boxes: Tensor, height: int, width: int) -> Tensor:
         inside = (coords >= low[:, None]) & (coords < high[:, None])  # [N, H] an interval
         first = (coords < low[:, None]).sum(dim=1)  # [N]
         count = inside.sum(dim=1)  # [N]
-        bounds += [torch.where(count > 0, (first - 1).clamp(min=0), 0),
-                   torch.where(count > 0, (first + count + 1).clamp(max=size), 0)]
+        bounds += [
+            torch.where(count > 0, (first - 1).clamp(min=0), 0),
+            torch.where(count > 0, (first + count + 1).clamp(max=size), 0),
+        ]
     return torch.stack(bounds, dim=1)  # [N, 4] (top, bottom, left, right)
 
 

@@ -51,12 +51,11 @@ def focal_loss(
     num_classes = logits.shape[1]
     if labels.numel() > 0 and (int(labels.min()) < 0 or int(labels.max()) > num_classes):
         raise ValueError(
-            f"focal_loss: labels must be in 0..{num_classes}, got "
-            f"[{int(labels.min())}, {int(labels.max())}]"
+            f"focal_loss: labels must be in 0..{num_classes}, got [{int(labels.min())}, {int(labels.max())}]"
         )
     # One-hot over C + 1 columns (column 0 = background), then drop the background column.
     targets = F.one_hot(labels.long(), num_classes + 1)[:, 1:].to(logits.dtype)  # [P, C]
-    loss = sigmoid_focal_loss(logits, targets, alpha=alpha, gamma=gamma, reduction="sum")
+    loss: Tensor = sigmoid_focal_loss(logits, targets, alpha=alpha, gamma=gamma, reduction="sum")
     return loss / normalizer
 
 

@@ -1,13 +1,13 @@
 """The SipMask detector (Fig. 3a) behind torchvision's detection-model interface.
 
-    images -> resize, normalise, pad to 32 (data/transforms.py)
-           -> backbone + FPN (backbone.py)                           P3..P7
-           -> shared head (head.py)                                  per level: class logits,
-                                                                     box regression, centerness,
-                                                                     spatial coefficients
-           -> contextual basis masks from the P3-P5 reg towers (basis_masks.py)
-    train: FCOS targets (fcos.py) + losses (losses.py)               -> dict of 4 scalar losses
-    eval:  NMS / Fast NMS + mask assembly and pasting (inference.py) -> list of detections
+images -> resize, normalise, pad to 32 (data/transforms.py)
+       -> backbone + FPN (backbone.py)                           P3..P7
+       -> shared head (head.py)                                  per level: class logits,
+                                                                 box regression, centerness,
+                                                                 spatial coefficients
+       -> contextual basis masks from the P3-P5 reg towers (basis_masks.py)
+train: FCOS targets (fcos.py) + losses (losses.py)               -> dict of 4 scalar losses
+eval:  NMS / Fast NMS + mask assembly and pasting (inference.py) -> list of detections
 """
 
 from __future__ import annotations
@@ -24,8 +24,7 @@ from .basis_masks import ContextualBasisMasks
 from .config import SipMaskConfig
 from .data import transforms
 from .head import HeadOutputs, SipMaskHead
-from .losses import box_loss, centerness_loss, focal_loss, mask_alignment_weight, mask_loss
-from .losses import valid_mask_boxes
+from .losses import box_loss, centerness_loss, focal_loss, mask_alignment_weight, mask_loss, valid_mask_boxes
 from .spatial_mask_prediction import assemble_masks
 from .spatial_preservation import flatten_coefficients
 
@@ -81,15 +80,16 @@ class SipMask(nn.Module):
         self.backbone = build_backbone(config)
         self.head = SipMaskHead(config)
         self.basis_masks = ContextualBasisMasks(
-            config.fpn_channels, config.num_basis, config.basis_hidden_channels, config.basis_source,
+            config.fpn_channels,
+            config.num_basis,
+            config.basis_hidden_channels,
+            config.basis_source,
             config.basis_activation,
         )
 
     # ---- input -------------------------------------------------------------------------------
 
-    def preprocess(
-        self, images: list[Tensor], targets: list[dict[str, Any]] | None = None
-    ) -> PreparedBatch:
+    def preprocess(self, images: list[Tensor], targets: list[dict[str, Any]] | None = None) -> PreparedBatch:
         """Resize, normalise and pad a list of images (and resize / pad their targets)."""
         cfg = self.config
         if not isinstance(images, (list, tuple)) or len(images) == 0:
@@ -98,16 +98,20 @@ class SipMask(nn.Module):
             raise ValueError(f"SipMask: got {len(images)} images but {len(targets)} targets")
         resized, image_sizes, original_sizes, scale_factors, resized_targets = [], [], [], [], []
         for k, image in enumerate(images):
-            if not torch.is_tensor(image) or image.ndim != 3 or image.shape[0] != 3 \
-                    or not image.is_floating_point():
-                raise ValueError(f"SipMask: images[{k}] must be a float tensor [3, H, W] (RGB in "
-                                 f"[0, 1]), got {getattr(image, 'shape', type(image))}")
+            if (
+                not torch.is_tensor(image)
+                or image.ndim != 3
+                or image.shape[0] != 3
+                or not image.is_floating_point()
+            ):
+                raise ValueError(
+                    f"SipMask: images[{k}] must be a float tensor [3, H, W] (RGB in "
+                    f"[0, 1]), got {getattr(image, 'shape', type(image))}"
+                )
             target = None
             if targets is not None:
                 target = _checked_target(targets[k], image, k, cfg.num_classes)
-            image_r, target_r, scale = transforms.resize(
-                image, target, cfg.input_size, cfg.keep_ratio
-            )
+            image_r, target_r, scale = transforms.resize(image, target, cfg.input_size, cfg.keep_ratio)
             resized.append(transforms.normalize(image_r, cfg.pixel_mean, cfg.pixel_std))
             image_sizes.append((int(image_r.shape[1]), int(image_r.shape[2])))
             original_sizes.append((int(image.shape[1]), int(image.shape[2])))
@@ -117,7 +121,10 @@ class SipMask(nn.Module):
         if targets is None:
             return PreparedBatch(batch, image_sizes, original_sizes, scale_factors, None)
         padded = (int(batch.shape[2]), int(batch.shape[3]))
-        prepared = [_drop_degenerate(t, padded) for t in resized_targets]
+        prepared = []
+        for target_r in resized_targets:
+            assert target_r is not None  # resize returns a target for every target it is given
+            prepared.append(_drop_degenerate(target_r, padded))
         return PreparedBatch(batch, image_sizes, original_sizes, scale_factors, prepared)
 
     # ---- network -----------------------------------------------------------------------------
@@ -137,11 +144,11 @@ class SipMask(nn.Module):
     ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
         """Losses (train mode, targets required) or detections (eval mode); see the class doc."""
         if self.training and targets is None:
-            raise ValueError("SipMask: targets are required in train mode (call model.eval() "
-                             "for inference)")
+            raise ValueError("SipMask: targets are required in train mode (call model.eval() for inference)")
         batch = self.preprocess(images, targets if self.training else None)
         _, outputs, basis_masks = self.run_network(batch.images)
         if self.training:
+            assert batch.targets is not None  # preprocess prepares the targets it is given
             return self.compute_losses(outputs, basis_masks, batch.targets)
         return self.postprocess(outputs, basis_masks, batch)
 
@@ -165,8 +172,9 @@ class SipMask(nn.Module):
             num_images, _, num_classes = cls.shape
 
             assigned = [
-                fcos.fcos_targets(points, strides, ranges, t["boxes"], t["labels"],
-                                  cfg.center_sampling_radius)
+                fcos.fcos_targets(
+                    points, strides, ranges, t["boxes"], t["labels"], cfg.center_sampling_radius
+                )
                 for t in targets
             ]
             labels = torch.stack([a.labels for a in assigned])  # [B, P]
@@ -175,9 +183,13 @@ class SipMask(nn.Module):
             num_pos = int(positive.sum())
 
             # Focal loss over all points, normalised by num_pos + num_images (as the authors).
-            loss_cls = focal_loss(cls.reshape(-1, num_classes), labels.reshape(-1),
-                                  normalizer=num_pos + num_images,
-                                  gamma=cfg.focal_gamma, alpha=cfg.focal_alpha)
+            loss_cls = focal_loss(
+                cls.reshape(-1, num_classes),
+                labels.reshape(-1),
+                normalizer=num_pos + num_images,
+                gamma=cfg.focal_gamma,
+                alpha=cfg.focal_alpha,
+            )
             # IoU loss weighted by the centerness targets; centerness BCE; positives only.
             pos_targets = box_targets[positive]  # [N, 4]
             centerness_targets = fcos.centerness_target(pos_targets)  # [N]
@@ -185,13 +197,25 @@ class SipMask(nn.Module):
             loss_centerness = centerness_loss(ctr[positive], centerness_targets)
 
             mask_losses = [
-                self._image_mask_loss(points, cls[b], reg[b], coefficients[b], basis_masks[b],
-                                      labels[b], assigned[b].matched_gt, targets[b])
+                self._image_mask_loss(
+                    points,
+                    cls[b],
+                    reg[b],
+                    coefficients[b],
+                    basis_masks[b],
+                    labels[b],
+                    assigned[b].matched_gt,
+                    targets[b],
+                )
                 for b in range(num_images)
             ]
             loss_mask = torch.stack(mask_losses).mean()  # mean over images
-        return {"loss_cls": loss_cls, "loss_box": loss_box,
-                "loss_centerness": loss_centerness, "loss_mask": loss_mask}
+        return {
+            "loss_cls": loss_cls,
+            "loss_box": loss_box,
+            "loss_centerness": loss_centerness,
+            "loss_mask": loss_mask,
+        }
 
     def _image_mask_loss(
         self,
@@ -229,10 +253,12 @@ class SipMask(nn.Module):
             scores = cls[positives, labels[positives] - 1].sigmoid()  # [N]
             ious = paired_box_iou(boxes * 2, target["boxes"][gt_index].to(boxes.dtype))  # [N]
             weights = mask_alignment_weight(scores, ious, self.config.alignment_weight)  # [N]
-        gt_masks = basis_size_gt_masks(target["masks"], basis_masks.shape[-2:])  # [G, H, W]
+        basis_size = (basis_masks.shape[-2], basis_masks.shape[-1])
+        gt_masks = basis_size_gt_masks(target["masks"], basis_size)  # [G, H, W]
         gt_masks = gt_masks[gt_index]  # [N, H, W] each positive's assigned GT
-        return mask_loss(basis_masks, coefficients[positives], boxes, gt_masks, weights,
-                         self.config.sub_regions)
+        return mask_loss(
+            basis_masks, coefficients[positives], boxes, gt_masks, weights, self.config.sub_regions
+        )
 
     # ---- inference ---------------------------------------------------------------------------
 
@@ -246,14 +272,19 @@ class SipMask(nn.Module):
             for b, detections in enumerate(self._detect(outputs, batch)):
                 original_size = batch.original_sizes[b]
                 masks = inference.paste_masks(
-                    basis_masks[b].float(), detections.coefficients, detections.boxes,
-                    cfg.sub_regions, batch.image_sizes[b], original_size,
+                    basis_masks[b].float(),
+                    detections.coefficients,
+                    detections.boxes,
+                    cfg.sub_regions,
+                    batch.image_sizes[b],
+                    original_size,
                 )  # [N, 1, H0, W0]
                 boxes = inference.scale_boxes_to_original(
                     detections.boxes, batch.scale_factors[b], original_size
                 )
-                results.append({"boxes": boxes, "labels": detections.labels,
-                                "scores": detections.scores, "masks": masks})
+                results.append(
+                    {"boxes": boxes, "labels": detections.labels, "scores": detections.scores, "masks": masks}
+                )
         return results
 
     def _detect(self, outputs: HeadOutputs, batch: PreparedBatch) -> list[inference.Detections]:
@@ -262,17 +293,20 @@ class SipMask(nn.Module):
         points = fcos.locations(sizes, self.config.strides, batch.images.device)
         detections = []
         for b in range(batch.images.shape[0]):
-            detections.append(inference.detect(
-                cls_logits=[x[b].flatten(1).t().float() for x in outputs.cls_logits],  # [P_l, C]
-                box_regression=[x[b].flatten(1).t().float() for x in outputs.box_regression],
-                centerness=[x[b].flatten().float() for x in outputs.centerness],  # [P_l]
-                coefficients=[flatten_coefficients(x[b:b + 1])[0].float()
-                              for x in outputs.coefficients],  # [P_l, Q, M]
-                points=points,
-                strides=self.config.strides,
-                image_size=batch.image_sizes[b],
-                config=self.config,
-            ))
+            detections.append(
+                inference.detect(
+                    cls_logits=[x[b].flatten(1).t().float() for x in outputs.cls_logits],  # [P_l, C]
+                    box_regression=[x[b].flatten(1).t().float() for x in outputs.box_regression],
+                    centerness=[x[b].flatten().float() for x in outputs.centerness],  # [P_l]
+                    coefficients=[
+                        flatten_coefficients(x[b : b + 1])[0].float() for x in outputs.coefficients
+                    ],  # [P_l, Q, M]
+                    points=points,
+                    strides=self.config.strides,
+                    image_size=batch.image_sizes[b],
+                    config=self.config,
+                )
+            )
         return detections
 
     @torch.no_grad()
@@ -302,16 +336,18 @@ class SipMask(nn.Module):
         for b, found in enumerate(self._detect(outputs, batch)):
             basis = basis_masks[b].float()  # [M, H, W]
             boxes = found.boxes / 2
-            detections.append({
-                "boxes": boxes,
-                "coefficients": found.coefficients,
-                "labels": found.labels,
-                "scores": found.scores,
-                "sub_region_maps": torch.sigmoid(
-                    torch.einsum("nqm,mhw->nqhw", found.coefficients, basis)
-                ),
-                "masks": assemble_masks(basis, found.coefficients, boxes, self.config.sub_regions),
-            })
+            detections.append(
+                {
+                    "boxes": boxes,
+                    "coefficients": found.coefficients,
+                    "labels": found.labels,
+                    "scores": found.scores,
+                    "sub_region_maps": torch.sigmoid(
+                        torch.einsum("nqm,mhw->nqhw", found.coefficients, basis)
+                    ),
+                    "masks": assemble_masks(basis, found.coefficients, boxes, self.config.sub_regions),
+                }
+            )
         return {
             "images": batch.images,
             "image_sizes": batch.image_sizes,
@@ -360,17 +396,15 @@ def basis_size_gt_masks(masks: Tensor, basis_size: tuple[int, int]) -> Tensor:
     height, width = basis_size
     if masks.shape[0] == 0:
         return masks.new_zeros((0, height, width), dtype=torch.float32)
-    half = F.interpolate(masks[None].float(), scale_factor=0.5, mode="bilinear",
-                         align_corners=False)[0]  # [G, Hp/2, Wp/2]
+    half = F.interpolate(masks[None].float(), scale_factor=0.5, mode="bilinear", align_corners=False)
+    half = half[0]  # [G, Hp/2, Wp/2]
     out = half.new_zeros((half.shape[0], height, width))
     h, w = min(height, half.shape[1]), min(width, half.shape[2])
     out[:, :h, :w] = half[:, :h, :w]
     return (out > 0.5).float()
 
 
-def _checked_target(
-    target: dict[str, Any], image: Tensor, k: int, num_classes: int
-) -> dict[str, Any]:
+def _checked_target(target: dict[str, Any], image: Tensor, k: int, num_classes: int) -> dict[str, Any]:
     """Validate one training target and move its tensors to the image's device."""
     if not isinstance(target, dict) or not {"boxes", "labels", "masks"} <= set(target):
         raise ValueError(f"SipMask: targets[{k}] must be a dict with boxes, labels and masks")
@@ -382,12 +416,15 @@ def _checked_target(
         raise ValueError(f"SipMask: {name}: boxes must be [G, 4], got {tuple(boxes.shape)}")
     num = boxes.shape[0]
     if labels.shape != (num,) or masks.shape != (num, *image.shape[1:]):
-        raise ValueError(f"SipMask: {name}: expected labels [{num}] and masks [{num}, "
-                         f"{image.shape[1]}, {image.shape[2]}] for {num} boxes, got "
-                         f"{tuple(labels.shape)} and {tuple(masks.shape)}")
+        raise ValueError(
+            f"SipMask: {name}: expected labels [{num}] and masks [{num}, "
+            f"{image.shape[1]}, {image.shape[2]}] for {num} boxes, got "
+            f"{tuple(labels.shape)} and {tuple(masks.shape)}"
+        )
     if num > 0 and (int(labels.min()) < 1 or int(labels.max()) > num_classes):
-        raise ValueError(f"SipMask: {name}: labels must be in 1..{num_classes}, got "
-                         f"{labels.unique().tolist()}")
+        raise ValueError(
+            f"SipMask: {name}: labels must be in 1..{num_classes}, got {torch.unique(labels).tolist()}"
+        )
     malformed = (boxes[:, 2:] < boxes[:, :2]).any(dim=1) | ~torch.isfinite(boxes).all(dim=1)  # [G]
     if bool(malformed.any()):
         raise ValueError(f"SipMask: {name}: boxes must be finite xyxy with x2 >= x1 and y2 >= y1")

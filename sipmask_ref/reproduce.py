@@ -37,6 +37,7 @@ d < -2 se. With 3 seeds this is a rough guide, not a significance test.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -92,7 +93,8 @@ class Variant:
     def key(self) -> str:
         """A file-name-safe name, e.g. 'sr2x2_p3-p5_cls+loc_fa'."""
         k_h, k_w = self.sub_regions
-        return f"sr{k_h}x{k_w}_{self.basis_source}_{self.alignment_weight}_{'fa' if self.feature_alignment else 'nofa'}"
+        alignment = "fa" if self.feature_alignment else "nofa"
+        return f"sr{k_h}x{k_w}_{self.basis_source}_{self.alignment_weight}_{alignment}"
 
     def switches(self) -> dict[str, Any]:
         """The switches as SipMaskConfig field values."""
@@ -140,7 +142,8 @@ _CUT = "cut off in our copy of the paper"
 
 TABLES: tuple[Table, ...] = (
     Table(
-        "table2", "Table 2: progressively adding SP, CBM and WL to the YOLACT-like baseline",
+        "table2",
+        "Table 2: progressively adding SP, CBM and WL to the YOLACT-like baseline",
         "Baseline: P3 basis, one set of coefficients (1x1), no loss weighting, no feature alignment. "
         "+SP: 2x2 spatial coefficients with feature alignment; +CBM: P3-P5 basis; +WL: cls+loc weighting. "
         f"Paper: only 'The baseline achieves a mask AP of 31.2' is readable; the table itself is {_CUT}.",
@@ -149,27 +152,43 @@ TABLES: tuple[Table, ...] = (
             _better("+SP", "baseline", "SP improves over the baseline"),
             _better("+CBM", "+SP", "CBM improves further"),
             _better("+WL", "+CBM", "WL improves further"),
-            Claim("the largest gain comes from SP (gain of SP > gain of CBM)",
-                  (("+SP", 2.0), ("baseline", -1.0), ("+CBM", -1.0))),
-            Claim("the largest gain comes from SP (gain of SP > gain of WL)",
-                  (("+SP", 1.0), ("baseline", -1.0), ("+WL", -1.0), ("+CBM", 1.0))),
+            Claim(
+                "the largest gain comes from SP (gain of SP > gain of CBM)",
+                (("+SP", 2.0), ("baseline", -1.0), ("+CBM", -1.0)),
+            ),
+            Claim(
+                "the largest gain comes from SP (gain of SP > gain of WL)",
+                (("+SP", 1.0), ("baseline", -1.0), ("+WL", -1.0), ("+CBM", 1.0)),
+            ),
         ),
     ),
     Table(
-        "table3", "Table 3: feature alignment in the SP module, the rest full SipMask",
+        "table3",
+        "Table 3: feature alignment in the SP module, the rest full SipMask",
         f"Paper numbers: {_CUT}.",
-        (Row("without alignment", dataclasses.replace(FULL, feature_alignment=False)),
-         Row("with alignment", FULL)),
+        (
+            Row("without alignment", dataclasses.replace(FULL, feature_alignment=False)),
+            Row("with alignment", FULL),
+        ),
         (_better("with alignment", "without alignment", "feature alignment improves mask AP"),),
     ),
     Table(
-        "table4", "Table 4: number of sub-regions (sets of spatial coefficients), the rest full SipMask",
+        "table4",
+        "Table 4: number of sub-regions (sets of spatial coefficients), the rest full SipMask",
         "Paper: COCO minival mask AP. The paper's 1x1 reads 31.2, the Table 2 baseline: it appears to "
         "vary the sub-regions on top of its baseline, while here the rest is full SipMask (as the issue "
         "asks), so compare differences between rows, not levels.",
-        tuple(Row(f"{k_h}x{k_w}", dataclasses.replace(FULL, sub_regions=(k_h, k_w)), ap)
-              for (k_h, k_w), ap in (((1, 1), 31.2), ((1, 2), 32.2), ((2, 1), 32.1), ((2, 2), 32.9),
-                                     ((3, 3), 33.1), ((4, 4), 33.1))),
+        tuple(
+            Row(f"{k_h}x{k_w}", dataclasses.replace(FULL, sub_regions=(k_h, k_w)), ap)
+            for (k_h, k_w), ap in (
+                ((1, 1), 31.2),
+                ((1, 2), 32.2),
+                ((2, 1), 32.1),
+                ((2, 2), 32.9),
+                ((3, 3), 33.1),
+                ((4, 4), 33.1),
+            )
+        ),
         (
             _better("2x2", "1x1", "a large gain from 1x1 to 2x2", 1.7),
             _better("1x2", "1x1", "1x2 beats 1x1", 1.0),
@@ -181,11 +200,16 @@ TABLES: tuple[Table, ...] = (
         ),
     ),
     Table(
-        "table5", "Table 5: mask alignment weighting, the rest full SipMask",
+        "table5",
+        "Table 5: mask alignment weighting, the rest full SipMask",
         "Paper: COCO minival mask AP; its 'baseline' (no weighting) reads 31.2, the Table 2 baseline, so "
         "the paper appears to add the weighting to its baseline; here the rest is full SipMask.",
-        (Row("none", _CBM, 31.2), Row("only cls", dataclasses.replace(FULL, alignment_weight="cls"), 31.8),
-         Row("only loc", dataclasses.replace(FULL, alignment_weight="loc"), 31.7), Row("cls+loc", FULL, 32.0)),
+        (
+            Row("none", _CBM, 31.2),
+            Row("only cls", dataclasses.replace(FULL, alignment_weight="cls"), 31.8),
+            Row("only loc", dataclasses.replace(FULL, alignment_weight="loc"), 31.7),
+            Row("cls+loc", FULL, 32.0),
+        ),
         (
             _better("only cls", "none", "weighting by the class score helps", 0.6),
             _better("only loc", "none", "weighting by the ground-truth overlap helps", 0.5),
@@ -208,8 +232,9 @@ def unique_variants(tables: Sequence[Table] = TABLES) -> list[Variant]:
 # ----------------------------------------------------------------------------------------------------
 # one run
 # ----------------------------------------------------------------------------------------------------
-def ablation_config(variant: Variant, seed: int, iters: int = ABLATION_ITERS,
-                    num_classes: int | None = None) -> SipMaskConfig:
+def ablation_config(
+    variant: Variant, seed: int, iters: int = ABLATION_ITERS, num_classes: int | None = None
+) -> SipMaskConfig:
     """preset('cpu_tiny') with the variant's switches, `seed`, and the ablation schedule for `iters`.
 
     The schedule (optimizer, learning rate, warm-up, lr steps) is this module's ABLATION_* constants;
@@ -220,9 +245,17 @@ def ablation_config(variant: Variant, seed: int, iters: int = ABLATION_ITERS,
     base = preset(BASE_PRESET)
     steps = tuple(sorted({min(iters, max(1, round(f * iters))) for f in ABLATION_LR_STEPS}))
     return dataclasses.replace(
-        base, **variant.switches(), seed=seed, optimizer=ABLATION_OPTIMIZER, lr=ABLATION_LR,
-        max_iters=iters, lr_steps=steps, warmup_method="linear", warmup_iters=round(ABLATION_WARMUP * iters),
-        num_classes=base.num_classes if num_classes is None else num_classes)
+        base,
+        **variant.switches(),
+        seed=seed,
+        optimizer=ABLATION_OPTIMIZER,
+        lr=ABLATION_LR,
+        max_iters=iters,
+        lr_steps=steps,
+        warmup_method="linear",
+        warmup_iters=round(ABLATION_WARMUP * iters),
+        num_classes=base.num_classes if num_classes is None else num_classes,
+    )
 
 
 def run_name(variant: Variant, seed: int) -> str:
@@ -280,8 +313,14 @@ def _datasets(data_root: Path) -> tuple[CocoInstances, CocoInstances]:
     return train, val
 
 
-def run_one(variant: Variant, seed: int, iters: int, work_dir: str | os.PathLike,
-            data_root: str | os.PathLike, threads: int | None = None) -> dict[str, Any]:
+def run_one(
+    variant: Variant,
+    seed: int,
+    iters: int,
+    work_dir: str | os.PathLike,
+    data_root: str | os.PathLike,
+    threads: int | None = None,
+) -> dict[str, Any]:
     """Train one variant with one seed, evaluate it on the val split, write its record; return it.
 
     Skips the work when a record of the same config exists. `threads`: torch.set_num_threads for
@@ -309,9 +348,18 @@ def run_one(variant: Variant, seed: int, iters: int, work_dir: str | os.PathLike
         started, cpu_started = time.perf_counter(), time.process_time()
         engine.seed_everything(seed)  # the initial weights depend on the seed only
         model = SipMask(config)
-        summary = engine.train(model, config, train_set, out, iters=iters, device="cpu",
-                               resume=resume_from > 0, checkpoint_every=CHECKPOINT_EVERY,
-                               log_every=max(1, min(50, iters)), progress=False)
+        summary = engine.train(
+            model,
+            config,
+            train_set,
+            out,
+            iters=iters,
+            device="cpu",
+            resume=resume_from > 0,
+            checkpoint_every=CHECKPOINT_EVERY,
+            log_every=max(1, min(50, iters)),
+            progress=False,
+        )
         trained = time.perf_counter()
         _, metrics = engine.evaluate(model, val_set, "cpu", EVAL_BATCH, progress=False)
         evaluated = time.perf_counter()
@@ -394,7 +442,8 @@ def judge(contrast: Sequence[tuple[dict[str, Any], float]]) -> dict[str, Any]:
     seed_std = math.sqrt(sum(s["std"] ** 2 for s, c in contrast if c) / sum(1 for _, c in contrast if c))
     size = f", {abs(delta) / seed_std:.1f}x the seed std of {seed_std:.1f}" if seed_std > 0 else ""
     text = f"{VERDICTS[verdict]}: {delta:+.1f} AP" + (
-        "" if verdict == "one_seed" else f"{size}; noise threshold 2 se = {limit:.1f}")
+        "" if verdict == "one_seed" else f"{size}; noise threshold 2 se = {limit:.1f}"
+    )
     return {"delta": delta, "se": se, "ratio": ratio, "seed_std": seed_std, "verdict": verdict, "text": text}
 
 
@@ -424,17 +473,38 @@ def assemble(records: Sequence[dict[str, Any]], tables: Sequence[Table] = TABLES
     out_tables = []
     for table in tables:
         rows = {row.label: row for row in table.rows}
-        out_rows = [{"label": row.label, "variant": row.variant.key, "switches": row.variant.switches(),
-                     "paper_AP": row.paper_ap, "result": configs.get(row.variant.key)} for row in table.rows]
+        out_rows = [
+            {
+                "label": row.label,
+                "variant": row.variant.key,
+                "switches": row.variant.switches(),
+                "paper_AP": row.paper_ap,
+                "result": configs.get(row.variant.key),
+            }
+            for row in table.rows
+        ]
         out_claims = []
         for claim in table.claims:
             parts = [(configs.get(rows[label].variant.key), c) for label, c in claim.contrast]
-            verdict = (judge([(s["AP"], c) for s, c in parts])
-                       if all(s is not None for s, _ in parts) else None)
-            out_claims.append({"text": claim.text, "contrast": [list(p) for p in claim.contrast],
-                               "paper_delta": claim.paper_delta, "result": verdict})
-        out_tables.append({"key": table.key, "title": table.title, "note": table.note,
-                           "rows": out_rows, "claims": out_claims})
+            known = [(s, c) for s, c in parts if s is not None]
+            verdict = judge([(s["AP"], c) for s, c in known]) if len(known) == len(parts) else None
+            out_claims.append(
+                {
+                    "text": claim.text,
+                    "contrast": [list(p) for p in claim.contrast],
+                    "paper_delta": claim.paper_delta,
+                    "result": verdict,
+                }
+            )
+        out_tables.append(
+            {
+                "key": table.key,
+                "title": table.title,
+                "note": table.note,
+                "rows": out_rows,
+                "claims": out_claims,
+            }
+        )
     return {"configs": configs, "tables": out_tables}
 
 
@@ -454,36 +524,50 @@ def to_markdown(report: dict[str, Any]) -> str:
     lines = [
         "# SipMask ablations (paper §4.3, Tables 2-5) on the synthetic benchmark",
         "",
-        f"Generated by `python -m sipmask_ref reproduce` (sipmask_ref/reproduce.py). Each row: preset "
-        f"`{settings['base_preset']}` with the row's switches, {settings['iters']} iterations of "
-        f"{settings['batch_size']} images, seeds {settings['seeds']}; mask AP / AP50 / AP75 (COCOeval, "
-        f"points) on the {settings['val_images']} val images, as **mean ± std over seeds** (sample std, "
-        f"ddof 1; min-max in the last column). Paper: COCO minival mask AP, ResNet-50-FPN "
-        f"(\"-\" where our copy of the paper has no number: Tables 2 and 3 are cut off).",
+        (
+            f"Generated by `python -m sipmask_ref reproduce` (sipmask_ref/reproduce.py). Each row: preset "
+            f"`{settings['base_preset']}` with the row's switches, {settings['iters']} iterations of "
+            f"{settings['batch_size']} images, seeds {settings['seeds']}; mask AP / AP50 / AP75 (COCOeval, "
+            f"points) on the {settings['val_images']} val images, as **mean ± std over seeds** (sample std, "
+            f"ddof 1; min-max in the last column). Paper: COCO minival mask AP, ResNet-50-FPN "
+            f'("-" where our copy of the paper has no number: Tables 2 and 3 are cut off).'
+        ),
         "",
-        f"Verdict rule: a claim 'A > B' holds when the difference of mean mask AP exceeds "
-        f"{NOISE_FACTOR:g} standard errors of that difference (se, from the seed spread); otherwise it is "
-        f"'same direction, within seed noise', 'not seen (within seed noise)' or 'reversed'. Each "
-        f"verdict also gives the difference in units of the rows' seed std (root mean square).",
+        (
+            f"Verdict rule: a claim 'A > B' holds when the difference of mean mask AP exceeds "
+            f"{NOISE_FACTOR:g} standard errors of that difference (se, from the seed spread); otherwise it "
+            f"is 'same direction, within seed noise', 'not seen (within seed noise)' or 'reversed'. Each "
+            f"verdict also gives the difference in units of the rows' seed std (root mean square)."
+        ),
         "",
-        f"Environment: Python {env['python']}, torch {env['torch']}, torchvision {env['torchvision']}, "
-        f"{env['device']}, {env['jobs']} parallel run(s) x {env['threads_per_job']} thread(s), "
-        f"{env['cpu_count']} CPU cores visible. Runs: {env['runs_finished']} of {env['runs_planned']} "
-        f"finished; mean wall time per run {env['mean_run_wall_s']:.0f} s; total wall time "
-        f"{env['total_wall_s'] / 60:.1f} min.",
+        (
+            f"Environment: Python {env['python']}, torch {env['torch']}, torchvision {env['torchvision']}, "
+            f"{env['device']}, {env['jobs']} parallel run(s) x {env['threads_per_job']} thread(s), "
+            f"{env['cpu_count']} CPU cores visible. Runs: {env['runs_finished']} of {env['runs_planned']} "
+            f"finished; mean wall time per run {env['mean_run_wall_s']:.0f} s; total wall time "
+            f"{env['total_wall_s'] / 60:.1f} min."
+        ),
     ]
     if env.get("runs_failed"):
         lines += ["", "Failed runs (left out of the tables): " + "; ".join(env["runs_failed"])]
     for table in report["tables"]:
-        lines += ["", f"## {table['title']}", "", table["note"], "",
-                  "| row | mask AP | AP50 | AP75 | AP min-max | paper AP (COCO) |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"## {table['title']}",
+            "",
+            table["note"],
+            "",
+            "| row | mask AP | AP50 | AP75 | AP min-max | paper AP (COCO) |",
+            "|---|---|---|---|---|---|",
+        ]
         for row in table["rows"]:
             result = row["result"]
             span = "" if result is None else f"{result['AP']['min']:.1f}-{result['AP']['max']:.1f}"
             paper = "-" if row["paper_AP"] is None else f"{row['paper_AP']:.1f}"
-            lines.append(f"| {row['label']} | {_pm(result, 'AP')} | {_pm(result, 'AP50')} | "
-                         f"{_pm(result, 'AP75')} | {span} | {paper} |")
+            lines.append(
+                f"| {row['label']} | {_pm(result, 'AP')} | {_pm(result, 'AP50')} | "
+                f"{_pm(result, 'AP75')} | {span} | {paper} |"
+            )
         lines += ["", "| claim (paper) | paper | here: verdict |", "|---|---|---|"]
         for claim in table["claims"]:
             paper = "-" if claim["paper_delta"] is None else f"{claim['paper_delta']:+.1f} AP"
@@ -509,10 +593,18 @@ def _environment(jobs: int, threads: int) -> dict[str, Any]:
     }
 
 
-def reproduce(out: str | os.PathLike = "results", seeds: int = 3, iters: int = ABLATION_ITERS, jobs: int = 2,
-              work_dir: str | os.PathLike = "outputs/ablations", data_root: str | os.PathLike | None = None,
-              only: Sequence[str] | None = None, threads: int | None = None, report_only: bool = False,
-              log: Callable[[str], None] = print) -> dict[str, Any]:
+def reproduce(
+    out: str | os.PathLike = "results",
+    seeds: int = 3,
+    iters: int = ABLATION_ITERS,
+    jobs: int = 2,
+    work_dir: str | os.PathLike = "outputs/ablations",
+    data_root: str | os.PathLike | None = None,
+    only: Sequence[str] | None = None,
+    threads: int | None = None,
+    report_only: bool = False,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """Train every unique variant of TABLES with seeds 0..seeds-1; write OUT/ablations.{json,md}.
 
     out: where ablations.json and ablations.md go. work_dir: run records (runs/*.json) and
@@ -532,8 +624,10 @@ def reproduce(out: str | os.PathLike = "results", seeds: int = 3, iters: int = A
         data_root = Path(synthetic_data()["train_ann"]).parents[2]
     data_root = Path(data_root)
     if not (data_root / "synthetic" / "annotations" / "instances_train.json").is_file():
-        raise FileNotFoundError(f"no synthetic benchmark under {data_root / 'synthetic'} "
-                                f"(python -m sipmask_ref make-data --root {data_root})")
+        raise FileNotFoundError(
+            f"no synthetic benchmark under {data_root / 'synthetic'} "
+            f"(python -m sipmask_ref make-data --root {data_root})"
+        )
     variants = unique_variants()
     if only is not None:
         known = {v.key: v for v in variants}
@@ -544,8 +638,10 @@ def reproduce(out: str | os.PathLike = "results", seeds: int = 3, iters: int = A
     requested_threads = threads
     threads = threads or max(1, (os.cpu_count() or 1) // jobs)
     plan = [(v, s) for s in range(seeds) for v in variants]  # seed-major: every row gets seed 0 first
-    log(f"reproduce: {len(variants)} variants x {seeds} seeds = {len(plan)} runs of {iters} iterations, "
-        f"{jobs} at a time x {threads} thread(s); records in {Path(work_dir) / 'runs'}")
+    log(
+        f"reproduce: {len(variants)} variants x {seeds} seeds = {len(plan)} runs of {iters} iterations, "
+        f"{jobs} at a time x {threads} thread(s); records in {Path(work_dir) / 'runs'}"
+    )
 
     records: list[dict[str, Any]] = []
     failed: list[str] = []
@@ -562,12 +658,14 @@ def reproduce(out: str | os.PathLike = "results", seeds: int = 3, iters: int = A
             return
         records.append(record)
         state = "already done" if record["skipped"] else f"{record['wall_s']:.0f} s"
-        log(f"[{len(records) + len(failed)}/{len(plan)}] {name}: mask AP "
-            f"{100 * record['metrics']['segm']['AP']:.1f} ({state})")
+        log(
+            f"[{len(records) + len(failed)}/{len(plan)}] {name}: mask AP "
+            f"{100 * record['metrics']['segm']['AP']:.1f} ({state})"
+        )
 
     if report_only:
-        num_classes = len(json.loads((data_root / "synthetic" / "annotations" / "instances_train.json")
-                                     .read_text())["categories"])
+        train_ann = data_root / "synthetic" / "annotations" / "instances_train.json"
+        num_classes = len(json.loads(train_ann.read_text())["categories"])
         for variant, seed in plan:
             config = ablation_config(variant, seed, iters, num_classes=num_classes)
             record = load_finished_run(run_record_path(work_dir, variant, seed), config)
@@ -576,17 +674,24 @@ def reproduce(out: str | os.PathLike = "results", seeds: int = 3, iters: int = A
         log(f"report only: {len(records)} of {len(plan)} runs finished")
     elif jobs == 1:
         for variant, seed in plan:
-            finished(run_name(variant, seed),
-                     lambda: run_one(variant, seed, iters, work_dir, data_root, requested_threads))
+            finished(
+                run_name(variant, seed),
+                functools.partial(run_one, variant, seed, iters, work_dir, data_root, requested_threads),
+            )
     else:
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"),
-                                 initializer=_worker_init, initargs=(threads,)) as pool:
-            futures = {pool.submit(_run_in_worker, v, s, iters, str(work_dir), str(data_root)): run_name(v, s)
-                       for v, s in plan}
+        with ProcessPoolExecutor(
+            max_workers=jobs, mp_context=get_context("spawn"), initializer=_worker_init, initargs=(threads,)
+        ) as pool:
+            futures = {
+                pool.submit(_run_in_worker, v, s, iters, str(work_dir), str(data_root)): run_name(v, s)
+                for v, s in plan
+            }
             for future in as_completed(futures):
                 finished(futures[future], future.result)
 
-    report = _report(records, iters, seeds, data_root, jobs, threads, len(plan), time.perf_counter() - started)
+    report = _report(
+        records, iters, seeds, data_root, jobs, threads, len(plan), time.perf_counter() - started
+    )
     report["environment"]["runs_failed"] = failed
     out = Path(out)
     _write_json(report, out / "ablations.json")
@@ -600,16 +705,25 @@ def _span_s(records: Sequence[dict[str, Any]]) -> float:
     if not records:
         return 0.0
     ends = [time.mktime(time.strptime(r["finished_at"], "%Y-%m-%dT%H:%M:%S")) for r in records]
-    return max(ends) - min(end - r["wall_s"] for end, r in zip(ends, records))
+    return max(ends) - min(end - r["wall_s"] for end, r in zip(ends, records, strict=True))
 
 
-def _report(records: list[dict[str, Any]], iters: int, seeds: int, data_root: Path, jobs: int, threads: int,
-            planned: int, elapsed: float) -> dict[str, Any]:
+def _report(
+    records: list[dict[str, Any]],
+    iters: int,
+    seeds: int,
+    data_root: Path,
+    jobs: int,
+    threads: int,
+    planned: int,
+    elapsed: float,
+) -> dict[str, Any]:
     """The JSON document of a reproduction: settings, environment, runs, configs, tables."""
     base = ablation_config(FULL, 0, iters)
     params_file = data_root / "synthetic" / "params.json"
-    val_images = len(json.loads((data_root / "synthetic" / "annotations" / "instances_val.json")
-                                .read_text())["images"])
+    val_images = len(
+        json.loads((data_root / "synthetic" / "annotations" / "instances_val.json").read_text())["images"]
+    )
     run_walls = [r["wall_s"] for r in records]
     fresh = [r for r in records if not r["skipped"]]
     environment = _environment(jobs, threads) | {
@@ -638,10 +752,17 @@ def _report(records: list[dict[str, Any]], iters: int, seeds: int, data_root: Pa
         "verdict_rule": f"holds when delta > {NOISE_FACTOR:g} * se, se = sqrt(sum c_k^2 std_k^2 / n_k)",
         "benchmark": json.loads(params_file.read_text()) if params_file.is_file() else None,
     }
-    runs = [{k: v for k, v in r.items() if k not in ("config", "skipped")} for r in
-            sorted(records, key=lambda r: (r["variant"], r["seed"]))]
-    return {"format": FORMAT, "settings": settings, "environment": environment, "runs": runs,
-            **assemble(records)}
+    runs = [
+        {k: v for k, v in r.items() if k not in ("config", "skipped")}
+        for r in sorted(records, key=lambda r: (r["variant"], r["seed"]))
+    ]
+    return {
+        "format": FORMAT,
+        "settings": settings,
+        "environment": environment,
+        "runs": runs,
+        **assemble(records),
+    }
 
 
 def load_report(path: str | os.PathLike) -> dict[str, Any]:
@@ -653,4 +774,3 @@ def load_report(path: str | os.PathLike) -> dict[str, Any]:
     if report.get("format") != FORMAT:
         raise ValueError(f"{path} is not a sipmask_ref ablation report (no '{FORMAT}' marker)")
     return report
-

@@ -249,8 +249,11 @@ def _sparse_logits(
     with warnings.catch_warnings():  # torch flags its sparse CSR layout as beta, once per process
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
         pattern = torch.sparse_csr_tensor(
-            row_offsets, pixels, basis_masks.new_zeros(pixels.numel(), dtype=dtype),
-            size=(num_boxes * num_sub_regions, height * width), check_invariants=False,
+            row_offsets,
+            pixels,
+            basis_masks.new_zeros(pixels.numel(), dtype=dtype),
+            size=(num_boxes * num_sub_regions, height * width),
+            check_invariants=False,
         )
     # Basis pixels as rows [H * W, M], so that each sampled entry reads M contiguous values.
     basis = basis_masks.to(dtype)[None].contiguous(memory_format=torch.channels_last)  # [1, M, H, W]
@@ -371,7 +374,7 @@ def assemble_masks_reference(
     k_h, k_w = _check_assembly_inputs(
         basis_masks, coefficients, boxes, sub_regions, "assemble_masks_reference"
     )
-    num_basis, height, width = basis_masks.shape
+    _num_basis, height, width = basis_masks.shape
     xs = torch.arange(width, dtype=boxes.dtype, device=boxes.device)  # [W]
     ys = torch.arange(height, dtype=boxes.dtype, device=boxes.device)  # [H]
     masks = []

@@ -46,8 +46,10 @@ def deform_conv2d_sampled(features: Tensor, offsets: Tensor, weight: Tensor) -> 
     taps = k_h * k_w
     groups = offsets.shape[1] // (2 * taps)
     if groups * 2 * taps != offsets.shape[1] or d % groups or k_h % 2 == 0 or k_w % 2 == 0:
-        raise ValueError(f"deform_conv2d_sampled: offsets {tuple(offsets.shape)} do not fit features "
-                         f"{tuple(features.shape)} and an odd kernel {k_h}x{k_w}")
+        raise ValueError(
+            f"deform_conv2d_sampled: offsets {tuple(offsets.shape)} do not fit features "
+            f"{tuple(features.shape)} and an odd kernel {k_h}x{k_w}"
+        )
     dp = offsets.view(b, groups, taps, 2, h, w)
     kernel_y, kernel_x = torch.meshgrid(
         torch.arange(k_h, dtype=features.dtype, device=features.device) - k_h // 2,
@@ -63,7 +65,9 @@ def deform_conv2d_sampled(features: Tensor, offsets: Tensor, weight: Tensor) -> 
     sampled = F.grid_sample(
         features.reshape(b * groups, d // groups, h, w),
         grid.reshape(b * groups, taps * h, w, 2),
-        mode="bilinear", padding_mode="zeros", align_corners=False,
+        mode="bilinear",
+        padding_mode="zeros",
+        align_corners=False,
     )  # [B*G, D/G, K*H, W]
     columns = sampled.view(b, d, taps, h, w)  # [B, D, K, H, W]
     return torch.einsum("bdkhw,edk->behw", columns, weight.reshape(e, d, taps))
@@ -102,18 +106,24 @@ class FeatureAlignment(nn.Module):
     """
 
     def __init__(
-        self, channels: int, use_gn: bool = True, enabled: bool = True, offset_groups: int = 4,
+        self,
+        channels: int,
+        use_gn: bool = True,
+        enabled: bool = True,
+        offset_groups: int = 4,
         implementation: str = "auto",
     ) -> None:
         super().__init__()
         if implementation not in DEFORM_IMPLEMENTATIONS:
-            raise ValueError(f"FeatureAlignment: implementation must be one of {DEFORM_IMPLEMENTATIONS}, "
-                             f"got {implementation!r}")
+            raise ValueError(
+                f"FeatureAlignment: implementation must be one of {DEFORM_IMPLEMENTATIONS}, "
+                f"got {implementation!r}"
+            )
         self.enabled = enabled
         self.implementation = implementation
         kernel_taps = 3 * 3
         if enabled:
-            self.conv_offset = nn.Conv2d(4, offset_groups * kernel_taps * 2, 1, bias=False)
+            self.conv_offset: nn.Conv2d | None = nn.Conv2d(4, offset_groups * kernel_taps * 2, 1, bias=False)
             nn.init.zeros_(self.conv_offset.weight)
             # No bias, as the authors' DeformConv (even when the head has no GN).
             self.conv = DeformConv2d(channels, channels, 3, padding=1, bias=False)
@@ -151,7 +161,8 @@ class FeatureAlignment(nn.Module):
                 x = self.deform(features, offsets)
         else:
             x = self.conv(features)
-        return self.relu(self.norm(x))
+        aligned: Tensor = self.relu(self.norm(x))
+        return aligned
 
     def deform(self, features: Tensor, offsets: Tensor) -> Tensor:
         """The deformable conv of Eq. (1) with the kernel chosen by `implementation`."""
@@ -160,14 +171,18 @@ class FeatureAlignment(nn.Module):
             implementation = "sampled" if features.device.type == "cpu" else "torchvision"
         if implementation == "sampled":
             return deform_conv2d_sampled(features, offsets, self.conv.weight)
-        return deform_conv2d(features, offsets, self.conv.weight, padding=self.conv.padding)
+        out: Tensor = deform_conv2d(features, offsets, self.conv.weight, padding=self.conv.padding)
+        return out
 
     def offsets(self, box_regression: Tensor) -> Tensor:
         """Kernel offsets dp_r [B, 2 * 9 * groups, H, W] from the detached box regression."""
         if self.conv_offset is None:
-            raise ValueError("FeatureAlignment.offsets: feature alignment is disabled "
-                             "(config.feature_alignment=False); the layer has no offsets")
-        return self.conv_offset(box_regression.detach())
+            raise ValueError(
+                "FeatureAlignment.offsets: feature alignment is disabled "
+                "(config.feature_alignment=False); the layer has no offsets"
+            )
+        offsets: Tensor = self.conv_offset(box_regression.detach())
+        return offsets
 
 
 class SpatialCoefficients(nn.Module):
@@ -188,12 +203,13 @@ class SpatialCoefficients(nn.Module):
         self.num_sub_regions = sub_regions[0] * sub_regions[1]
         self.conv = nn.Conv2d(channels, self.num_sub_regions * num_basis, 3, padding=1)
         nn.init.normal_(self.conv.weight, std=0.001)
+        assert self.conv.bias is not None  # nn.Conv2d has a bias by default
         nn.init.zeros_(self.conv.bias)
 
     def forward(self, aligned_features: Tensor) -> Tensor:
         """[B, D, H, W] -> coefficients [B, Q, M, H, W]."""
         b, _, h, w = aligned_features.shape
-        coefficients = self.conv(aligned_features)  # [B, Q*M, H, W]
+        coefficients: Tensor = self.conv(aligned_features)  # [B, Q*M, H, W]
         return coefficients.view(b, self.num_sub_regions, self.num_basis, h, w)  # [B, Q, M, H, W]
 
 

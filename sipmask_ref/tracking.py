@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pycocotools.mask as mask_utils
@@ -97,7 +98,8 @@ class TrackingBranch(nn.Module):
             if x.shape[-2:] != size:
                 x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
             maps.append(x)  # [B, D, H, W]
-        return self.fuse(torch.cat(maps, dim=1))  # [B, 3D, H, W] -> [B, E, H, W]
+        fused: Tensor = self.fuse(torch.cat(maps, dim=1))  # [B, 3D, H, W] -> [B, E, H, W]
+        return fused
 
 
 def embeddings_at_boxes(embed_map: Tensor, boxes: Tensor, stride: int = 8) -> Tensor:
@@ -262,8 +264,9 @@ class TrackMatcher:
         Returns [N, 1 + num_identities]; column 0 is "new identity", column k is identity k - 1.
         """
         num_det = boxes.shape[0]
-        if self.embeds is None:  # empty memory: only the "new" column, whose score is irrelevant
-            return boxes.new_zeros(num_det, 1)
+        # The three memory tensors are set together (_update_memory).
+        if self.embeds is None or self.boxes is None or self.labels is None:
+            return boxes.new_zeros(num_det, 1)  # empty memory: only the "new" column, score irrelevant
         if self.score_weight != 0 and bool((scores <= 0).any()):
             raise ValueError(f"TrackMatcher: detection scores must be > 0 (log is taken): {scores.tolist()}")
         num_ids = self.num_identities
@@ -321,7 +324,7 @@ class TrackMatcher:
         self, embeds: Tensor, boxes: Tensor, labels: Tensor, holder: list[int], new_rows: list[int]
     ) -> None:
         """Overwrite matched identities' embedding and box (not label); append the new identities."""
-        if self.embeds is not None:
+        if self.embeds is not None and self.boxes is not None:
             for k, i in enumerate(holder):
                 if i >= 0:
                     self.embeds[k] = embeds[i]
@@ -329,7 +332,7 @@ class TrackMatcher:
         if new_rows:
             rows = torch.tensor(new_rows, device=boxes.device)
             add_e, add_b, add_l = embeds[rows].clone(), boxes[rows].clone(), labels[rows].clone()
-            if self.embeds is None:
+            if self.embeds is None or self.boxes is None or self.labels is None:
                 self.embeds, self.boxes, self.labels = add_e, add_b, add_l
             else:
                 self.embeds = torch.cat([self.embeds, add_e])
@@ -362,17 +365,24 @@ class IouTracker:
         boxes = boxes.detach()
         num_det = boxes.shape[0]
         ids = torch.full((num_det,), -1, dtype=torch.long, device=boxes.device)
-        if self.prev_boxes is not None and self.prev_boxes.shape[0] > 0 and num_det > 0:
+        if (
+            self.prev_boxes is not None
+            and self.prev_ids is not None
+            and self.prev_boxes.shape[0] > 0
+            and num_det > 0
+        ):
             iou = box_iou(boxes, self.prev_boxes)  # [N, tracks of the previous frame]
+            prev_ids = self.prev_ids
         else:
             iou = boxes.new_zeros(num_det, 0)
+            prev_ids = ids.new_zeros(0)  # no previous tracks: nothing to take over
         taken = torch.zeros(iou.shape[1], dtype=torch.bool, device=boxes.device)
         for i in torch.argsort(scores, descending=True, stable=True).tolist():
             candidates = iou[i].masked_fill(taken, -1.0)
             if candidates.numel() > 0 and candidates.max() >= self.iou_threshold:
                 j = int(candidates.argmax())
                 taken[j] = True
-                ids[i] = self.prev_ids[j]
+                ids[i] = prev_ids[j]
             else:
                 ids[i] = self.num_identities
                 self.num_identities += 1
@@ -385,7 +395,7 @@ class IouTracker:
 # ----------------------------------------------------------------------------------------------------
 
 
-def encode_mask(mask: Tensor) -> dict:
+def encode_mask(mask: Tensor) -> dict[str, Any]:
     """A boolean [H, W] mask -> COCO RLE dict {'size': [H, W], 'counts': str} (JSON-ready)."""
     array = np.asfortranarray(mask.detach().cpu().numpy().astype(np.uint8))
     rle = mask_utils.encode(array)
@@ -415,7 +425,8 @@ class VideoResultAccumulator:
         self.num_frames = num_frames
         self.label_to_cat_id = dict(label_to_cat_id)
         self.mask_threshold = mask_threshold
-        self.tracks: dict[int, dict] = {}  # id -> {'labels': [...], 'scores': [...], 'segms': {frame: rle}}
+        # id -> {'labels': [...], 'scores': [...], 'segms': {frame: rle}}
+        self.tracks: dict[int, dict[str, Any]] = {}
         self.frames_added: set[int] = set()
 
     def add_frame(self, frame_index: int, ids: Tensor, labels: Tensor, scores: Tensor, masks: Tensor) -> None:
@@ -445,7 +456,7 @@ class VideoResultAccumulator:
             track["scores"].append(float(scores[n]))
             track["segms"][frame_index] = encode_mask(binary[n])
 
-    def results(self) -> list[dict]:
+    def results(self) -> list[dict[str, Any]]:
         """One YouTube-VIS result dict per identity, in order of identity id."""
         out = []
         for identity in sorted(self.tracks):
@@ -467,7 +478,7 @@ class VideoResultAccumulator:
 # ----------------------------------------------------------------------------------------------------
 
 
-def _as_mask(region: Tensor | dict) -> Tensor:
+def _as_mask(region: Tensor | dict[str, Any]) -> Tensor:
     """An RLE dict or a mask tensor -> boolean [H, W]."""
     if isinstance(region, dict):
         rle = region
@@ -477,13 +488,13 @@ def _as_mask(region: Tensor | dict) -> Tensor:
     return region.bool() if region.dtype == torch.bool else region > 0.5
 
 
-def _region_iou(a: Tensor | dict, b: Tensor | dict) -> float:
+def _region_iou(a: Tensor | dict[str, Any], b: Tensor | dict[str, Any]) -> float:
     """IoU of two boxes ([4] xyxy tensors) or two masks (RLE dicts or [H, W] tensors)."""
     a_is_box = isinstance(a, Tensor) and a.dim() == 1
     b_is_box = isinstance(b, Tensor) and b.dim() == 1
     if a_is_box != b_is_box:
         raise ValueError("count_id_switches: a box was compared with a mask; give both tracks the same kind")
-    if a_is_box:
+    if a_is_box and isinstance(a, Tensor) and isinstance(b, Tensor):  # both boxes (checked above)
         return float(box_iou(a[None].float(), b[None].float())[0, 0])
     ma = _as_mask(a)
     mb = _as_mask(b).to(ma.device)
@@ -492,8 +503,8 @@ def _region_iou(a: Tensor | dict, b: Tensor | dict) -> float:
 
 
 def count_id_switches(
-    gt_tracks: Mapping[int, Sequence[Tensor | dict | None]],
-    pred_tracks: Mapping[int, Sequence[Tensor | dict | None]],
+    gt_tracks: Mapping[int, Sequence[Tensor | dict[str, Any] | None]],
+    pred_tracks: Mapping[int, Sequence[Tensor | dict[str, Any] | None]],
     iou_threshold: float = 0.5,
 ) -> int:
     """Identity switches of one video, summed over its ground-truth objects.
@@ -520,14 +531,15 @@ def count_id_switches(
     for gt_frames in gt_tracks.values():
         last_id: int | None = None
         for t in range(num_frames):
-            if gt_frames[t] is None:
+            gt_region = gt_frames[t]
+            if gt_region is None:
                 continue
             best_id, best_iou = None, iou_threshold
             for pred_id in sorted(pred_tracks):
                 region = pred_tracks[pred_id][t]
                 if region is None:
                     continue
-                iou = _region_iou(gt_frames[t], region)
+                iou = _region_iou(gt_region, region)
                 if iou > best_iou or (iou == best_iou and best_id is None):
                     best_id, best_iou = pred_id, iou
             if best_id is None:

@@ -20,6 +20,7 @@ from . import engine
 from .config import SipMaskConfig, preset
 from .data.coco import CocoInstances
 from .data.synthetic import make_data
+from .model import SipMask
 
 FAST_ENV = "SIPMASK_FAST"
 FAST_ITERS = 60  # iterations of cpu_tiny in fast mode: enough to exercise every code path
@@ -77,8 +78,9 @@ def model_dir(name: str) -> Path:
     return repo_root() / "outputs" / "tutorial" / (name + ("_fast" if fast_mode() else ""))
 
 
-def trained_checkpoint(config: SipMaskConfig | None = None, name: str = "cpu_tiny",
-                       iters: int | None = None) -> Path:
+def trained_checkpoint(
+    config: SipMaskConfig | None = None, name: str = "cpu_tiny", iters: int | None = None
+) -> Path:
     """The checkpoint of a SipMask trained on the synthetic train split, in model_dir(name).
 
     The first call trains (`config`, default the cpu_tiny preset; `iters`, default the preset's
@@ -101,20 +103,30 @@ def trained_checkpoint(config: SipMaskConfig | None = None, name: str = "cpu_tin
         from .model import SipMask
 
         with torch.enable_grad():
-            engine.train(SipMask(config), config, train_set, out, iters=steps, device="cpu",
-                         checkpoint_every=max(steps, 1), log_every=max(steps // 10, 1))
+            engine.train(
+                SipMask(config),
+                config,
+                train_set,
+                out,
+                iters=steps,
+                device="cpu",
+                checkpoint_every=max(steps, 1),
+                log_every=max(steps // 10, 1),
+            )
     return checkpoint
 
 
-def trained_model(config: SipMaskConfig | None = None, name: str = "cpu_tiny",
-                  iters: int | None = None) -> tuple[torch.nn.Module, SipMaskConfig]:
+def trained_model(
+    config: SipMaskConfig | None = None, name: str = "cpu_tiny", iters: int | None = None
+) -> tuple[torch.nn.Module, SipMaskConfig]:
     """The model of `trained_checkpoint(config, name, iters)`, in eval mode on the CPU, and its config."""
     model, config = engine.load_checkpoint(trained_checkpoint(config, name, iters), "cpu")
     return model.eval(), config
 
 
-def adjacent_example(model: torch.nn.Module, dataset: CocoInstances, max_images: int = 50,
-                     min_iou: float = 0.5) -> dict | None:
+def adjacent_example(
+    model: SipMask, dataset: CocoInstances, max_images: int = 50, min_iou: float = 0.5
+) -> dict | None:
     """An instance beside a same-class neighbour, and the model's detection of it (for paper Fig. 4).
 
     Scans the first `max_images` images for ground-truth instances that are *adjacent* (at least
@@ -150,8 +162,15 @@ def adjacent_example(model: torch.nn.Module, dataset: CocoInstances, max_images:
             iou, score = float(ious.max()), float(detection["scores"][j])
             if iou >= min_iou and (best is None or score > best["score"]):
                 h, w = found["image_sizes"][0]
-                image_in = torch.nn.functional.interpolate(image[None], size=(h, w), mode="bilinear",
-                                                           align_corners=False)[0]
-                best = {"image": image_in, "detection": detection, "index": j, "score": score,
-                        "image_id": target["image_id"], "iou": iou}
+                image_in = torch.nn.functional.interpolate(
+                    image[None], size=(h, w), mode="bilinear", align_corners=False
+                )[0]
+                best = {
+                    "image": image_in,
+                    "detection": detection,
+                    "index": j,
+                    "score": score,
+                    "image_id": target["image_id"],
+                    "iou": iou,
+                }
     return best

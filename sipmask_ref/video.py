@@ -88,8 +88,15 @@ from .viz import draw_instances, instance_colors
 
 # The trackers compared in the README: the full matcher, the matcher with one term removed, the
 # embedding alone, and the IoU-only greedy baseline (no embeddings, previous frame only).
-TRACKERS: tuple[str, ...] = ("sipmask", "no_embedding", "no_score", "no_iou", "no_label", "embedding_only",
-                             "iou_greedy")
+TRACKERS: tuple[str, ...] = (
+    "sipmask",
+    "no_embedding",
+    "no_score",
+    "no_iou",
+    "no_label",
+    "embedding_only",
+    "iou_greedy",
+)
 TRACKER_DESCRIPTIONS: dict[str, str] = {
     "sipmask": "matcher: log-softmax(embedding) + 1.0 log score + 2.0 IoU + 10 same label",
     "no_embedding": "matcher without the embedding term",
@@ -105,8 +112,11 @@ FAST_VIS_ITERS = 10  # fine-tuning iterations of trained_vis_model in fast mode 
 
 def make_tracker(name: str, config: SipMaskConfig) -> TrackMatcher | IouTracker:
     """A fresh tracker by name (see TRACKERS); the matcher's weights come from the config."""
-    weights = {"score_weight": config.match_score_weight, "iou_weight": config.match_iou_weight,
-               "label_weight": config.match_label_weight}
+    weights: dict[str, Any] = {
+        "score_weight": config.match_score_weight,
+        "iou_weight": config.match_iou_weight,
+        "label_weight": config.match_label_weight,
+    }
     switches = {
         "sipmask": {},
         "no_embedding": {"use_embedding": False},
@@ -143,8 +153,9 @@ class FrameDetections:
 
 
 @torch.no_grad()
-def detect_frames(model: SipMaskVIS, frames: Iterable[Tensor | None], device: str | torch.device = "cpu"
-                  ) -> list[FrameDetections | None]:
+def detect_frames(
+    model: SipMaskVIS, frames: Iterable[Tensor | None], device: str | torch.device = "cpu"
+) -> list[FrameDetections | None]:
     """Run the detector on each frame [3, H, W] (in [0, 1]); None frames stay None (missing files)."""
     was_training = model.training
     model.eval()
@@ -154,16 +165,22 @@ def detect_frames(model: SipMaskVIS, frames: Iterable[Tensor | None], device: st
             out.append(None)
             continue
         found = model([frame.to(device)])[0]
-        out.append(FrameDetections(
-            boxes=found["boxes"].cpu(), labels=found["labels"].cpu(), scores=found["scores"].cpu(),
-            embeds=found["embeds"].cpu(), masks=(found["masks"][:, 0] > model.config.mask_threshold).cpu(),
-        ))
+        out.append(
+            FrameDetections(
+                boxes=found["boxes"].cpu(),
+                labels=found["labels"].cpu(),
+                scores=found["scores"].cpu(),
+                embeds=found["embeds"].cpu(),
+                masks=(found["masks"][:, 0] > model.config.mask_threshold).cpu(),
+            )
+        )
     model.train(was_training)
     return out
 
 
-def track_frames(detections: Sequence[FrameDetections | None], tracker: TrackMatcher | IouTracker
-                 ) -> list[Tensor | None]:
+def track_frames(
+    detections: Sequence[FrameDetections | None], tracker: TrackMatcher | IouTracker
+) -> list[Tensor | None]:
     """Identities [N] int64 of each frame's detections (-1: dropped by the matcher), frame by frame.
 
     The tracker is reset first (frame 0 of a video). A missing frame (None) is skipped: it gets None
@@ -173,12 +190,16 @@ def track_frames(detections: Sequence[FrameDetections | None], tracker: TrackMat
     return [None if d is None else tracker.match(d.embeds, d.boxes, d.labels, d.scores) for d in detections]
 
 
-def video_results(video_id: int, detections: Sequence[FrameDetections | None], ids: Sequence[Tensor | None],
-                  label_to_cat_id: Mapping[int, int]) -> list[dict]:
+def video_results(
+    video_id: int,
+    detections: Sequence[FrameDetections | None],
+    ids: Sequence[Tensor | None],
+    label_to_cat_id: Mapping[int, int],
+) -> list[dict]:
     """YouTube-VIS results of one video: one dict per identity (mean score, majority category, RLEs)."""
     accumulator = VideoResultAccumulator(video_id, len(detections), label_to_cat_id)
-    for t, (found, frame_ids) in enumerate(zip(detections, ids)):
-        if found is not None:
+    for t, (found, frame_ids) in enumerate(zip(detections, ids, strict=True)):
+        if found is not None and frame_ids is not None:  # (track_frames: ids where there are detections)
             accumulator.add_frame(t, frame_ids, found.labels, found.scores, found.masks)
     return accumulator.results()
 
@@ -227,12 +248,13 @@ def _load_video(dataset: YTVISDataset, video_index: int) -> tuple[list[Tensor | 
     return frames, targets
 
 
-def predicted_tracks(detections: Sequence[FrameDetections | None], ids: Sequence[Tensor | None]
-                     ) -> dict[int, list[Tensor | None]]:
+def predicted_tracks(
+    detections: Sequence[FrameDetections | None], ids: Sequence[Tensor | None]
+) -> dict[int, list[Tensor | None]]:
     """Identity -> its mask (bool [H, W]) or None in each frame (dropped detections, id -1, left out)."""
     tracks: dict[int, list[Tensor | None]] = {}
-    for t, (found, frame_ids) in enumerate(zip(detections, ids)):
-        if found is None:
+    for t, (found, frame_ids) in enumerate(zip(detections, ids, strict=True)):
+        if found is None or frame_ids is None:
             continue
         for k, identity in enumerate(frame_ids.tolist()):
             if identity >= 0:
@@ -241,9 +263,12 @@ def predicted_tracks(detections: Sequence[FrameDetections | None], ids: Sequence
 
 
 @torch.no_grad()
-def ground_truth_detections(model: SipMaskVIS, frames: Sequence[Tensor | None],
-                            targets: Sequence[dict[str, Any] | None], device: str | torch.device = "cpu"
-                            ) -> list[FrameDetections | None]:
+def ground_truth_detections(
+    model: SipMaskVIS,
+    frames: Sequence[Tensor | None],
+    targets: Sequence[dict[str, Any] | None],
+    device: str | torch.device = "cpu",
+) -> list[FrameDetections | None]:
     """The ground truth of each frame as detections (score 1), with the model's embeddings at its boxes.
 
     Fed to a tracker, these isolate association from detection: every identity switch is then the
@@ -252,7 +277,7 @@ def ground_truth_detections(model: SipMaskVIS, frames: Sequence[Tensor | None],
     was_training = model.training
     model.eval()
     out: list[FrameDetections | None] = []
-    for frame, target in zip(frames, targets):
+    for frame, target in zip(frames, targets, strict=True):
         if frame is None or target is None:
             out.append(None)
             continue
@@ -260,24 +285,40 @@ def ground_truth_detections(model: SipMaskVIS, frames: Sequence[Tensor | None],
             embeds = model.embeddings_at([frame.to(device)], [target["boxes"].to(device)])[0].cpu()  # [G, D]
         else:
             embeds = torch.zeros(0, model.config.embed_dim)
-        out.append(FrameDetections(target["boxes"], target["labels"], torch.ones(len(target["boxes"])), embeds,
-                                   target["masks"].bool()))
+        out.append(
+            FrameDetections(
+                target["boxes"],
+                target["labels"],
+                torch.ones(len(target["boxes"])),
+                embeds,
+                target["masks"].bool(),
+            )
+        )
     model.train(was_training)
     return out
 
 
 def frames_as_coco_gt(frames: Sequence[tuple[int, dict[str, Any]]], dataset: YTVISDataset) -> COCO:
     """A pycocotools COCO ground truth with one image per (image_id, target) frame (per-frame AP)."""
-    images, annotations = [], []
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
     for image_id, target in frames:
         height, width = target["masks"].shape[-2:]
         images.append({"id": image_id, "width": int(width), "height": int(height)})
-        for mask, label in zip(target["masks"], target["labels"].tolist()):
+        for mask, label in zip(target["masks"], target["labels"].tolist(), strict=True):
             rle = encode_mask(mask.bool())
             x, y, w, h = mask_utils.toBbox(rle).tolist()
-            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "iscrowd": 0,
-                                "category_id": dataset.label_to_cat_id[int(label)], "segmentation": rle,
-                                "area": float(mask_utils.area(rle)), "bbox": [x, y, w, h]})
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "iscrowd": 0,
+                    "category_id": dataset.label_to_cat_id[int(label)],
+                    "segmentation": rle,
+                    "area": float(mask_utils.area(rle)),
+                    "bbox": [x, y, w, h],
+                }
+            )
     coco = COCO()
     coco.dataset = {"images": images, "annotations": annotations, "categories": dataset.data["categories"]}
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints while indexing
@@ -316,7 +357,9 @@ def evaluate_vis(
     videos = range(len(dataset.videos) if max_videos is None else min(max_videos, len(dataset.videos)))
     switch_keys = ("id_switches", "id_switches_crossing", "gt_box_id_switches", "gt_box_id_switches_crossing")
     out: dict[str, dict[str, Any]] = {
-        name: {"results": [], **{key: 0 if count_switches else None for key in switch_keys}} for name in trackers}
+        name: {"results": [], **dict.fromkeys(switch_keys, 0 if count_switches else None)}
+        for name in trackers
+    }
     num_objects = num_crossing = 0
     frame_results: list[dict] = []
     frame_targets: list[tuple[int, dict[str, Any]]] = []
@@ -331,18 +374,27 @@ def evaluate_vis(
         num_crossing += len(crossing)
         oracle = ground_truth_detections(model, frames, targets, device) if count_switches else None
         if frame_ap:
-            for found, target in zip(detections, targets):
-                if found is None:
+            for found, target in zip(detections, targets, strict=True):
+                if found is None or target is None:  # (a missing frame has neither)
                     continue
                 frame_targets.append((int(target["image_id"]), target))
                 frame_results += predictions_to_coco_results(
-                    [{"boxes": found.boxes, "labels": found.labels, "scores": found.scores,
-                      "masks": found.masks[:, None].float()}],
-                    [int(target["image_id"])], dataset.label_to_cat_id, mask_threshold=0.5)
+                    [
+                        {
+                            "boxes": found.boxes,
+                            "labels": found.labels,
+                            "scores": found.scores,
+                            "masks": found.masks[:, None].float(),
+                        }
+                    ],
+                    [int(target["image_id"])],
+                    dataset.label_to_cat_id,
+                    mask_threshold=0.5,
+                )
         for name in trackers:
             ids = track_frames(detections, make_tracker(name, model.config))
             out[name]["results"] += video_results(video_id, detections, ids, dataset.label_to_cat_id)
-            if count_switches:
+            if count_switches and oracle is not None:  # (oracle: computed exactly when count_switches)
                 tracks = predicted_tracks(detections, ids)
                 out[name]["id_switches"] += count_id_switches(truth, tracks)
                 out[name]["id_switches_crossing"] += count_id_switches(truth_crossing, tracks)
@@ -372,48 +424,87 @@ def _identity_colours(ids: Sequence[Tensor | None]) -> np.ndarray:
     return instance_colors(largest + 1)
 
 
-def _draw_frame(ax: Any, frame: Tensor | None, found: FrameDetections | None, frame_ids: Tensor | None,
-                palette: np.ndarray, class_names: Sequence[str] | None, title: str) -> None:
+def _draw_frame(
+    ax: Any,
+    frame: Tensor | None,
+    found: FrameDetections | None,
+    frame_ids: Tensor | None,
+    palette: np.ndarray,
+    class_names: Sequence[str] | None,
+    title: str,
+) -> None:
     """One frame with its tracked detections; dropped detections (id -1) are not drawn."""
-    if frame is None or found is None:
+    if frame is None or found is None or frame_ids is None:
         ax.set_title(f"{title} (missing)", fontsize=8)
         ax.set_axis_off()
         return
     keep = frame_ids >= 0
     ids = frame_ids[keep].tolist()
     names = [class_names[int(label) - 1] if class_names else str(int(label)) for label in found.labels[keep]]
-    draw_instances(ax, frame, boxes=found.boxes[keep], masks=found.masks[keep],
-                   labels=[f"#{i} {n}" for i, n in zip(ids, names)], colors=palette[ids] if ids else None,
-                   title=title)
+    draw_instances(
+        ax,
+        frame,
+        boxes=found.boxes[keep],
+        masks=found.masks[keep],
+        labels=[f"#{i} {n}" for i, n in zip(ids, names, strict=True)],
+        colors=palette[ids] if ids else None,
+        title=title,
+    )
 
 
-def draw_video_strip(frames: Sequence[Tensor | None], detections: Sequence[FrameDetections | None],
-                     ids: Sequence[Tensor | None], class_names: Sequence[str] | None = None,
-                     max_frames: int = 8, title: str | None = None, dpi: int = 100) -> Figure:
+def draw_video_strip(
+    frames: Sequence[Tensor | None],
+    detections: Sequence[FrameDetections | None],
+    ids: Sequence[Tensor | None],
+    class_names: Sequence[str] | None = None,
+    max_frames: int = 8,
+    title: str | None = None,
+    dpi: int = 100,
+) -> Figure:
     """The frames side by side (at most max_frames, evenly spread), each identity in its own colour."""
     count = len(frames)
-    chosen = sorted({round(k * (count - 1) / max(1, min(max_frames, count) - 1))
-                     for k in range(min(max_frames, count))}) if count else []
+    chosen = (
+        sorted(
+            {
+                round(k * (count - 1) / max(1, min(max_frames, count) - 1))
+                for k in range(min(max_frames, count))
+            }
+        )
+        if count
+        else []
+    )
     figure = Figure(figsize=(2.2 * max(1, len(chosen)), 2.5 + (0.3 if title else 0)), dpi=dpi)
     FigureCanvasAgg(figure)
     palette = _identity_colours(ids)
     for k, t in enumerate(chosen):
-        _draw_frame(figure.add_subplot(1, len(chosen), k + 1), frames[t], detections[t], ids[t], palette,
-                    class_names, f"frame {t}")
+        _draw_frame(
+            figure.add_subplot(1, len(chosen), k + 1),
+            frames[t],
+            detections[t],
+            ids[t],
+            palette,
+            class_names,
+            f"frame {t}",
+        )
     if title:
         figure.suptitle(title, fontsize=9)
     figure.tight_layout()
     return figure
 
 
-def save_video_gif(frames: Sequence[Tensor | None], detections: Sequence[FrameDetections | None],
-                   ids: Sequence[Tensor | None], path: str | os.PathLike,
-                   class_names: Sequence[str] | None = None, seconds_per_frame: float = 0.5) -> Path:
+def save_video_gif(
+    frames: Sequence[Tensor | None],
+    detections: Sequence[FrameDetections | None],
+    ids: Sequence[Tensor | None],
+    path: str | os.PathLike,
+    class_names: Sequence[str] | None = None,
+    seconds_per_frame: float = 0.5,
+) -> Path:
     """An animated GIF of the tracked video (one frame per input frame, identity colours as the strip)."""
     palette = _identity_colours(ids)
     pictures = []
     for t, frame in enumerate(frames):
-        height, width = (frame.shape[-2:] if frame is not None else (128, 128))
+        height, width = frame.shape[-2:] if frame is not None else (128, 128)
         scale = max(1.0, 320 / max(height, width))
         figure = Figure(figsize=(width * scale / 100, height * scale / 100 + 0.25), dpi=100)
         canvas = FigureCanvasAgg(figure)
@@ -423,8 +514,9 @@ def save_video_gif(frames: Sequence[Tensor | None], detections: Sequence[FrameDe
         pictures.append(Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3]))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    pictures[0].save(path, save_all=True, append_images=pictures[1:], duration=int(1000 * seconds_per_frame),
-                     loop=0)
+    pictures[0].save(
+        path, save_all=True, append_images=pictures[1:], duration=int(1000 * seconds_per_frame), loop=0
+    )
     return path
 
 
@@ -435,9 +527,11 @@ def save_video_gif(frames: Sequence[Tensor | None], detections: Sequence[FrameDe
 
 def _vis_metrics_fn(device: str | torch.device):
     """engine.train's eval_fn for a video val set: {'video segm': video AP numbers} (sipmask tracker)."""
+
     def evaluate(model: SipMaskVIS, dataset: YTVISDataset) -> dict[str, Any]:
         found = evaluate_vis(model, dataset, device, ("sipmask",), count_switches=False, progress=False)
         return {"video segm": found["sipmask"]["metrics"]}
+
     return evaluate
 
 
@@ -448,9 +542,21 @@ IMAGE_STAGE_PRESETS: dict[str, str] = {"cpu_tiny_vis": "cpu_tiny"}
 IMAGE_STAGE_DIR = "image_stage"  # OUT/image_stage/checkpoint.pt
 # The schedule and optimizer fields an image stage takes from IMAGE_STAGE_PRESETS' preset; those this
 # version of SipMaskConfig lacks (ema_decay in older ones) are left out by schedule_fields().
-SCHEDULE_FIELDS: tuple[str, ...] = ("optimizer", "lr", "momentum", "weight_decay", "bias_lr_factor",
-                                    "bias_weight_decay", "warmup_method", "warmup_iters", "warmup_factor",
-                                    "lr_steps", "max_iters", "batch_size", "ema_decay")
+SCHEDULE_FIELDS: tuple[str, ...] = (
+    "optimizer",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "bias_lr_factor",
+    "bias_weight_decay",
+    "warmup_method",
+    "warmup_iters",
+    "warmup_factor",
+    "lr_steps",
+    "max_iters",
+    "batch_size",
+    "ema_decay",
+)
 
 
 def schedule_fields() -> tuple[str, ...]:
@@ -490,7 +596,9 @@ def _reuse_problem(state: dict[str, Any], config: SipMaskConfig, dataset: YTVISD
     if changed:
         return f"its config differs in {changed}"
     trained_on = state.get("dataset", {}).get("label_to_cat_id")
-    if trained_on is not None and {int(k): int(v) for k, v in trained_on.items()} != dict(dataset.label_to_cat_id):
+    if trained_on is not None and {int(k): int(v) for k, v in trained_on.items()} != dict(
+        dataset.label_to_cat_id
+    ):
         return "it was trained on other categories"
     return None
 
@@ -535,16 +643,27 @@ def train_image_stage(
         if problem is not None:
             print(f"image stage: {checkpoint} is not reusable ({problem}); training it again")
         elif done >= length:
-            print(f"image stage: {checkpoint} is finished (iteration {done} of {length}, same config); "
-                  f"skipping it")
+            print(
+                f"image stage: {checkpoint} is finished (iteration {done} of {length}, same config); "
+                f"skipping it"
+            )
             return checkpoint
         else:
             print(f"image stage: continuing {checkpoint} from iteration {done} to {length}")
             continue_it = True
     engine.seed_everything(config.seed)  # the initial weights depend on the seed only
     model = SipMask(config)
-    engine.train(model, config, dataset, out, iters=length, device=device, resume=continue_it,
-                 progress=progress, **train_kwargs)
+    engine.train(
+        model,
+        config,
+        dataset,
+        out,
+        iters=length,
+        device=device,
+        resume=continue_it,
+        progress=progress,
+        **train_kwargs,
+    )
     return checkpoint
 
 
@@ -589,11 +708,25 @@ def train_vis(
     if init_from is not None and not resume:
         report = load_image_weights(model, _image_weights(init_from), verbose=False)
         if verbose:
-            print(f"initialised from {init_from}: {len(report['loaded'])} tensors copied, "
-                  f"{len(report['not_in_source'])} new (tracking branch"
-                  + (f"; skipped: {', '.join(report['skipped'])}" if report["skipped"] else "") + ")")
-    summary = engine.train(model, config, train_set, out_dir, val_dataset=val_set, iters=iters, device=device,
-                           resume=resume, eval_fn=_vis_metrics_fn(device), progress=progress, **train_kwargs)
+            print(
+                f"initialised from {init_from}: {len(report['loaded'])} tensors copied, "
+                f"{len(report['not_in_source'])} new (tracking branch"
+                + (f"; skipped: {', '.join(report['skipped'])}" if report["skipped"] else "")
+                + ")"
+            )
+    summary = engine.train(
+        model,
+        config,
+        train_set,
+        out_dir,
+        val_dataset=val_set,
+        iters=iters,
+        device=device,
+        resume=resume,
+        eval_fn=_vis_metrics_fn(device),
+        progress=progress,
+        **train_kwargs,
+    )
     summary["init"] = report
     return summary
 
@@ -637,9 +770,18 @@ def trained_vis_model(iters: int | None = None) -> tuple[SipMaskVIS, SipMaskConf
         config.num_classes = len(train_set.class_names)
         steps = iters if iters is not None else (FAST_VIS_ITERS if tutorial.fast_mode() else config.max_iters)
         with torch.enable_grad():  # even where the caller switched gradients off
-            train_vis(config, train_set, out, init_from=image_checkpoint, iters=steps,
-                      checkpoint_every=max(steps, 1), log_every=max(steps // 10, 1))
+            train_vis(
+                config,
+                train_set,
+                out,
+                init_from=image_checkpoint,
+                iters=steps,
+                checkpoint_every=max(steps, 1),
+                log_every=max(steps // 10, 1),
+            )
     model, config = engine.load_checkpoint(checkpoint, "cpu")
+    if not isinstance(model, SipMaskVIS):
+        raise engine.CheckpointError(f"{checkpoint} holds an image model, not SipMaskVIS")
     return model.eval(), config
 
 
@@ -654,18 +796,34 @@ def _environment(device: str | torch.device) -> dict[str, Any]:
 
     repo = Path(__file__).resolve().parent.parent
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=repo,
-                                timeout=10).stdout.strip() or None
-        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                                 text=True, cwd=repo, timeout=10).stdout.strip()
+        commit = (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=repo, timeout=10
+            ).stdout.strip()
+            or None
+        )
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            cwd=repo,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         commit, changed = None, ""
     return {
-        "python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
-        "numpy": np.__version__, "pycocotools": getattr(pycocotools, "__version__", "unknown"),
-        "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": str(device),
-        "git_commit": commit, "git_uncommitted_changes": bool(changed),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": np.__version__,
+        "pycocotools": getattr(pycocotools, "__version__", "unknown"),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": str(device),
+        "git_commit": commit,
+        "git_uncommitted_changes": bool(changed),
     }
 
 
@@ -693,8 +851,14 @@ def summarise(per_seed: Sequence[dict[str, dict[str, Any]]]) -> dict[str, dict[s
 
 def markdown_table(summary: dict[str, dict[str, dict[str, float]]], num_seeds: int) -> str:
     """The README table: mean ± standard deviation over seeds, one row per tracker."""
-    header = ["tracker", *REPORTED, "IDSW det. (all)", "IDSW det. (crossing)", "IDSW GT boxes (all)",
-              "IDSW GT boxes (crossing)"]
+    header = [
+        "tracker",
+        *REPORTED,
+        "IDSW det. (all)",
+        "IDSW det. (crossing)",
+        "IDSW GT boxes (all)",
+        "IDSW GT boxes (crossing)",
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, rows in summary.items():
         cells = [f"{rows[m]['mean']:.1f} ± {rows[m]['std']:.1f}" for m in (*REPORTED, *SWITCHES)]
@@ -733,10 +897,20 @@ def reproduce(
     started = time.perf_counter()
     root = Path(data_root) if data_root is not None else tutorial.repo_root() / "data"
     work = Path(work_dir) if work_dir is not None else tutorial.repo_root() / "outputs" / "video_reproduce"
-    made = make_data(root=root / "video_reproduce", num_train=1, num_val=1, num_val_videos=num_val_videos,
-                     progress=progress, verbose=False)["synthetic_video"]  # (1 image each: unused)
-    paths = {"train_ann": made["train_annotations"], "train_dir": made["train_videos"],
-             "val_ann": made["val_annotations"], "val_dir": made["val_videos"]}
+    made = make_data(
+        root=root / "video_reproduce",
+        num_train=1,
+        num_val=1,
+        num_val_videos=num_val_videos,
+        progress=progress,
+        verbose=False,
+    )["synthetic_video"]  # (1 image each: unused)
+    paths = {
+        "train_ann": made["train_annotations"],
+        "train_dir": made["train_videos"],
+        "val_ann": made["val_annotations"],
+        "val_dir": made["val_videos"],
+    }
     if image_checkpoint is None:
         image_checkpoint = tutorial.trained_checkpoint()
     image_state = engine.read_checkpoint(image_checkpoint)
@@ -747,40 +921,69 @@ def reproduce(
         train_set = YTVISDataset(paths["train_ann"], paths["train_dir"], mode="pairs", seed=int(seed))
         config.num_classes = len(train_set.class_names)
         seed_start = time.perf_counter()
-        summary = train_vis(config, train_set, work / f"seed_{seed}", init_from=image_checkpoint, iters=iters,
-                            device=device, progress=progress, checkpoint_every=10**9,
-                            log_every=max(1, (iters or config.max_iters) // 10))
+        summary = train_vis(
+            config,
+            train_set,
+            work / f"seed_{seed}",
+            init_from=image_checkpoint,
+            iters=iters,
+            device=device,
+            progress=progress,
+            checkpoint_every=10**9,
+            log_every=max(1, (iters or config.max_iters) // 10),
+        )
         train_seconds = time.perf_counter() - seed_start
         model, _ = engine.load_checkpoint(summary["checkpoint"], device)
+        if not isinstance(model, SipMaskVIS):
+            raise engine.CheckpointError(f"{summary['checkpoint']} holds an image model, not SipMaskVIS")
         found = evaluate_vis(model, val_set, device, TRACKERS, frame_ap=True, progress=progress)
-        runs.append({
-            "seed": int(seed), "iterations": summary["iteration"], "train_seconds": train_seconds,
-            "eval_seconds": time.perf_counter() - seed_start - train_seconds,
-            "final_losses": summary["losses"],
-            "frame_metrics": found["sipmask"]["frame_metrics"],
-            "trackers": {name: {k: v for k, v in r.items() if k not in ("results", "frame_metrics")}
-                         for name, r in found.items()},
-        })
+        runs.append(
+            {
+                "seed": int(seed),
+                "iterations": summary["iteration"],
+                "train_seconds": train_seconds,
+                "eval_seconds": time.perf_counter() - seed_start - train_seconds,
+                "final_losses": summary["losses"],
+                "frame_metrics": found["sipmask"]["frame_metrics"],
+                "trackers": {
+                    name: {k: v for k, v in r.items() if k not in ("results", "frame_metrics")}
+                    for name, r in found.items()
+                },
+            }
+        )
         if progress:
-            print(f"seed {seed}: " + ", ".join(f"{n} AP {100 * r['metrics']['AP']:.1f}" for n, r in found.items()))
+            print(
+                f"seed {seed}: "
+                + ", ".join(f"{n} AP {100 * r['metrics']['AP']:.1f}" for n, r in found.items())
+            )
     summary_table = summarise([run["trackers"] for run in runs])
     record = {
         "what": "video AP of SipMask-VIS (cpu_tiny_vis) on the synthetic video val split, per tracker",
         "trackers": {name: TRACKER_DESCRIPTIONS[name] for name in TRACKERS},
         "seeds": [int(s) for s in seeds],
-        "config": dataclasses.asdict(dataclasses.replace(preset("cpu_tiny_vis"),
-                                                         num_classes=len(val_set.class_names))),
+        "config": dataclasses.asdict(
+            dataclasses.replace(preset("cpu_tiny_vis"), num_classes=len(val_set.class_names))
+        ),
         "iterations": runs[0]["iterations"] if runs else 0,
-        "image_checkpoint": {"path": tutorial.repo_relative(image_checkpoint), "iteration": int(image_state["iteration"]),
-                             "seed": image_state["config"].get("seed")},
-        "data": {"train": tutorial.repo_relative(paths["train_ann"]),
-                 "val": tutorial.repo_relative(paths["val_ann"]),
-                 "val_videos": len(val_set.videos),
-                 "val_objects": runs[0]["trackers"]["sipmask"]["num_gt_objects"] if runs else 0,
-                 "val_crossing_objects": runs[0]["trackers"]["sipmask"]["num_crossing_objects"] if runs else 0},
+        "image_checkpoint": {
+            "path": tutorial.repo_relative(image_checkpoint),
+            "iteration": int(image_state["iteration"]),
+            "seed": image_state["config"].get("seed"),
+        },
+        "data": {
+            "train": tutorial.repo_relative(paths["train_ann"]),
+            "val": tutorial.repo_relative(paths["val_ann"]),
+            "val_videos": len(val_set.videos),
+            "val_objects": runs[0]["trackers"]["sipmask"]["num_gt_objects"] if runs else 0,
+            "val_crossing_objects": runs[0]["trackers"]["sipmask"]["num_crossing_objects"] if runs else 0,
+        },
         "summary": summary_table,
-        "frame_ap": {kind: _mean_spread([100 * run["frame_metrics"][kind]["AP"] for run in runs])
-                     for kind in ("bbox", "segm")} if runs else {},
+        "frame_ap": {
+            kind: _mean_spread([100 * run["frame_metrics"][kind]["AP"] for run in runs])
+            for kind in ("bbox", "segm")
+        }
+        if runs
+        else {},
         "runs": runs,
         "environment": _environment(device),
         "wall_seconds": time.perf_counter() - started,
@@ -804,22 +1007,32 @@ def _results_markdown(record: dict[str, Any]) -> str:
         "",
         "Generated by `python -m sipmask_ref.video reproduce` (do not edit by hand).",
         "",
-        f"- Model: `cpu_tiny_vis` (embedding {record['config']['embed_dim']} channels), initialised from the "
-        f"image checkpoint `{Path(image['path']).parent.name}` ({image['iteration']} iterations, seed "
-        f"{image['seed']}, shared by all seeds), fine-tuned on frame pairs for {record['iterations']} "
-        f"iterations of {record['config']['batch_size']} pairs, once per seed ({len(record['seeds'])} seeds: "
-        f"{', '.join(map(str, record['seeds']))}).",
-        f"- Evaluation: {data['val_videos']} val videos, {data['val_objects']} objects of which "
-        f"{data['val_crossing_objects']} cross a same-class object. Each seed's model detects every video "
-        "once; all trackers run on those same detections.",
-        f"- The detector alone, every val frame scored as a COCO image (at most 10 detections, score > 0.03): "
-        f"box AP {record['frame_ap']['bbox']['mean']:.1f} ± {record['frame_ap']['bbox']['std']:.1f}, mask AP "
-        f"{record['frame_ap']['segm']['mean']:.1f} ± {record['frame_ap']['segm']['std']:.1f}. Video AP is limited mainly by these detections; the "
-        "'GT boxes' switch counts below isolate the tracker.",
-        "- ID switches (IDSW): tracking.count_id_switches (mask IoU >= 0.5), summed over the val videos; "
-        "'crossing' counts only the objects that overlap a same-class object in some frame. 'det.': on the "
-        "tracked detections (all of them, score > 0.03). 'GT boxes': the tracker is fed the ground truth as "
-        "detections, with the model's embeddings at its boxes, so the count measures association alone.",
+        (
+            f"- Model: `cpu_tiny_vis` (embedding {record['config']['embed_dim']} channels), initialised "
+            f"from the image checkpoint `{Path(image['path']).parent.name}` ({image['iteration']} "
+            f"iterations, seed {image['seed']}, shared by all seeds), fine-tuned on frame pairs for "
+            f"{record['iterations']} iterations of {record['config']['batch_size']} pairs, once per seed "
+            f"({len(record['seeds'])} seeds: {', '.join(map(str, record['seeds']))})."
+        ),
+        (
+            f"- Evaluation: {data['val_videos']} val videos, {data['val_objects']} objects of which "
+            f"{data['val_crossing_objects']} cross a same-class object. Each seed's model detects every "
+            "video once; all trackers run on those same detections."
+        ),
+        (
+            f"- The detector alone, every val frame scored as a COCO image (at most 10 detections, "
+            f"score > 0.03): box AP {record['frame_ap']['bbox']['mean']:.1f} ± "
+            f"{record['frame_ap']['bbox']['std']:.1f}, mask AP {record['frame_ap']['segm']['mean']:.1f} ± "
+            f"{record['frame_ap']['segm']['std']:.1f}. Video AP is limited mainly by these detections; the "
+            "'GT boxes' switch counts below isolate the tracker."
+        ),
+        (
+            "- ID switches (IDSW): tracking.count_id_switches (mask IoU >= 0.5), summed over the val "
+            "videos; 'crossing' counts only the objects that overlap a same-class object in some frame. "
+            "'det.': on the tracked detections (all of them, score > 0.03). 'GT boxes': the tracker is fed "
+            "the ground truth as detections, with the model's embeddings at its boxes, so the count "
+            "measures association alone."
+        ),
         "",
         markdown_table(record["summary"], len(record["seeds"])),
         "",
@@ -829,9 +1042,11 @@ def _results_markdown(record: dict[str, Any]) -> str:
     lines += [f"- `{name}`: {text}" for name, text in record["trackers"].items()]
     lines += [
         "",
-        f"Environment: Python {env['python']}, torch {env['torch']}, torchvision {env['torchvision']}, "
-        f"{env['cpu_count']} CPU(s), {env['torch_threads']} torch threads, device {env['device']}; "
-        f"wall time {record['wall_seconds'] / 60:.1f} min (training and evaluation of all seeds).",
+        (
+            f"Environment: Python {env['python']}, torch {env['torch']}, torchvision {env['torchvision']}, "
+            f"{env['cpu_count']} CPU(s), {env['torch_threads']} torch threads, device {env['device']}; "
+            f"wall time {record['wall_seconds'] / 60:.1f} min (training and evaluation of all seeds)."
+        ),
         "",
     ]
     return "\n".join(lines)
@@ -848,11 +1063,12 @@ def _cli():
     return cli
 
 
-def _video_dataset(ann: str | os.PathLike | None, video_dir: str | os.PathLike | None, mode: str, what: str,
-                   seed: int = 0) -> YTVISDataset:
+def _video_dataset(
+    ann: str | os.PathLike | None, video_dir: str | os.PathLike | None, mode: str, what: str, seed: int = 0
+) -> YTVISDataset:
     """A YTVISDataset with both paths checked; bad files become one-line usage errors."""
     cli = _cli()
-    if (ann is None) != (video_dir is None):
+    if ann is None or video_dir is None:
         raise cli.UsageError(f"{what}: give both the YouTube-VIS JSON and the video folder")
     ann, video_dir = Path(ann), Path(video_dir)
     if not ann.is_file():
@@ -887,8 +1103,12 @@ def cmd_train_vis(args: argparse.Namespace, config: SipMaskConfig) -> dict[str, 
     if stage_iters is not None and stage_iters < 0:
         raise cli.UsageError(f"--image-stage-iters must be >= 0, got {stage_iters}")
     resume = args.resume
-    if (resume and image_stage and not (out / engine.CHECKPOINT_NAME).is_file()
-            and (out / IMAGE_STAGE_DIR / engine.CHECKPOINT_NAME).is_file()):
+    if (
+        resume
+        and image_stage
+        and not (out / engine.CHECKPOINT_NAME).is_file()
+        and (out / IMAGE_STAGE_DIR / engine.CHECKPOINT_NAME).is_file()
+    ):
         resume = False  # stopped in the image stage: it is continued below, the fine-tuning starts afresh
     device, out = cli.train_target(argparse.Namespace(**{**vars(args), "resume": resume}))
     if args.init_from is not None and not Path(args.init_from).is_file():
@@ -907,44 +1127,79 @@ def cmd_train_vis(args: argparse.Namespace, config: SipMaskConfig) -> dict[str, 
     elif no_data_args:
         val_set = _video_dataset(paths["val_ann"], paths["val_dir"], "frames", "validation set")
     if val_set is not None:
-        cli._same_categories(train_set.label_to_cat_id, val_set.label_to_cat_id, "training and validation sets")
+        cli._same_categories(
+            train_set.label_to_cat_id, val_set.label_to_cat_id, "training and validation sets"
+        )
 
     config = cli.config_for_training(config, args, train_set, task="vis")
     num_classes = config.num_classes
     init_from = args.init_from
-    train_kwargs = {"log_every": args.log_every, "checkpoint_every": args.checkpoint_every,
-                    "grad_clip": args.grad_clip, "num_workers": args.num_workers}
+    train_kwargs = {
+        "log_every": args.log_every,
+        "checkpoint_every": args.checkpoint_every,
+        "grad_clip": args.grad_clip,
+        "num_workers": args.num_workers,
+    }
     try:
         if image_stage and not resume:
             stage = image_stage_config(config, args.config)
             length = stage.max_iters if stage_iters is None else stage_iters
-            print(f"no --init-from: training the image model on the {len(train_set)} annotated frames of the "
-                  f"{len(train_set.videos)} training videos first, as the authors start from a COCO-trained "
-                  f"SipMask ({length} iterations of {stage.batch_size} images, "
-                  f"{IMAGE_STAGE_PRESETS.get(args.config, args.config)} schedule, on {device} -> "
-                  f"{out / IMAGE_STAGE_DIR}; --no-image-stage skips it)")
-            init_from = train_image_stage(stage, train_ann, train_dir, out, device=device, iters=length,
-                                          progress=not args.quiet, **train_kwargs)
+            print(
+                f"no --init-from: training the image model on the {len(train_set)} annotated frames of the "
+                f"{len(train_set.videos)} training videos first, as the authors start from a COCO-trained "
+                f"SipMask ({length} iterations of {stage.batch_size} images, "
+                f"{IMAGE_STAGE_PRESETS.get(args.config, args.config)} schedule, on {device} -> "
+                f"{out / IMAGE_STAGE_DIR}; --no-image-stage skips it)"
+            )
+            init_from = train_image_stage(
+                stage,
+                train_ann,
+                train_dir,
+                out,
+                device=device,
+                iters=length,
+                progress=not args.quiet,
+                **train_kwargs,
+            )
         elif image_stage:
-            print(f"resuming the fine-tuning: {out / engine.CHECKPOINT_NAME} holds its weights, the image "
-                  f"stage is not run")
+            print(
+                f"resuming the fine-tuning: {out / engine.CHECKPOINT_NAME} holds its weights, the image "
+                f"stage is not run"
+            )
         iters = config.max_iters if args.iters is None else args.iters
-        print(f"train {args.config} (video): {len(train_set.videos)} videos, {len(train_set)} frame pairs, "
-              f"{num_classes} classes, {iters} iterations of {config.batch_size} pairs on {device}"
-              + (" (resuming)" if resume else "") + f" -> {out}")
-        summary = train_vis(config, train_set, out, init_from=init_from, val_set=val_set, iters=args.iters,
-                            device=device, resume=resume, progress=not args.quiet, eval_every=args.eval_every,
-                            **train_kwargs)
+        print(
+            f"train {args.config} (video): {len(train_set.videos)} videos, {len(train_set)} frame pairs, "
+            f"{num_classes} classes, {iters} iterations of {config.batch_size} pairs on {device}"
+            + (" (resuming)" if resume else "")
+            + f" -> {out}"
+        )
+        summary = train_vis(
+            config,
+            train_set,
+            out,
+            init_from=init_from,
+            val_set=val_set,
+            iters=args.iters,
+            device=device,
+            resume=resume,
+            progress=not args.quiet,
+            eval_every=args.eval_every,
+            **train_kwargs,
+        )
     except engine.CheckpointError as error:
         raise cli.UsageError(str(error)) from None
-    print(f"checkpoint: {summary['checkpoint']} (iteration {summary['iteration']}, {summary['seconds']:.0f} s)")
+    print(
+        f"checkpoint: {summary['checkpoint']} (iteration {summary['iteration']}, {summary['seconds']:.0f} s)"
+    )
     if summary["metrics"] is not None:
         print(format_table(summary["metrics"]["video segm"]))
         print(f"metrics: {out / engine.METRICS_NAME}")
     return summary
 
 
-def _vis_model(state: dict[str, Any], checkpoint: str, device: torch.device) -> tuple[SipMaskVIS, SipMaskConfig]:
+def _vis_model(
+    state: dict[str, Any], checkpoint: str, device: torch.device
+) -> tuple[SipMaskVIS, SipMaskConfig]:
     """The SipMaskVIS of a checkpoint dict; a UsageError naming `checkpoint` if unusable or an image model."""
     cli = _cli()
     try:
@@ -952,8 +1207,10 @@ def _vis_model(state: dict[str, Any], checkpoint: str, device: torch.device) -> 
     except engine.CheckpointError as error:
         raise cli.UsageError(f"{checkpoint}: {error}") from None
     if not isinstance(model, SipMaskVIS):
-        raise cli.UsageError(f"{checkpoint} is an image model (task 'image'): it has no tracking branch; "
-                             f"train one with --task vis")
+        raise cli.UsageError(
+            f"{checkpoint} is an image model (task 'image'): it has no tracking branch; "
+            f"train one with --task vis"
+        )
     return model, config
 
 
@@ -968,26 +1225,36 @@ def cmd_evaluate_vis(args: argparse.Namespace, state: dict[str, Any]) -> dict[st
         dataset = _video_dataset(args.ann, args.images, "frames", "evaluation set")
     trained_on = state.get("dataset", {}).get("label_to_cat_id")
     if trained_on is not None:
-        cli._same_categories(trained_on, dataset.label_to_cat_id,
-                             f"checkpoint {args.checkpoint} and {dataset.ann_file}")
-    model, config = _vis_model(state, args.checkpoint, device)
+        cli._same_categories(
+            trained_on, dataset.label_to_cat_id, f"checkpoint {args.checkpoint} and {dataset.ann_file}"
+        )
+    model, _config = _vis_model(state, args.checkpoint, device)
     if args.tracker not in TRACKERS:
         raise cli.UsageError(f"unknown tracker {args.tracker!r}; choose one of {', '.join(TRACKERS)}")
     annotated = bool(dataset.data.get("annotations"))  # a test JSON has none: nothing to count
-    found = evaluate_vis(model, dataset, device, (args.tracker,), count_switches=annotated,
-                         progress=not args.quiet)[args.tracker]
+    found = evaluate_vis(
+        model, dataset, device, (args.tracker,), count_switches=annotated, progress=not args.quiet
+    )[args.tracker]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(found["results"]))
-    metrics = {"video segm": found["metrics"], "tracker": args.tracker,
-               **{key: found[key] for key in SWITCHES}}
+    metrics = {
+        "video segm": found["metrics"],
+        "tracker": args.tracker,
+        **{key: found[key] for key in SWITCHES},
+    }
     save_metrics(metrics, out / engine.METRICS_NAME)
-    print(f"{args.checkpoint} (iteration {state['iteration']}) on {dataset.ann_file}: {len(dataset.videos)} "
-          f"videos, {len(found['results'])} predicted tracks, tracker {args.tracker}")
+    print(
+        f"{args.checkpoint} (iteration {state['iteration']}) on {dataset.ann_file}: {len(dataset.videos)} "
+        f"videos, {len(found['results'])} predicted tracks, tracker {args.tracker}"
+    )
     print(format_table(found["metrics"]))
     if annotated:
-        print(f"identity switches: {found['id_switches']} ({found['id_switches_crossing']} on crossing objects); "
-              f"with ground-truth boxes: {found['gt_box_id_switches']} ({found['gt_box_id_switches_crossing']})")
+        print(
+            f"identity switches: {found['id_switches']} ({found['id_switches_crossing']} on crossing "
+            f"objects); with ground-truth boxes: {found['gt_box_id_switches']} "
+            f"({found['gt_box_id_switches_crossing']})"
+        )
     print(f"results: {out / 'results.json'}\nmetrics: {out / engine.METRICS_NAME}")
     return metrics
 
@@ -1031,6 +1298,8 @@ def cmd_predict_video(args: argparse.Namespace) -> list[Path]:
         raise cli.UsageError(f"the frames of a video must share one size, got {sorted(sizes)}")
     detections = detect_frames(model, frames, device)
     for found in detections:  # keep what the tracker should see: the score threshold of the command
+        if found is None:  # (no frame is missing here: all were read above)
+            continue
         keep = found.scores >= args.score_threshold
         for field in dataclasses.fields(found):
             setattr(found, field.name, getattr(found, field.name)[keep])
@@ -1043,22 +1312,37 @@ def cmd_predict_video(args: argparse.Namespace) -> list[Path]:
     figure.savefig(strip, format="png")
     gif = save_video_gif(frames, detections, ids, out / f"{name}.gif", class_names)
     tracks: dict[int, dict[str, Any]] = {}
-    for t, (found, frame_ids) in enumerate(zip(detections, ids)):
+    for t, (found, frame_ids) in enumerate(zip(detections, ids, strict=True)):
+        if found is None or frame_ids is None:
+            continue
         for k, identity in enumerate(frame_ids.tolist()):
             if identity < 0:
                 continue
             label = int(found.labels[k])
             track = tracks.setdefault(identity, {"id": identity, "frames": []})
-            track["frames"].append({"frame": t, "file": str(paths[t]), "label": label,
-                                    "class_name": class_names[label - 1] if class_names else str(label),
-                                    "score": round(float(found.scores[k]), 4),
-                                    "box": [round(float(v), 2) for v in found.boxes[k]],
-                                    "mask": encode_mask(found.masks[k])})
-    record = {"frames": [str(p) for p in paths], "tracker": args.tracker, "score_threshold": args.score_threshold,
-              "mask_threshold": config.mask_threshold, "identities": [tracks[i] for i in sorted(tracks)]}
+            track["frames"].append(
+                {
+                    "frame": t,
+                    "file": str(paths[t]),
+                    "label": label,
+                    "class_name": class_names[label - 1] if class_names else str(label),
+                    "score": round(float(found.scores[k]), 4),
+                    "box": [round(float(v), 2) for v in found.boxes[k]],
+                    "mask": encode_mask(found.masks[k]),
+                }
+            )
+    record = {
+        "frames": [str(p) for p in paths],
+        "tracker": args.tracker,
+        "score_threshold": args.score_threshold,
+        "mask_threshold": config.mask_threshold,
+        "identities": [tracks[i] for i in sorted(tracks)],
+    }
     (out / f"{name}.json").write_text(json.dumps(record, indent=1))
-    print(f"{len(paths)} frames, {len(tracks)} identities (score >= {args.score_threshold}) -> {strip}, {gif}, "
-          f"{out / f'{name}.json'}")
+    print(
+        f"{len(paths)} frames, {len(tracks)} identities (score >= {args.score_threshold}) -> {strip}, {gif}, "
+        f"{out / f'{name}.json'}"
+    )
     return [strip, gif, out / f"{name}.json"]
 
 
@@ -1068,16 +1352,22 @@ def cmd_predict_video(args: argparse.Namespace) -> list[Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sipmask_ref.video", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m sipmask_ref.video",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     p = commands.add_parser("reproduce", help="the synthetic video benchmark table -> results/video/")
     p.add_argument("--out", default="results/video", help="where reproduce.json and README.md go")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--iters", type=int, help="fine-tuning iterations per seed (default: cpu_tiny_vis's)")
     p.add_argument("--data-root", help="where the synthetic benchmark lives (default: <repo>/data)")
-    p.add_argument("--image-checkpoint", help="image SipMask checkpoint to start from (default: the "
-                   "notebooks' cpu_tiny model, trained if missing)")
+    p.add_argument(
+        "--image-checkpoint",
+        help="image SipMask checkpoint to start from (default: the "
+        "notebooks' cpu_tiny model, trained if missing)",
+    )
     p.add_argument("--work-dir", help="training runs (default: <repo>/outputs/video_reproduce)")
     p.add_argument("--num-val-videos", type=int, default=40, help="validation videos (default: 40)")
     p.add_argument("--device", default="cpu")
@@ -1085,8 +1375,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.iters is not None and args.iters < 0:
         parser.error(f"--iters must be >= 0, got {args.iters}")
-    reproduce(args.out, args.seeds, args.iters, args.data_root, args.image_checkpoint, args.work_dir,
-              args.num_val_videos, args.device, progress=not args.quiet)
+    reproduce(
+        args.out,
+        args.seeds,
+        args.iters,
+        args.data_root,
+        args.image_checkpoint,
+        args.work_dir,
+        args.num_val_videos,
+        args.device,
+        progress=not args.quiet,
+    )
     return 0
 
 

@@ -63,8 +63,9 @@ class SipMaskVIS(SipMask):
     def __init__(self, config: SipMaskConfig) -> None:
         super().__init__(config)
         # Two shared conv blocks over P3, P4, P5, fused at stride 8, then a 1x1 conv to D channels.
-        self.tracking = TrackingBranch(config.fpn_channels, config.embed_dim, num_convs=2,
-                                       use_gn=config.use_gn)
+        self.tracking = TrackingBranch(
+            config.fpn_channels, config.embed_dim, num_convs=2, use_gn=config.use_gn
+        )
 
     @property
     def embed_stride(self) -> int:
@@ -83,8 +84,10 @@ class SipMaskVIS(SipMask):
         """Losses of a batch of frame pairs (train mode) or detections with embeddings (eval mode)."""
         if self.training:
             if targets is None or ref_images is None or ref_targets is None:
-                raise ValueError("SipMaskVIS: train mode needs images, targets, ref_images and "
-                                 "ref_targets (frame pairs; call model.eval() for inference)")
+                raise ValueError(
+                    "SipMaskVIS: train mode needs images, targets, ref_images and "
+                    "ref_targets (frame pairs; call model.eval() for inference)"
+                )
             return self.pair_losses(images, targets, ref_images, ref_targets)
         return self.detect_with_embeddings(images)
 
@@ -98,29 +101,48 @@ class SipMaskVIS(SipMask):
         """The image losses of the current frames + loss_track of the pairs (see the module doc)."""
         num = len(images)
         if len(targets) != num or len(ref_images) != num or len(ref_targets) != num:
-            raise ValueError(f"SipMaskVIS: got {num} images, {len(targets)} targets, "
-                             f"{len(ref_images)} reference images and {len(ref_targets)} reference targets")
-        for k, (image, ref_image) in enumerate(zip(images, ref_images)):
+            raise ValueError(
+                f"SipMaskVIS: got {num} images, {len(targets)} targets, "
+                f"{len(ref_images)} reference images and {len(ref_targets)} reference targets"
+            )
+        for k, (image, ref_image) in enumerate(zip(images, ref_images, strict=True)):
             if tuple(image.shape) != tuple(ref_image.shape):
-                raise ValueError(f"SipMaskVIS: images[{k}] {tuple(image.shape)} and its reference "
-                                 f"{tuple(ref_image.shape)} differ in size; a pair comes from one video")
+                raise ValueError(
+                    f"SipMaskVIS: images[{k}] {tuple(image.shape)} and its reference "
+                    f"{tuple(ref_image.shape)} differ in size; a pair comes from one video"
+                )
         ids = [_object_ids(t, f"targets[{k}]") for k, t in enumerate(targets)]
         ref_ids = [_object_ids(t, f"ref_targets[{k}]") for k, t in enumerate(ref_targets)]
 
         # One preprocessing for all 2B frames: current first, then the references.
         batch = self.preprocess(list(images) + list(ref_images), list(targets) + list(ref_targets))
-        kept_ids = [_kept_ids(obj, targets_in, prepared, scale, f"frame {k}")
-                    for k, (obj, targets_in, prepared, scale) in enumerate(
-                        zip(ids + ref_ids, list(targets) + list(ref_targets), batch.targets,
-                            batch.scale_factors))]
+        prepared_targets = batch.targets
+        assert prepared_targets is not None  # preprocess prepares the targets it is given
+        kept_ids = [
+            _kept_ids(obj, targets_in, prepared, scale, f"frame {k}")
+            for k, (obj, targets_in, prepared, scale) in enumerate(
+                zip(
+                    ids + ref_ids,
+                    list(targets) + list(ref_targets),
+                    prepared_targets,
+                    batch.scale_factors,
+                    strict=True,
+                )
+            )
+        ]
         features = self.backbone(batch.images)  # P3..P7 of the 2B frames, shared weights
         outputs = self.head([f[:num] for f in features])  # the detector runs on the current frames
         basis_masks = self.basis_masks(outputs.reg_features[:3])  # [B, M, Hp/2, Wp/2]
-        losses = self.compute_losses(outputs, basis_masks, batch.targets[:num])
+        losses = self.compute_losses(outputs, basis_masks, prepared_targets[:num])
         embed_maps = self.tracking(*features[:3])  # [2B, D, Hp/8, Wp/8]
         loss_track = self.tracking_loss(
-            outputs, embed_maps[:num], embed_maps[num:], batch.targets[:num], kept_ids[:num],
-            batch.targets[num:], kept_ids[num:],
+            outputs,
+            embed_maps[:num],
+            embed_maps[num:],
+            prepared_targets[:num],
+            kept_ids[:num],
+            prepared_targets[num:],
+            kept_ids[num:],
         )
         losses["loss_track"] = self.config.track_loss_weight * loss_track
         return losses
@@ -157,8 +179,9 @@ class SipMaskVIS(SipMask):
             reg = reg.float() * strides[None, :, None]  # [B, P, 4] stride units -> pixels
             losses = []
             for b, target in enumerate(targets):
-                assigned = fcos.fcos_targets(points, strides, ranges, target["boxes"], target["labels"],
-                                             cfg.center_sampling_radius)
+                assigned = fcos.fcos_targets(
+                    points, strides, ranges, target["boxes"], target["labels"], cfg.center_sampling_radius
+                )
                 positives = (assigned.labels > 0).nonzero().squeeze(1)  # [N]
                 boxes = fcos.decode_boxes(points[positives], reg[b, positives]).detach()  # [N, 4]
                 keep = valid_mask_boxes(boxes / 2)  # the mask-loss positives
@@ -212,13 +235,17 @@ class SipMaskVIS(SipMask):
 def _object_ids(target: dict[str, Any], name: str) -> Tensor:
     """The target's obj_ids as int64 [G], checked against its boxes."""
     if not isinstance(target, dict) or "obj_ids" not in target:
-        raise ValueError(f"SipMaskVIS: {name} has no 'obj_ids' (video-level identity of each instance; "
-                         f"YTVISDataset provides it)")
+        raise ValueError(
+            f"SipMaskVIS: {name} has no 'obj_ids' (video-level identity of each instance; "
+            f"YTVISDataset provides it)"
+        )
     ids = torch.as_tensor(target["obj_ids"]).to(torch.int64).reshape(-1)
     num = len(target["boxes"])
     if ids.numel() != num:
-        raise ValueError(f"SipMaskVIS: {name} (image_id {target.get('image_id', '?')}) has {ids.numel()} "
-                         f"obj_ids for {num} boxes")
+        raise ValueError(
+            f"SipMaskVIS: {name} (image_id {target.get('image_id', '?')}) has {ids.numel()} "
+            f"obj_ids for {num} boxes"
+        )
     return ids
 
 
@@ -240,7 +267,7 @@ def _kept_ids(
 
 
 def load_image_weights(
-    model: SipMaskVIS, source: str | os.PathLike | dict[str, Any], verbose: bool = True
+    model: SipMaskVIS, source: str | os.PathLike[str] | dict[str, Any], verbose: bool = True
 ) -> dict[str, list[str]]:
     """Copy an image SipMask checkpoint's weights into SipMaskVIS wherever name and shape match.
 
@@ -259,7 +286,9 @@ def load_image_weights(
         source = read_checkpoint(source)
     state = source.get("model", source) if isinstance(source, dict) else None
     if not isinstance(state, dict):
-        raise ValueError("load_image_weights: source must be a checkpoint path, a checkpoint dict or a state dict")
+        raise ValueError(
+            "load_image_weights: source must be a checkpoint path, a checkpoint dict or a state dict"
+        )
     own = model.state_dict()
     loaded, skipped = [], []
     update = {}
@@ -275,6 +304,9 @@ def load_image_weights(
     not_in_source = [name for name in own if name not in state]
     report = {"loaded": loaded, "skipped": skipped, "not_in_source": not_in_source}
     if verbose and skipped:
-        warnings.warn(f"load_image_weights: {len(skipped)} tensors not copied: {', '.join(skipped[:6])}"
-                      + (" ..." if len(skipped) > 6 else ""), stacklevel=2)
+        warnings.warn(
+            f"load_image_weights: {len(skipped)} tensors not copied: {', '.join(skipped[:6])}"
+            + (" ..." if len(skipped) > 6 else ""),
+            stacklevel=2,
+        )
     return report

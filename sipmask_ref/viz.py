@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import colorsys
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -72,13 +73,18 @@ def instance_colors(n: int, seed: int = 0) -> np.ndarray:
     Hues step by the golden ratio from a seeded start, so neighbours in the list differ strongly.
     """
     start = np.random.default_rng(seed).random()
-    colours = [colorsys.hsv_to_rgb((start + k * 0.618033988749895) % 1.0, 0.85 if k % 2 else 0.65,
-                                   0.95 if k % 3 else 0.8) for k in range(n)]
+    colours = [
+        colorsys.hsv_to_rgb(
+            (start + k * 0.618033988749895) % 1.0, 0.85 if k % 2 else 0.65, 0.95 if k % 3 else 0.8
+        )
+        for k in range(n)
+    ]
     return np.array(colours, dtype=np.float64).reshape(n, 3)
 
 
-def overlay_masks(image: Any, masks: Any, colors: Any = None, alpha: float = 0.5,
-                  threshold: float = 0.5) -> np.ndarray:
+def overlay_masks(
+    image: Any, masks: Any, colors: Any = None, alpha: float = 0.5, threshold: float = 0.5
+) -> np.ndarray:
     """The image with each mask blended in its colour: uint8 [H, W, 3].
 
     ``colors`` is [N, 3] in [0, 1] (default :func:`instance_colors`). Masks are drawn in order, so a
@@ -87,13 +93,15 @@ def overlay_masks(image: Any, masks: Any, colors: Any = None, alpha: float = 0.5
     base = to_uint8_image(image)
     mask_array = to_bool_masks(masks, threshold)
     if mask_array.shape[1:] != base.shape[:2]:
-        raise ValueError(f"masks {tuple(mask_array.shape[1:])} and image {tuple(base.shape[:2])} "
-                         f"differ in size")
+        raise ValueError(
+            f"masks {tuple(mask_array.shape[1:])} and image {tuple(base.shape[:2])} differ in size"
+        )
     colours = instance_colors(len(mask_array)) if colors is None else np.asarray(colors, dtype=np.float64)
     if len(colours) < len(mask_array):
         raise ValueError(f"{len(mask_array)} masks but only {len(colours)} colours")
     out = base.astype(np.float64) / 255
-    for mask, colour in zip(mask_array, colours):
+    # strict=False: a palette longer than the masks is allowed (checked above: never shorter).
+    for mask, colour in zip(mask_array, colours, strict=False):
         out[mask] = (1 - alpha) * out[mask] + alpha * colour[:3]
     return np.round(out * 255).astype(np.uint8)
 
@@ -106,14 +114,27 @@ def _label_text(label: Any, score: float | None, class_names: Sequence[str] | No
         text = ""
     else:
         label = int(label)
-        text = class_names[label - 1] if class_names is not None and 1 <= label <= len(class_names) \
+        text = (
+            class_names[label - 1]
+            if class_names is not None and 1 <= label <= len(class_names)
             else str(label)
+        )
     return f"{text} {score:.2f}".strip() if score is not None else text
 
 
-def draw_instances(ax: Axes, image: Any, boxes: Any = None, masks: Any = None, labels: Any = None,
-                   scores: Any = None, class_names: Sequence[str] | None = None, colors: Any = None,
-                   alpha: float = 0.5, threshold: float = 0.5, title: str | None = None) -> None:
+def draw_instances(
+    ax: Axes,
+    image: Any,
+    boxes: Any = None,
+    masks: Any = None,
+    labels: Any = None,
+    scores: Any = None,
+    class_names: Sequence[str] | None = None,
+    colors: Any = None,
+    alpha: float = 0.5,
+    threshold: float = 0.5,
+    title: str | None = None,
+) -> None:
     """Show an image on ``ax`` with its instances: masks blended in, boxes outlined, labels written.
 
     ``boxes`` [N, 4] xyxy pixels; ``labels`` [N] ints 1..C (named through ``class_names``, label - 1)
@@ -123,34 +144,61 @@ def draw_instances(ax: Axes, image: Any, boxes: Any = None, masks: Any = None, l
     """
     box_array = None if boxes is None else _to_numpy(boxes).astype(np.float64).reshape(-1, 4)
     mask_array = None if masks is None else to_bool_masks(masks, threshold)
-    label_list = None if labels is None else list(labels) if isinstance(labels, (list, tuple)) \
+    label_list = (
+        None
+        if labels is None
+        else list(labels)
+        if isinstance(labels, (list, tuple))
         else _to_numpy(labels).tolist()
+    )
     score_list = None if scores is None else _to_numpy(scores).astype(np.float64).tolist()
-    counts = {name: len(v) for name, v in (("boxes", box_array), ("masks", mask_array),
-                                          ("labels", label_list), ("scores", score_list)) if v is not None}
+    counts = {
+        name: len(v)
+        for name, v in (
+            ("boxes", box_array),
+            ("masks", mask_array),
+            ("labels", label_list),
+            ("scores", score_list),
+        )
+        if v is not None
+    }
     if len(set(counts.values())) > 1:
         raise ValueError(f"draw_instances: inconsistent numbers of instances {counts}")
     n = next(iter(counts.values()), 0)
     colours = instance_colors(n) if colors is None else np.asarray(colors, dtype=np.float64)
-    shown = overlay_masks(image, mask_array, colours, alpha) if mask_array is not None and n \
+    shown = (
+        overlay_masks(image, mask_array, colours, alpha)
+        if mask_array is not None and n
         else to_uint8_image(image)
+    )
     ax.imshow(shown, interpolation="nearest")
     for k in range(n):
         colour = tuple(colours[k][:3])
         anchor = None
         if box_array is not None:
             x1, y1, x2, y2 = box_array[k]
-            ax.add_patch(Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False,
-                                   edgecolor=colour, linewidth=1.5))
+            ax.add_patch(
+                Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, edgecolor=colour, linewidth=1.5)
+            )
             anchor = (x1 - 0.5, y1 - 0.5)
         elif mask_array is not None and mask_array[k].any():
             rows, cols = np.nonzero(mask_array[k])
             anchor = (cols.min() - 0.5, rows.min() - 0.5)
-        text = _label_text(label_list[k] if label_list is not None else None,
-                           score_list[k] if score_list is not None else None, class_names)
+        text = _label_text(
+            label_list[k] if label_list is not None else None,
+            score_list[k] if score_list is not None else None,
+            class_names,
+        )
         if text and anchor is not None:
-            ax.text(anchor[0], anchor[1], text, fontsize=7, color="white", va="bottom",
-                    bbox={"facecolor": colour, "alpha": 0.8, "pad": 1, "edgecolor": "none"})
+            ax.text(
+                anchor[0],
+                anchor[1],
+                text,
+                fontsize=7,
+                color="white",
+                va="bottom",
+                bbox={"facecolor": colour, "alpha": 0.8, "pad": 1, "edgecolor": "none"},
+            )
     if title:
         ax.set_title(title, fontsize=9)
     ax.set_axis_off()
@@ -188,27 +236,45 @@ def _frames_to_draw(data: dict[str, Any], image_dir: Path, n: int) -> list[dict[
             return []
         anns = sorted((a for a in data["annotations"] if a["video_id"] == video["id"]), key=lambda a: a["id"])
         for t, file_name in enumerate(video["file_names"][:n]):
-            instances = [(a["segmentations"][t], a["bboxes"][t], a["category_id"], k)
-                         for k, a in enumerate(anns) if a["segmentations"][t] is not None]
-            panels.append({"path": image_dir / file_name, "height": video["height"], "width": video["width"],
-                           "instances": instances, "colour_seed": video["id"],
-                           "title": f"video {video['id']} frame {t}: {len(instances)} instances"})
+            instances = [
+                (a["segmentations"][t], a["bboxes"][t], a["category_id"], k)
+                for k, a in enumerate(anns)
+                if a["segmentations"][t] is not None
+            ]
+            panels.append(
+                {
+                    "path": image_dir / file_name,
+                    "height": video["height"],
+                    "width": video["width"],
+                    "instances": instances,
+                    "colour_seed": video["id"],
+                    "title": f"video {video['id']} frame {t}: {len(instances)} instances",
+                }
+            )
         return panels
     anns_by_image: dict[int, list[dict[str, Any]]] = {}
     for ann in data["annotations"]:
         anns_by_image.setdefault(ann["image_id"], []).append(ann)
     for image in sorted(data["images"], key=lambda i: i["id"])[:n]:
         anns = sorted(anns_by_image.get(image["id"], []), key=lambda a: a["id"])
-        panels.append({"path": image_dir / image["file_name"], "height": image["height"],
-                       "width": image["width"], "colour_seed": image["id"],
-                       "instances": [(a["segmentation"], a["bbox"], a["category_id"], k)
-                                     for k, a in enumerate(anns)],
-                       "title": f"image {image['id']}: {len(anns)} instances"})
+        panels.append(
+            {
+                "path": image_dir / image["file_name"],
+                "height": image["height"],
+                "width": image["width"],
+                "colour_seed": image["id"],
+                "instances": [
+                    (a["segmentation"], a["bbox"], a["category_id"], k) for k, a in enumerate(anns)
+                ],
+                "title": f"image {image['id']}: {len(anns)} instances",
+            }
+        )
     return panels
 
 
-def write_sample_figure(source: str | Path, out_png: str | Path, n: int = 6, columns: int = 3,
-                        image_dir: str | Path | None = None) -> Path:
+def write_sample_figure(
+    source: str | Path, out_png: str | Path, n: int = 6, columns: int = 3, image_dir: str | Path | None = None
+) -> Path:
     """Draw ``n`` samples of a dataset with their masks, boxes and class names into ``out_png``.
 
     ``source`` is a dataset folder (root/synthetic or root/synthetic_video: its train split) or an
@@ -232,18 +298,31 @@ def write_sample_figure(source: str | Path, out_png: str | Path, n: int = 6, col
         image = np.asarray(Image.open(panel["path"]).convert("RGB"))
         instances = panel["instances"]
         where = f"{ann_file} ({panel['title']})"
-        masks = np.stack([decode_segmentation(s, panel["height"], panel["width"], where)
-                          for s, _, _, _ in instances]) if instances else None
+        masks = (
+            np.stack(
+                [decode_segmentation(s, panel["height"], panel["width"], where) for s, _, _, _ in instances]
+            )
+            if instances
+            else None
+        )
         boxes = [[x, y, x + w, y + h] for _, (x, y, w, h), _, _ in instances] if instances else None
         colours = instance_colors(max((i[3] for i in instances), default=-1) + 1, seed=panel["colour_seed"])
         ax = figure.add_subplot(rows, min(columns, len(panels)), k + 1)
-        draw_instances(ax, image, boxes=boxes, masks=masks,
-                       labels=[names.get(c, str(c)) for _, _, c, _ in instances] if instances else None,
-                       colors=colours[[i[3] for i in instances]] if instances else None,
-                       title=panel["title"])
-    figure.suptitle(f"{ann_file.name}: {len(data.get('images', data.get('videos', [])))} "
-                    f"{'videos' if 'videos' in data else 'images'}, {len(data['annotations'])} "
-                    f"{'identities' if 'videos' in data else 'instances'}", fontsize=10)
+        draw_instances(
+            ax,
+            image,
+            boxes=boxes,
+            masks=masks,
+            labels=[names.get(c, str(c)) for _, _, c, _ in instances] if instances else None,
+            colors=colours[[i[3] for i in instances]] if instances else None,
+            title=panel["title"],
+        )
+    figure.suptitle(
+        f"{ann_file.name}: {len(data.get('images', data.get('videos', [])))} "
+        f"{'videos' if 'videos' in data else 'images'}, {len(data['annotations'])} "
+        f"{'identities' if 'videos' in data else 'instances'}",
+        fontsize=10,
+    )
     figure.tight_layout()
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
@@ -251,7 +330,9 @@ def write_sample_figure(source: str | Path, out_png: str | Path, n: int = 6, col
     return out_png
 
 
-def _zoom_window(box: Sequence[float], height: int, width: int, margin: float = 0.6) -> tuple[int, int, int, int]:
+def _zoom_window(
+    box: Sequence[float], height: int, width: int, margin: float = 0.6
+) -> tuple[int, int, int, int]:
     """Integer window (x0, y0, x1, y1) around a box, enlarged by `margin` of its size on each side."""
     x1, y1, x2, y2 = (float(v) for v in box)
     mx, my = margin * (x2 - x1), margin * (y2 - y1)
@@ -259,25 +340,46 @@ def _zoom_window(box: Sequence[float], height: int, width: int, margin: float = 
     return x0, y0, min(width, int(np.ceil(x2 + mx))), min(height, int(np.ceil(y2 + my)))
 
 
-def _show_map(ax: Axes, values: np.ndarray, window: tuple[int, int, int, int], title: str,
-              box: Sequence[float] | None = None, cell: Sequence[float] | None = None) -> None:
+def _show_map(
+    ax: Axes,
+    values: np.ndarray,
+    window: tuple[int, int, int, int],
+    title: str,
+    box: Sequence[float] | None = None,
+    cell: Sequence[float] | None = None,
+) -> None:
     """One [H, W] map in [0, 1] inside the zoom window, with the box (white) and a sub-region (yellow)."""
     x0, y0, x1, y1 = window
-    ax.imshow(values[y0:y1, x0:x1], cmap="viridis", vmin=0.0, vmax=1.0,
-              extent=(x0 - 0.5, x1 - 0.5, y1 - 0.5, y0 - 0.5), interpolation="nearest")
+    ax.imshow(
+        values[y0:y1, x0:x1],
+        cmap="viridis",
+        vmin=0.0,
+        vmax=1.0,
+        extent=(x0 - 0.5, x1 - 0.5, y1 - 0.5, y0 - 0.5),
+        interpolation="nearest",
+    )
     for rect, color in ((box, "white"), (cell, "yellow")):
         if rect is not None:
             rx1, ry1, rx2, ry2 = (float(v) for v in rect)
-            ax.add_patch(Rectangle((rx1 - 0.5, ry1 - 0.5), rx2 - rx1, ry2 - ry1, fill=False, edgecolor=color,
-                                   linewidth=1.2))
+            ax.add_patch(
+                Rectangle(
+                    (rx1 - 0.5, ry1 - 0.5), rx2 - rx1, ry2 - ry1, fill=False, edgecolor=color, linewidth=1.2
+                )
+            )
     ax.set_title(title, fontsize=8)
     ax.set_xticks([])
     ax.set_yticks([])
 
 
-def plot_spatial_mask_prediction(image: Any, detection: dict[str, Any], index: int, sub_regions: Sequence[int],
-                                 threshold: float = 0.4, single_map: Any = None,
-                                 title: str | None = None) -> Figure:
+def plot_spatial_mask_prediction(
+    image: Any,
+    detection: dict[str, Any],
+    index: int,
+    sub_regions: Sequence[int],
+    threshold: float = 0.4,
+    single_map: Any = None,
+    title: str | None = None,
+) -> Figure:
     """Paper Fig. 4 for one detection: the sub-region maps M_ij, their pruned sum and the final mask.
 
     §3.3: "the response values of M_ij outside the i-th quadrant of the box j are set as zero for
@@ -313,10 +415,20 @@ def plot_spatial_mask_prediction(image: Any, detection: dict[str, Any], index: i
     ax = figure.add_subplot(grid[:, 0])
     scale = picture.shape[1] / width  # input pixels per basis-map pixel (2)
     x0, y0, x1, y1 = window
-    ax.imshow(picture[int(y0 * scale):int(y1 * scale), int(x0 * scale):int(x1 * scale)],
-              extent=(x0 - 0.5, x1 - 0.5, y1 - 0.5, y0 - 0.5))
-    ax.add_patch(Rectangle((box[0] - 0.5, box[1] - 0.5), box[2] - box[0], box[3] - box[1], fill=False,
-                           edgecolor="red", linewidth=1.5))
+    ax.imshow(
+        picture[int(y0 * scale) : int(y1 * scale), int(x0 * scale) : int(x1 * scale)],
+        extent=(x0 - 0.5, x1 - 0.5, y1 - 0.5, y0 - 0.5),
+    )
+    ax.add_patch(
+        Rectangle(
+            (box[0] - 0.5, box[1] - 0.5),
+            box[2] - box[0],
+            box[3] - box[1],
+            fill=False,
+            edgecolor="red",
+            linewidth=1.5,
+        )
+    )
     ax.set_title("input and box j", fontsize=8)
     ax.set_xticks([])
     ax.set_yticks([])
@@ -325,20 +437,42 @@ def plot_spatial_mask_prediction(image: Any, detection: dict[str, Any], index: i
     for row in range(k_h):
         for column in range(k_w):
             q = row * k_w + column
-            cell = (box[0] + column * box_w / k_w, box[1] + row * box_h / k_h,
-                    box[0] + (column + 1) * box_w / k_w, box[1] + (row + 1) * box_h / k_h)
-            _show_map(figure.add_subplot(grid[row, 1 + column]), maps[q], window,
-                      f"M_{q + 1}j = σ(B·c_{q + 1}j)", box=box, cell=cell)
+            cell = (
+                box[0] + column * box_w / k_w,
+                box[1] + row * box_h / k_h,
+                box[0] + (column + 1) * box_w / k_w,
+                box[1] + (row + 1) * box_h / k_h,
+            )
+            _show_map(
+                figure.add_subplot(grid[row, 1 + column]),
+                maps[q],
+                window,
+                f"M_{q + 1}j = σ(B·c_{q + 1}j)",
+                box=box,
+                cell=cell,
+            )
     _show_map(figure.add_subplot(grid[:, 1 + k_w]), summed, window, "pruned sum Σ_i M̂_ij", box=box)
-    _show_map(figure.add_subplot(grid[:, 2 + k_w]), (summed > threshold).astype(np.float32), window,
-              f"final mask (> {threshold})", box=box)
+    _show_map(
+        figure.add_subplot(grid[:, 2 + k_w]),
+        (summed > threshold).astype(np.float32),
+        window,
+        f"final mask (> {threshold})",
+        box=box,
+    )
     if single_map is not None:
         single = _to_numpy(single_map).astype(np.float32)
         xs, ys = np.arange(width), np.arange(height)
         inside = ((xs >= box[0]) & (xs < box[2]))[None, :] & ((ys >= box[1]) & (ys < box[3]))[:, None]
-        _show_map(figure.add_subplot(grid[:, 3 + k_w]), single, window, "1x1: σ(B·c_j) (YOLACT-like)", box=box)
-        _show_map(figure.add_subplot(grid[:, 4 + k_w]), ((single * inside) > threshold).astype(np.float32),
-                  window, f"1x1: pruned, > {threshold}", box=box)
+        _show_map(
+            figure.add_subplot(grid[:, 3 + k_w]), single, window, "1x1: σ(B·c_j) (YOLACT-like)", box=box
+        )
+        _show_map(
+            figure.add_subplot(grid[:, 4 + k_w]),
+            ((single * inside) > threshold).astype(np.float32),
+            window,
+            f"1x1: pruned, > {threshold}",
+            box=box,
+        )
     if title:
         figure.suptitle(title, fontsize=9)
     figure.tight_layout()

@@ -138,19 +138,48 @@ def coco_files(tmp_path: Path) -> CocoFiles:
         ],
         "categories": [{"id": 7, "name": "dog"}, {"id": 3, "name": "cat"}],
         "annotations": [
-            {"id": 101, "image_id": 1, "category_id": 7, "iscrowd": 0, "segmentation": [POLYGON],
-             "bbox": [4.0, 2.0, 16.0, 10.0], "area": 160.0},
-            {"id": 102, "image_id": 1, "category_id": 3, "iscrowd": 0, "segmentation": compressed_rle(ring),
-             "bbox": mask_bbox(ring), "area": float(ring.sum())},
-            {"id": 103, "image_id": 1, "category_id": 3, "iscrowd": 1, "segmentation": uncompressed_rle(crowd),
-             "bbox": mask_bbox(crowd), "area": float(crowd.sum())},
-            {"id": 104, "image_id": 2, "category_id": 7, "iscrowd": 0,
-             "segmentation": uncompressed_rle(triangle), "bbox": mask_bbox(triangle),
-             "area": float(triangle.sum())},
+            {
+                "id": 101,
+                "image_id": 1,
+                "category_id": 7,
+                "iscrowd": 0,
+                "segmentation": [POLYGON],
+                "bbox": [4.0, 2.0, 16.0, 10.0],
+                "area": 160.0,
+            },
+            {
+                "id": 102,
+                "image_id": 1,
+                "category_id": 3,
+                "iscrowd": 0,
+                "segmentation": compressed_rle(ring),
+                "bbox": mask_bbox(ring),
+                "area": float(ring.sum()),
+            },
+            {
+                "id": 103,
+                "image_id": 1,
+                "category_id": 3,
+                "iscrowd": 1,
+                "segmentation": uncompressed_rle(crowd),
+                "bbox": mask_bbox(crowd),
+                "area": float(crowd.sum()),
+            },
+            {
+                "id": 104,
+                "image_id": 2,
+                "category_id": 7,
+                "iscrowd": 0,
+                "segmentation": uncompressed_rle(triangle),
+                "bbox": mask_bbox(triangle),
+                "area": float(triangle.sum()),
+            },
         ],
     }
     ann_file = write_json(tmp_path / "instances.json", data)
-    return CocoFiles(root=tmp_path, image_dir=image_dir, ann_file=ann_file, data=data, masks=masks, pixels=pixels)
+    return CocoFiles(
+        root=tmp_path, image_dir=image_dir, ann_file=ann_file, data=data, masks=masks, pixels=pixels
+    )
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -213,7 +242,9 @@ def ytvis_files(tmp_path: Path) -> YtvisFiles:
     }
     walk_polygon = [8.0, 6.0, 18.0, 6.0, 18.0, 14.0, 8.0, 14.0]
 
-    def track(ann_id: int, video_id: int, category_id: int, length: int, frames: dict[int, Any]) -> dict[str, Any]:
+    def track(
+        ann_id: int, video_id: int, category_id: int, length: int, frames: dict[int, Any]
+    ) -> dict[str, Any]:
         segmentations, bboxes, areas = [], [], []
         for f in range(length):
             if f in frames:
@@ -224,17 +255,31 @@ def ytvis_files(tmp_path: Path) -> YtvisFiles:
                 segmentations.append(None)
                 bboxes.append(None)
                 areas.append(None)
-        return {"id": ann_id, "video_id": video_id, "category_id": category_id, "iscrowd": 0,
-                "segmentations": segmentations, "bboxes": bboxes, "areas": areas,
-                "width": WIDTH, "height": HEIGHT, "length": 1}
+        return {
+            "id": ann_id,
+            "video_id": video_id,
+            "category_id": category_id,
+            "iscrowd": 0,
+            "segmentations": segmentations,
+            "bboxes": bboxes,
+            "areas": areas,
+            "width": WIDTH,
+            "height": HEIGHT,
+            "length": 1,
+        }
 
     data = {
         "info": {"description": "sipmask_ref test fixture"},
         "videos": video_entries,
         "categories": [{"id": 5, "name": "person"}, {"id": 2, "name": "car"}],
         "annotations": [
-            track(11, 10, 5, 4, {0: uncompressed_rle(masks[(11, 0)]), 1: compressed_rle(masks[(11, 1)]),
-                                 3: [walk_polygon]}),
+            track(
+                11,
+                10,
+                5,
+                4,
+                {0: uncompressed_rle(masks[(11, 0)]), 1: compressed_rle(masks[(11, 1)]), 3: [walk_polygon]},
+            ),
             track(12, 10, 2, 4, {1: uncompressed_rle(masks[(12, 1)])}),
             track(13, 20, 5, 1, {0: uncompressed_rle(masks[(13, 0)])}),
         ],

@@ -29,12 +29,15 @@ def test_tiny_backbone_gives_p3_to_p7_at_strides_8_to_128():
 
 def test_resnet_backbone_shapes_frozen_stem_and_stage1():
     torch.manual_seed(0)
-    config = replace(preset("paper_r50_544"), backbone="resnet18", pretrained_backbone=False,
-                     fpn_channels=32)
+    config = replace(preset("paper_r50_544"), backbone="resnet18", pretrained_backbone=False, fpn_channels=32)
     backbone = build_backbone(config)
     features = backbone(torch.randn(1, 3, 64, 96))
     assert [tuple(f.shape) for f in features] == [
-        (1, 32, 8, 12), (1, 32, 4, 6), (1, 32, 2, 3), (1, 32, 1, 2), (1, 32, 1, 1)
+        (1, 32, 8, 12),
+        (1, 32, 4, 6),
+        (1, 32, 2, 3),
+        (1, 32, 1, 2),
+        (1, 32, 1, 1),
     ]
     body = backbone.body
     assert isinstance(body, ResNetBody)
@@ -48,8 +51,13 @@ def test_resnet_backbone_shapes_frozen_stem_and_stage1():
 
 
 def test_frozen_stages_stay_in_eval_mode_with_trainable_batchnorm():
-    config = replace(preset("paper_r50_544"), backbone="resnet18", pretrained_backbone=False,
-                     frozen_bn=False, frozen_stages=1)
+    config = replace(
+        preset("paper_r50_544"),
+        backbone="resnet18",
+        pretrained_backbone=False,
+        frozen_bn=False,
+        frozen_stages=1,
+    )
     backbone = build_backbone(config).train()
     assert not backbone.body.stem.training and not backbone.body.stages[0].training
     assert backbone.body.stages[1].training
@@ -79,7 +87,7 @@ def test_offline_weights_give_a_clear_error(tmp_path, monkeypatch):
 def test_frozen_batch_norm_equals_torchvisions_and_keeps_its_state_dict():
     ours, theirs = backbone.FrozenBatchNorm2d(8), FrozenBatchNorm2d(8)  # ours is a subclass of torchvision's
     generator = torch.Generator().manual_seed(0)
-    for name, buffer in theirs.named_buffers():
+    for buffer in theirs.buffers():
         buffer.copy_(torch.rand(8, generator=generator) + 0.5)
     ours.load_state_dict(theirs.state_dict())  # the same keys
     x = torch.randn(2, 8, 5, 7, generator=generator, requires_grad=True)

@@ -35,8 +35,24 @@ def data_root(tmp_path_factory) -> Path:
 def trained(data_root, tmp_path_factory) -> Path:
     """A checkpoint after 2 iterations of cpu_tiny on the synthetic train split (val: synthetic val)."""
     out = tmp_path_factory.mktemp("run")
-    code = cli.main(["train", "--config", "cpu_tiny", "--data-root", str(data_root), "--out", str(out),
-                     "--iters", "2", "--batch-size", "2", "--log-every", "1", "--quiet"])
+    code = cli.main(
+        [
+            "train",
+            "--config",
+            "cpu_tiny",
+            "--data-root",
+            str(data_root),
+            "--out",
+            str(out),
+            "--iters",
+            "2",
+            "--batch-size",
+            "2",
+            "--log-every",
+            "1",
+            "--quiet",
+        ]
+    )
     assert code == 0
     return out
 
@@ -60,9 +76,25 @@ def test_resume_with_explicit_data(trained, data_root, tmp_path):
     run.mkdir()
     (run / "checkpoint.pt").write_bytes((trained / "checkpoint.pt").read_bytes())
     synthetic = data_root / "synthetic"
-    code = cli.main(["train", "--config", "cpu_tiny", "--train-ann", str(synthetic / "annotations/instances_train.json"),
-                     "--train-images", str(synthetic / "images/train"), "--out", str(run), "--iters", "3",
-                     "--batch-size", "2", "--resume", "--quiet"])
+    code = cli.main(
+        [
+            "train",
+            "--config",
+            "cpu_tiny",
+            "--train-ann",
+            str(synthetic / "annotations/instances_train.json"),
+            "--train-images",
+            str(synthetic / "images/train"),
+            "--out",
+            str(run),
+            "--iters",
+            "3",
+            "--batch-size",
+            "2",
+            "--resume",
+            "--quiet",
+        ]
+    )
     assert code == 0
     assert engine.read_checkpoint(run / "checkpoint.pt")["iteration"] == 3
     assert not (run / "metrics.json").exists()  # no val set given, none evaluated
@@ -80,8 +112,21 @@ def eager(trained, tmp_path_factory) -> Path:
 
 
 def test_evaluate_writes_results_with_the_datasets_category_ids(eager, data_root, tmp_path, capsys):
-    assert cli.main(["evaluate", "--checkpoint", str(eager), "--data-root", str(data_root),
-                     "--out", str(tmp_path), "--quiet"]) == 0
+    assert (
+        cli.main(
+            [
+                "evaluate",
+                "--checkpoint",
+                str(eager),
+                "--data-root",
+                str(data_root),
+                "--out",
+                str(tmp_path),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     results = json.loads((tmp_path / "results.json").read_text())
     assert 0 < len(results) <= 4 * 20
     assert {r["category_id"] for r in results} <= {CATEGORY_IDS[c] for c in CLASSES}
@@ -95,9 +140,27 @@ def test_evaluate_writes_results_with_the_datasets_category_ids(eager, data_root
 
 def test_predict_writes_overlays_and_detections(eager, data_root, tmp_path):
     images = [data_root / "synthetic/images/val/000000.png", data_root / "synthetic/images/train/000000.png"]
-    assert cli.main(["predict", "--checkpoint", str(eager), *map(str, images), "--out", str(tmp_path),
-                     "--score-threshold", "0"]) == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["000000.json", "000000.png", "000000_1.json", "000000_1.png"]
+    assert (
+        cli.main(
+            [
+                "predict",
+                "--checkpoint",
+                str(eager),
+                *map(str, images),
+                "--out",
+                str(tmp_path),
+                "--score-threshold",
+                "0",
+            ]
+        )
+        == 0
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "000000.json",
+        "000000.png",
+        "000000_1.json",
+        "000000_1.png",
+    ]
     record = json.loads((tmp_path / "000000.json").read_text())
     assert (record["width"], record["height"]) == (128, 128)
     assert 0 < len(record["detections"]) <= 20
@@ -105,14 +168,30 @@ def test_predict_writes_overlays_and_detections(eager, data_root, tmp_path):
         assert detection["class_name"] == CLASSES[detection["label"] - 1]
         assert detection["category_id"] == CATEGORY_IDS[detection["class_name"]]
         assert 0 <= detection["score"] <= 1 and len(detection["box"]) == 4
-        mask = mask_util.decode({"size": detection["mask"]["size"], "counts": detection["mask"]["counts"].encode()})
+        mask = mask_util.decode(
+            {"size": detection["mask"]["size"], "counts": detection["mask"]["counts"].encode()}
+        )
         assert mask.shape == (128, 128) and set(np.unique(mask)) <= {0, 1}
     assert (tmp_path / "000000.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_make_data_command(tmp_path):
-    assert cli.main(["make-data", "--root", str(tmp_path), "--num-train", "2", "--num-val", "1", "--no-video",
-                     "--quiet"]) == 0
+    assert (
+        cli.main(
+            [
+                "make-data",
+                "--root",
+                str(tmp_path),
+                "--num-train",
+                "2",
+                "--num-val",
+                "1",
+                "--no-video",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     synthetic = tmp_path / "synthetic"
     assert len(list((synthetic / "images/train").glob("*.png"))) == 2
     assert json.loads((synthetic / "annotations/instances_val.json").read_text())["images"][0]["id"] == 1
@@ -120,24 +199,66 @@ def test_make_data_command(tmp_path):
     assert not (tmp_path / "synthetic_video").exists()
 
 
-def bad_commands(trained: Path, data_root: Path, other_ann: Path, other_images: Path, tmp: Path) -> dict[str, list[str]]:
+def bad_commands(
+    trained: Path, data_root: Path, other_ann: Path, other_images: Path, tmp: Path
+) -> dict[str, list[str]]:
     checkpoint = str(trained / "checkpoint.pt")
     (tmp / "junk.pt").write_bytes(b"junk")
     commands = {
         "unknown preset": ["train", "--config", "paper_r51_800", "--out", str(tmp)],
         "resume without checkpoint": ["train", "--config", "cpu_tiny", "--out", str(tmp / "new"), "--resume"],
-        "missing annotation file": ["train", "--config", "cpu_tiny", "--out", str(tmp), "--train-ann",
-                                    str(tmp / "none.json"), "--train-images", str(tmp)],
-        "annotations without images": ["train", "--config", "cpu_tiny", "--out", str(tmp),
-                                       "--train-ann", str(other_ann)],
+        "missing annotation file": [
+            "train",
+            "--config",
+            "cpu_tiny",
+            "--out",
+            str(tmp),
+            "--train-ann",
+            str(tmp / "none.json"),
+            "--train-images",
+            str(tmp),
+        ],
+        "annotations without images": [
+            "train",
+            "--config",
+            "cpu_tiny",
+            "--out",
+            str(tmp),
+            "--train-ann",
+            str(other_ann),
+        ],
         "missing checkpoint": ["evaluate", "--checkpoint", str(tmp / "none.pt"), "--out", str(tmp)],
-        "not a checkpoint": ["predict", "--checkpoint", str(tmp / "junk.pt"), str(other_ann), "--out", str(tmp)],
+        "not a checkpoint": [
+            "predict",
+            "--checkpoint",
+            str(tmp / "junk.pt"),
+            str(other_ann),
+            "--out",
+            str(tmp),
+        ],
         "missing image": ["predict", "--checkpoint", checkpoint, str(tmp / "none.png"), "--out", str(tmp)],
-        "other categories": ["evaluate", "--checkpoint", checkpoint, "--ann", str(other_ann),
-                             "--images", str(other_images), "--out", str(tmp)],
+        "other categories": [
+            "evaluate",
+            "--checkpoint",
+            checkpoint,
+            "--ann",
+            str(other_ann),
+            "--images",
+            str(other_images),
+            "--out",
+            str(tmp),
+        ],
     }
     if not torch.cuda.is_available():
-        commands["cuda without CUDA"] = ["train", "--config", "cpu_tiny", "--out", str(tmp), "--device", "cuda"]
+        commands["cuda without CUDA"] = [
+            "train",
+            "--config",
+            "cpu_tiny",
+            "--out",
+            str(tmp),
+            "--device",
+            "cuda",
+        ]
     return commands
 
 
@@ -154,8 +275,14 @@ def test_user_errors_give_one_line_and_exit_code_2(trained, data_root, coco_file
 
 def test_python_dash_m_reports_errors_without_traceback(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    done = subprocess.run([sys.executable, "-m", "sipmask_ref", "train", "--config", "nope", "--out", str(tmp_path)],
-                          capture_output=True, text=True, env=env, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "sipmask_ref", "train", "--config", "nope", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        f"sipmask_ref train: error: unknown preset 'nope'; choose one of {', '.join(PRESETS)}"]
+        f"sipmask_ref train: error: unknown preset 'nope'; choose one of {', '.join(PRESETS)}"
+    ]

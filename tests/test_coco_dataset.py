@@ -85,13 +85,15 @@ def test_image_modes_are_converted_to_rgb(coco_files: CocoFiles) -> None:
     for channel in range(3):
         np.testing.assert_allclose(image[channel].numpy(), pixels["gray.png"] / 255.0, atol=1e-6)
     image, _ = item_by_image_id(dataset, 3)  # RGBA: alpha dropped, stored colours kept
-    np.testing.assert_allclose(image.permute(1, 2, 0).numpy(), pixels["rgba.png"][:, :, :3] / 255.0, atol=1e-6)
+    np.testing.assert_allclose(
+        image.permute(1, 2, 0).numpy(), pixels["rgba.png"][:, :, :3] / 255.0, atol=1e-6
+    )
 
 
 def test_palette_cmyk_and_16_bit_images(coco_files: CocoFiles) -> None:
     rgb = Image.open(coco_files.image_dir / "rgb.png")
     rgb.convert("P").save(coco_files.image_dir / "rgb.png")
-    gray16 = (coco_files.pixels["gray.png"].astype(np.uint16) * 257)
+    gray16 = coco_files.pixels["gray.png"].astype(np.uint16) * 257
     Image.fromarray(gray16).save(coco_files.image_dir / "gray.png")
     rgb.convert("CMYK").save(coco_files.image_dir / "rgba.png", format="TIFF")
     dataset = load(coco_files)
@@ -146,7 +148,7 @@ def test_dataloader_with_collate(coco_files: CocoFiles) -> None:
 
 
 def test_missing_json(coco_files: CocoFiles) -> None:
-    with pytest.raises(FileNotFoundError, match="nothere.json"):
+    with pytest.raises(FileNotFoundError, match=r"nothere\.json"):
         CocoInstances(coco_files.root / "nothere.json", coco_files.image_dir)
 
 
@@ -158,7 +160,7 @@ def test_not_json(coco_files: CocoFiles) -> None:
 
 
 @pytest.mark.parametrize(
-    "change, message",
+    ("change", "message"),
     [
         (lambda d: [1, 2, 3], r"not a COCO instances file: the top level is a list"),
         (lambda d: {k: v for k, v in d.items() if k != "images"}, r"missing key\(s\) \['images'\]"),
@@ -168,10 +170,19 @@ def test_not_json(coco_files: CocoFiles) -> None:
             lambda d: {**d, "images": [{"id": 1, "file_name": "rgb.png"}]},
             r"image #0 \(id 1\) lacks a valid \['width', 'height'\]",
         ),
-        (lambda d: {**d, "categories": [{"id": "3", "name": "cat"}]}, r"category #0 must be a dict with an integer 'id'"),
+        (
+            lambda d: {**d, "categories": [{"id": "3", "name": "cat"}]},
+            r"category #0 must be a dict with an integer 'id'",
+        ),
         (lambda d: {**d, "images": d["images"] + d["images"][:1]}, r"image id 1 appears twice"),
-        (lambda d: {**d, "annotations": d["annotations"] + d["annotations"][:1]}, r"annotation id 101 appears twice"),
-        (lambda d: {**d, "annotations": [{"image_id": 1, "category_id": 3}]}, r"annotation #0 has no integer 'id'"),
+        (
+            lambda d: {**d, "annotations": d["annotations"] + d["annotations"][:1]},
+            r"annotation id 101 appears twice",
+        ),
+        (
+            lambda d: {**d, "annotations": [{"image_id": 1, "category_id": 3}]},
+            r"annotation #0 has no integer 'id'",
+        ),
     ],
 )
 def test_not_coco_instances(coco_files: CocoFiles, change, message) -> None:
@@ -196,7 +207,10 @@ def test_unknown_image_or_category_always_raises(coco_files: CocoFiles, skip_inv
 def test_malformed_segmentations_raise(coco_files: CocoFiles) -> None:
     cases = [
         ({"counts": "abc"}, r"needs 'counts' and 'size'"),
-        ({"size": [10, 10], "counts": uncompressed_rle(rect_mask(0, 0, 4, 4))["counts"]}, r"differs from the image size"),
+        (
+            {"size": [10, 10], "counts": uncompressed_rle(rect_mask(0, 0, 4, 4))["counts"]},
+            r"differs from the image size",
+        ),
         ({"size": [HEIGHT, WIDTH], "counts": [5, 3]}, r"counts sum to 8"),
         ([["a", "b", "c", "d", "e", "f"]], r"polygon 0 is not a list of numbers"),
         ("polygon", r"must be a list of polygons or an RLE dict"),
@@ -224,7 +238,7 @@ DEGENERATE = [
 ]
 
 
-@pytest.mark.parametrize("key, value, message", DEGENERATE)
+@pytest.mark.parametrize(("key", "value", "message"), DEGENERATE)
 def test_degenerate_annotation_warns_and_is_skipped(coco_files: CocoFiles, key, value, message) -> None:
     data = coco_files.copy()
     data["annotations"][0][key] = value
@@ -237,8 +251,10 @@ def test_degenerate_annotation_warns_and_is_skipped(coco_files: CocoFiles, key, 
     np.testing.assert_array_equal(target["masks"][0].numpy(), coco_files.masks[102])
 
 
-@pytest.mark.parametrize("key, value, message", DEGENERATE)
-def test_degenerate_annotation_raises_without_skip_invalid(coco_files: CocoFiles, key, value, message) -> None:
+@pytest.mark.parametrize(("key", "value", "message"), DEGENERATE)
+def test_degenerate_annotation_raises_without_skip_invalid(
+    coco_files: CocoFiles, key, value, message
+) -> None:
     data = coco_files.copy()
     data["annotations"][0][key] = value
     with pytest.raises(ValueError, match=r"annotation id 101 in .*variant\.json: " + message):
@@ -247,7 +263,10 @@ def test_degenerate_annotation_raises_without_skip_invalid(coco_files: CocoFiles
 
 def test_degenerate_polygon_part_is_dropped_and_the_rest_kept(coco_files: CocoFiles) -> None:
     data = coco_files.copy()
-    data["annotations"][0]["segmentation"] = [[30.0, 30.0, 31.0, 31.0], data["annotations"][0]["segmentation"][0]]
+    data["annotations"][0]["segmentation"] = [
+        [30.0, 30.0, 31.0, 31.0],
+        data["annotations"][0]["segmentation"][0],
+    ]
     message = r"annotation id 101 .*polygon 0 has fewer than 3 points \(2\); that polygon is dropped"
     with pytest.warns(AnnotationWarning, match=message):
         dataset = CocoInstances(coco_files.write(data), coco_files.image_dir)
@@ -300,7 +319,9 @@ def test_missing_image_file_raises_when_loaded(coco_files: CocoFiles) -> None:
     dataset[0]
     with pytest.raises(FileNotFoundError, match=r"gray\.png \(image id 2\) does not exist"):
         dataset[1]
-    with pytest.raises(FileNotFoundError, match=r"1 of 3 image files .* missing, e\.g\. .*gray\.png \(image id 2\)"):
+    with pytest.raises(
+        FileNotFoundError, match=r"1 of 3 image files .* missing, e\.g\. .*gray\.png \(image id 2\)"
+    ):
         dataset.check_files()
 
 

@@ -44,20 +44,30 @@ def test_mask_rcnn_builder_follows_the_model_contract() -> None:
     images = [torch.rand(3, 96, 128), torch.rand(3, 128, 128)]  # [3, H, W] in [0, 1]
     masks = torch.zeros(2, 96, 128, dtype=torch.uint8)
     masks[0, 10:40, 20:60], masks[1, 50:90, 70:120] = 1, 1
-    targets = [{"boxes": torch.tensor([[20.0, 10.0, 60.0, 40.0], [70.0, 50.0, 120.0, 90.0]]),
-                "labels": torch.tensor([1, 3]), "masks": masks},
-               {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64),  # a negative image
-                "masks": torch.zeros(0, 128, 128, dtype=torch.uint8)}]
+    targets = [
+        {
+            "boxes": torch.tensor([[20.0, 10.0, 60.0, 40.0], [70.0, 50.0, 120.0, 90.0]]),
+            "labels": torch.tensor([1, 3]),
+            "masks": masks,
+        },
+        {
+            "boxes": torch.zeros(0, 4),
+            "labels": torch.zeros(0, dtype=torch.int64),  # a negative image
+            "masks": torch.zeros(0, 128, 128, dtype=torch.uint8),
+        },
+    ]
     model.train()
     losses = model(images, targets)
-    assert {"loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg"} == set(losses)
+    assert {"loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg"} == set(
+        losses
+    )
     assert all(torch.isfinite(v) and v.dim() == 0 for v in losses.values())
     sum(losses.values()).backward()
 
     model.eval()
     with torch.no_grad():
         outputs = model(images)
-    for image, output in zip(images, outputs):
+    for image, output in zip(images, outputs, strict=True):
         assert {"boxes", "labels", "scores", "masks"} <= set(output)
         n = len(output["scores"])
         assert output["boxes"].shape == (n, 4) and output["labels"].shape == (n,)
@@ -71,8 +81,13 @@ def test_load_mask_rcnn_prefers_the_averaged_weights(tmp_path: Path) -> None:
     torch.manual_seed(0)
     live = compare.build_mask_rcnn(config).state_dict()
     averaged = {k: v + 1 if v.is_floating_point() else v for k, v in live.items()}
-    state = {"format": engine.CHECKPOINT_FORMAT, "iteration": 3, "model": live, "ema": averaged,
-             "config": dataclasses.asdict(config)}
+    state = {
+        "format": engine.CHECKPOINT_FORMAT,
+        "iteration": 3,
+        "model": live,
+        "ema": averaged,
+        "config": dataclasses.asdict(config),
+    }
     engine.save_checkpoint(state, tmp_path / "a.pt")
     loaded = compare.load_mask_rcnn(tmp_path / "a.pt")
     assert not loaded.training
@@ -119,9 +134,12 @@ def test_budget_config_scales_the_presets_schedule() -> None:
     assert short.lr_steps == (4, 5) and short.warmup_iters == 4  # the warm-up ends at the first step
     assert compare.budget_config(base, 1).lr_steps == (1,)
     schedule = {"max_iters", "lr_steps", "warmup_iters"}
-    assert all(getattr(config, f.name) == getattr(base, f.name)
-               for f in dataclasses.fields(base) if f.name not in schedule)
-    with pytest.raises(ValueError):
+    assert all(
+        getattr(config, f.name) == getattr(base, f.name)
+        for f in dataclasses.fields(base)
+        if f.name not in schedule
+    )
+    with pytest.raises(ValueError, match="iters must be >= 1"):
         compare.budget_config(base, 0)
 
 
@@ -129,39 +147,82 @@ def test_budget_config_scales_the_presets_schedule() -> None:
 # the report
 # ----------------------------------------------------------------------------------------------------
 def _fake_record(name: str, title: str, box: float, mask: float, ms: float) -> dict:
-    return {"name": name, "title": title, "parameters": 1_639_968, "iterations": 480, "train_s": 241.3,
-            "lr": 4e-3, "mask_threshold": 0.4, "box_AP": box, "box_AP50": box + 0.2, "mask_AP": mask,
-            "mask_AP50": -1.0, "threads": 2,
-            "inference": {"median_ms": ms, "p25_ms": ms - 1, "p75_ms": ms + 2, "min_ms": ms - 2, "max_ms": ms + 9,
-                          "mean_ms": ms, "images": 100}}
+    return {
+        "name": name,
+        "title": title,
+        "parameters": 1_639_968,
+        "iterations": 480,
+        "train_s": 241.3,
+        "lr": 4e-3,
+        "mask_threshold": 0.4,
+        "box_AP": box,
+        "box_AP50": box + 0.2,
+        "mask_AP": mask,
+        "mask_AP50": -1.0,
+        "threads": 2,
+        "inference": {
+            "median_ms": ms,
+            "p25_ms": ms - 1,
+            "p75_ms": ms + 2,
+            "min_ms": ms - 2,
+            "max_ms": ms + 9,
+            "mean_ms": ms,
+            "images": 100,
+        },
+    }
 
 
 def _fake_report(records: list[dict]) -> dict:
     return {
         "format": compare.FORMAT,
-        "settings": {"command": "python -m sipmask_ref compare --budget-s 240 --threads 2",
-                     "models": {s.name: s.title for s in compare.MODELS}, "base_preset": "cpu_tiny",
-                     "budget_s": 240.0, "threads": 2, "batch_size": 8, "data": "data/synthetic",
-                     "train_images": 600, "val_images": 150, "calibration": {"warmup": 5, "steps": 15},
-                     "inference": {"warmup": 5, "images": 100}},
-        "environment": {"date": "2025-01-02", "python": "3.11.7", "torch": "2.x", "torchvision": "0.y",
-                        "processor": "x86_64", "cpu_count": 2, "failed": []},
+        "settings": {
+            "command": "python -m sipmask_ref compare --budget-s 240 --threads 2",
+            "models": {s.name: s.title for s in compare.MODELS},
+            "base_preset": "cpu_tiny",
+            "budget_s": 240.0,
+            "threads": 2,
+            "batch_size": 8,
+            "data": "data/synthetic",
+            "train_images": 600,
+            "val_images": 150,
+            "calibration": {"warmup": 5, "steps": 15},
+            "inference": {"warmup": 5, "images": 100},
+        },
+        "environment": {
+            "date": "2025-01-02",
+            "python": "3.11.7",
+            "torch": "2.x",
+            "torchvision": "0.y",
+            "processor": "x86_64",
+            "cpu_count": 2,
+            "failed": [],
+        },
         "records": records,
     }
 
 
 def test_report_writer_on_fake_records(tmp_path: Path) -> None:
-    report = _fake_report([_fake_record("sipmask", "SipMask (cpu_tiny)", 0.251, 0.2049, 12.34),
-                           _fake_record("mask_rcnn", "Mask R-CNN (torchvision)", 0.3, 0.22, 30.0)])
+    report = _fake_report(
+        [
+            _fake_record("sipmask", "SipMask (cpu_tiny)", 0.251, 0.2049, 12.34),
+            _fake_record("mask_rcnn", "Mask R-CNN (torchvision)", 0.3, 0.22, 30.0),
+        ]
+    )
     json_path, markdown_path = compare.write_report(report, tmp_path / "out")
     assert json.loads(json_path.read_text()) == report
     text = markdown_path.read_text()
     assert text.startswith("# Speed vs accuracy (paper Table 1)")
-    assert "| SipMask (cpu_tiny) | 1.64 M | 480 | 241 | 25.1 | 45.1 | 20.5 | - | 12.3 | 11.3-14.3 | 2 |" in text
+    assert (
+        "| SipMask (cpu_tiny) | 1.64 M | 480 | 241 | 25.1 | 45.1 | 20.5 | - | 12.3 | 11.3-14.3 | 2 |" in text
+    )
     assert "| YOLACT-like baseline (Table 2) | not run |" in text  # listed, without a record
     assert "`python -m sipmask_ref compare --budget-s 240 --threads 2`" in text
     assert "2025-01-02" in text and "torch 2.x, torchvision 0.y" in text and "`data/synthetic`" in text
-    assert text.index("SipMask (cpu_tiny)") < text.index("YOLACT-like") < text.index("Mask R-CNN (torchvision) |")
+    assert (
+        text.index("SipMask (cpu_tiny)")
+        < text.index("YOLACT-like")
+        < text.index("Mask R-CNN (torchvision) |")
+    )
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -172,17 +233,33 @@ def _small_preset(name: str):
     return dataclasses.replace(preset(name), batch_size=2, input_size=(64, 64))
 
 
-def test_compare_tiny_run_writes_both_files_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    make_data(root=tmp_path / "data", image_size=64, num_train=4, num_val=2, video=False,
-              progress=False, verbose=False)
+def test_compare_tiny_run_writes_both_files_and_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_data(
+        root=tmp_path / "data",
+        image_size=64,
+        num_train=4,
+        num_val=2,
+        video=False,
+        progress=False,
+        verbose=False,
+    )
     monkeypatch.setattr(compare, "preset", _small_preset)
     monkeypatch.setattr(compare, "CALIBRATION_WARMUP", 1)
     monkeypatch.setattr(compare, "CALIBRATION_STEPS", 1)
     monkeypatch.setattr(compare, "INFERENCE_WARMUP", 1)
     monkeypatch.setattr(compare, "CHECKPOINT_EVERY", 2)  # several engine.train chunks per model
     threads = torch.get_num_threads()
-    kwargs = dict(out=tmp_path / "results", budget_s=0.4, threads=1, work_dir=tmp_path / "work",
-                  data_root=tmp_path / "data", inference=(1, 2), log=lambda line: None)
+    kwargs = dict(
+        out=tmp_path / "results",
+        budget_s=0.4,
+        threads=1,
+        work_dir=tmp_path / "work",
+        data_root=tmp_path / "data",
+        inference=(1, 2),
+        log=lambda line: None,
+    )
     report = compare.compare(**kwargs)
     assert torch.get_num_threads() == threads  # 1 thread inside, the caller's count restored
     assert not report["environment"]["failed"]
@@ -196,8 +273,11 @@ def test_compare_tiny_run_writes_both_files_and_resumes(tmp_path: Path, monkeypa
         assert (compare.model_dir(tmp_path / "work", name) / engine.CHECKPOINT_NAME).is_file()
     assert records["mask_rcnn"]["mask_threshold"] == 0.5 and records["sipmask"]["mask_threshold"] == 0.4
     assert records["mask_rcnn"]["lr"] == compare.MASK_RCNN_LR
-    assert records["mask_rcnn"]["parameters"] > records["sipmask"]["parameters"] > \
-        records["yolact_baseline"]["parameters"]
+    assert (
+        records["mask_rcnn"]["parameters"]
+        > records["sipmask"]["parameters"]
+        > records["yolact_baseline"]["parameters"]
+    )
 
     text = (tmp_path / "results" / "speed_accuracy.md").read_text()
     raw = (tmp_path / "results" / "speed_accuracy.json").read_text()
@@ -222,8 +302,19 @@ def test_compare_tiny_run_writes_both_files_and_resumes(tmp_path: Path, monkeypa
 
     # the CLI: the same settings skip everything and write the files; mistakes are usage errors
     monkeypatch.setattr(compare, "INFERENCE_IMAGES", 2)
-    argv = ["compare", "--budget-s", "0.4", "--threads", "1", "--out", str(tmp_path / "cli"),
-            "--work-dir", str(tmp_path / "work"), "--data-root", str(tmp_path / "data")]
+    argv = [
+        "compare",
+        "--budget-s",
+        "0.4",
+        "--threads",
+        "1",
+        "--out",
+        str(tmp_path / "cli"),
+        "--work-dir",
+        str(tmp_path / "work"),
+        "--data-root",
+        str(tmp_path / "data"),
+    ]
     assert cli.main(argv) == 0
     written = json.loads((tmp_path / "cli" / "speed_accuracy.json").read_text())
     assert written["records"] == json.loads(json.dumps(third["records"]))

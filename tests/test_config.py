@@ -8,8 +8,15 @@ from sipmask_ref.config import PRESETS, SipMaskConfig, preset
 
 
 def test_every_preset_constructs_and_is_a_fresh_object():
-    assert PRESETS == ("paper_r50_800", "paper_r101_800", "paper_r50_544", "paper_r101_544", "cpu_tiny",
-                       "paper_vis_r50", "cpu_tiny_vis")
+    assert PRESETS == (
+        "paper_r50_800",
+        "paper_r101_800",
+        "paper_r50_544",
+        "paper_r101_544",
+        "cpu_tiny",
+        "paper_vis_r50",
+        "cpu_tiny_vis",
+    )
     for name in PRESETS:
         config = preset(name)
         assert isinstance(config, SipMaskConfig)
@@ -51,7 +58,7 @@ def test_unknown_preset_lists_the_names():
 
 
 @pytest.mark.parametrize(
-    "field, value, message",
+    ("field", "value", "message"),
     [
         ("sub_regions", (0, 2), "sub_regions must be a positive int"),
         ("sub_regions", (2.0, 2), "sub_regions must be a positive int"),

@@ -10,6 +10,7 @@ import dataclasses
 import json
 import socket
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import torch
@@ -37,22 +38,28 @@ class ToyDetector(nn.Module):
         self.nan_at, self.interrupt_at, self.calls = nan_at, interrupt_at, 0
 
     def features(self, images: list[torch.Tensor]) -> torch.Tensor:
-        return torch.stack([self.head(self.conv(image[None]).relu().mean((2, 3)))[0] for image in images])  # [B, 5]
+        return torch.stack(
+            [self.head(self.conv(image[None]).relu().mean((2, 3)))[0] for image in images]
+        )  # [B, 5]
 
     def forward(self, images, targets=None):
         out = self.features(images)
         if not self.training:
             return [
-                {"boxes": torch.tensor([[0.0, 0.0, float(im.shape[-1]), float(im.shape[-2])]]),
-                 "labels": torch.tensor([1]), "scores": torch.tensor([0.9]),
-                 "masks": torch.full((1, 1, *im.shape[-2:]), 0.8)}
+                {
+                    "boxes": torch.tensor([[0.0, 0.0, float(im.shape[-1]), float(im.shape[-2])]]),
+                    "labels": torch.tensor([1]),
+                    "scores": torch.tensor([0.9]),
+                    "masks": torch.full((1, 1, *im.shape[-2:]), 0.8),
+                }
                 for im in images
             ]
         self.calls += 1
         if self.calls == self.interrupt_at:
             raise KeyboardInterrupt
-        mean_boxes = torch.stack([
-            t["boxes"].mean(0) / 32 if len(t["boxes"]) else torch.zeros(4) for t in targets])  # [B, 4]
+        mean_boxes = torch.stack(
+            [t["boxes"].mean(0) / 32 if len(t["boxes"]) else torch.zeros(4) for t in targets]
+        )  # [B, 4]
         counts = torch.tensor([float(len(t["labels"])) for t in targets])  # [B]
         loss_box = ((out[:, :4] - mean_boxes) ** 2).mean()
         if self.calls == self.nan_at:
@@ -63,8 +70,8 @@ class ToyDetector(nn.Module):
 class ToyDataset(torch.utils.data.Dataset):
     """n images of varying size with 0-2 rectangles each (deterministic per index)."""
 
-    class_names = ["a", "b"]
-    label_to_cat_id = {1: 7, 2: 9}
+    class_names: ClassVar[list[str]] = ["a", "b"]
+    label_to_cat_id: ClassVar[dict[int, int]] = {1: 7, 2: 9}
 
     def __init__(self, n: int = 10) -> None:
         self.n = n
@@ -77,18 +84,33 @@ class ToyDataset(torch.utils.data.Dataset):
         h, w = 24 + 4 * (idx % 3), 32
         image = torch.rand(3, h, w, generator=g)
         count = idx % 3
-        boxes = torch.tensor([[2.0 + 3 * k, 2.0, 12.0 + 5 * k, 10.0 + k] for k in range(count)]).reshape(-1, 4)
+        boxes = torch.tensor([[2.0 + 3 * k, 2.0, 12.0 + 5 * k, 10.0 + k] for k in range(count)]).reshape(
+            -1, 4
+        )
         masks = torch.zeros(count, h, w, dtype=torch.uint8)
         for k, (x1, y1, x2, y2) in enumerate(boxes.int().tolist()):
             masks[k, y1:y2, x1:x2] = 1
-        target = {"boxes": boxes, "labels": torch.tensor([1 + k % 2 for k in range(count)], dtype=torch.int64),
-                  "masks": masks, "image_id": 100 + idx, "iscrowd": torch.zeros(count, dtype=torch.uint8)}
+        target = {
+            "boxes": boxes,
+            "labels": torch.tensor([1 + k % 2 for k in range(count)], dtype=torch.int64),
+            "masks": masks,
+            "image_id": 100 + idx,
+            "iscrowd": torch.zeros(count, dtype=torch.uint8),
+        }
         return image, target
 
 
 def toy_config(**changes):
-    base = dataclasses.replace(preset("cpu_tiny"), lr=0.01, warmup_iters=3, warmup_factor=0.1,
-                               lr_steps=(5,), max_iters=8, batch_size=3, seed=3)
+    base = dataclasses.replace(
+        preset("cpu_tiny"),
+        lr=0.01,
+        warmup_iters=3,
+        warmup_factor=0.1,
+        lr_steps=(5,),
+        max_iters=8,
+        batch_size=3,
+        seed=3,
+    )
     return dataclasses.replace(base, **changes)
 
 
@@ -114,8 +136,20 @@ def assert_same_weights(a: nn.Module, b: nn.Module) -> None:
 # schedule and optimizer
 # ----------------------------------------------------------------------------------------------------
 def test_lr_factor_by_hand():
-    c = toy_config(warmup_method="linear", warmup_iters=10, warmup_factor=0.1, lr_steps=(20, 30), max_iters=40)
-    expected = {0: 0.1, 5: 0.1 + 0.9 * 0.5, 9: 0.1 + 0.9 * 0.9, 10: 1.0, 19: 1.0, 20: 0.1, 29: 0.1, 30: 0.01, 39: 0.01}
+    c = toy_config(
+        warmup_method="linear", warmup_iters=10, warmup_factor=0.1, lr_steps=(20, 30), max_iters=40
+    )
+    expected = {
+        0: 0.1,
+        5: 0.1 + 0.9 * 0.5,
+        9: 0.1 + 0.9 * 0.9,
+        10: 1.0,
+        19: 1.0,
+        20: 0.1,
+        29: 0.1,
+        30: 0.01,
+        39: 0.01,
+    }
     for it, value in expected.items():
         assert engine.lr_factor(it, c) == pytest.approx(value), it
     c = dataclasses.replace(c, warmup_method="constant", warmup_factor=1 / 3)
@@ -148,7 +182,7 @@ def test_stream_is_a_pure_function_of_seed_and_position():
     samples = engine.TrainSamples(ToyDataset(7), seed=5, hflip_prob=0.5)
     order = [samples.index(p) for p in range(21)]
     for epoch in range(3):
-        assert sorted(order[7 * epoch: 7 * epoch + 7]) == list(range(7))  # each epoch is a permutation
+        assert sorted(order[7 * epoch : 7 * epoch + 7]) == list(range(7))  # each epoch is a permutation
     assert order[:7] != order[7:14]  # a new permutation each epoch
     again = engine.TrainSamples(ToyDataset(7), seed=5, hflip_prob=0.5)
     torch.manual_seed(123)  # the global generator does not matter
@@ -188,7 +222,7 @@ def test_resume_reaches_the_uninterrupted_weights(tmp_path):
     c = toy_config(max_iters=8)
     full, _ = run(tmp_path / "full", c, checkpoint_every=100)
 
-    part, summary = run(tmp_path / "part", c, iters=3)
+    _part, summary = run(tmp_path / "part", c, iters=3)
     assert summary["iteration"] == 3
     assert engine.read_checkpoint(tmp_path / "part" / "checkpoint.pt")["iteration"] == 3
     resumed = ToyDetector()  # a new process: fresh weights, restored from the checkpoint
@@ -198,7 +232,10 @@ def test_resume_reaches_the_uninterrupted_weights(tmp_path):
     saved_full = engine.read_checkpoint(tmp_path / "full" / "checkpoint.pt")
     saved_resumed = engine.read_checkpoint(tmp_path / "part" / "checkpoint.pt")
     torch.testing.assert_close(saved_full["optimizer"], saved_resumed["optimizer"], rtol=0, atol=0)
-    logged = [json.loads(line)["iteration"] for line in (tmp_path / "part" / "train_log.jsonl").read_text().splitlines()]
+    logged = [
+        json.loads(line)["iteration"]
+        for line in (tmp_path / "part" / "train_log.jsonl").read_text().splitlines()
+    ]
     assert logged == [3, 8]
 
 
@@ -211,7 +248,10 @@ def test_resume_after_a_crash_mid_run(tmp_path):
     resumed = ToyDetector()
     run(tmp_path / "crash", c, model=resumed, resume=True, log_every=1)
     assert_same_weights(full, resumed)
-    logged = [json.loads(line)["iteration"] for line in (tmp_path / "crash" / "train_log.jsonl").read_text().splitlines()]
+    logged = [
+        json.loads(line)["iteration"]
+        for line in (tmp_path / "crash" / "train_log.jsonl").read_text().splitlines()
+    ]
     assert logged == list(range(1, 9))  # step 5, logged before the crash, is not duplicated
 
 
@@ -237,8 +277,9 @@ def test_weight_average_resumes_and_is_what_a_checkpoint_evaluates(tmp_path):
     run(tmp_path / "part", c, model=resumed, resume=True)
     assert_same_weights(full, resumed)  # both end holding the average
     saved = engine.read_checkpoint(tmp_path / "full" / "checkpoint.pt")
-    torch.testing.assert_close(saved["ema"], engine.read_checkpoint(tmp_path / "part" / "checkpoint.pt")["ema"],
-                               rtol=0, atol=0)
+    torch.testing.assert_close(
+        saved["ema"], engine.read_checkpoint(tmp_path / "part" / "checkpoint.pt")["ema"], rtol=0, atol=0
+    )
     assert engine.evaluation_weights(saved) is saved["ema"]
     torch.testing.assert_close(full.state_dict(), saved["ema"], rtol=0, atol=0)
     assert any(not torch.equal(saved["model"][k], saved["ema"][k]) for k in saved["model"])
@@ -269,7 +310,9 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
 
 def test_interrupted_save_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
     path = tmp_path / "checkpoint.pt"
-    engine.save_checkpoint({"format": engine.CHECKPOINT_FORMAT, "iteration": 1, "model": {}, "config": {}}, path)
+    engine.save_checkpoint(
+        {"format": engine.CHECKPOINT_FORMAT, "iteration": 1, "model": {}, "config": {}}, path
+    )
 
     def crashing_save(obj, f, *args, **kwargs):
         f.write(b"PK\x03\x04 half a checkpoint")
@@ -277,7 +320,9 @@ def test_interrupted_save_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "save", crashing_save)
     with pytest.raises(OSError, match="disk full"):
-        engine.save_checkpoint({"format": engine.CHECKPOINT_FORMAT, "iteration": 2, "model": {}, "config": {}}, path)
+        engine.save_checkpoint(
+            {"format": engine.CHECKPOINT_FORMAT, "iteration": 2, "model": {}, "config": {}}, path
+        )
     monkeypatch.undo()
     assert engine.read_checkpoint(path)["iteration"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]  # no temporary file left behind
@@ -322,8 +367,13 @@ def test_distributed_world_size_one_matches_single_process(tmp_path, monkeypatch
         port = s.getsockname()[1]
     c = toy_config(max_iters=4, lr_steps=(3,))
     single, _ = run(tmp_path / "single", c)
-    for key, value in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0",
-                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}.items():
+    for key, value in {
+        "RANK": "0",
+        "WORLD_SIZE": "1",
+        "LOCAL_RANK": "0",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port),
+    }.items():
         monkeypatch.setenv(key, value)
     ddp, _ = run(tmp_path / "ddp", c)
     assert not torch.distributed.is_initialized()  # the group train() created is gone
@@ -351,7 +401,8 @@ def test_real_model_resume_is_bit_identical(tmp_path):
     from sipmask_ref.data.synthetic import make_data
     from sipmask_ref.model import SipMask
 
-    made = make_data(root=tmp_path, num_train=4, num_val=1, video=False, progress=False, verbose=False)["synthetic"]
+    made = make_data(root=tmp_path, num_train=4, num_val=1, video=False, progress=False, verbose=False)
+    made = made["synthetic"]
     dataset = CocoInstances(made["train_annotations"], made["train_images"])
     c = dataclasses.replace(preset("cpu_tiny"), batch_size=2)
 

@@ -126,7 +126,7 @@ def test_known_iou_gives_ap50_one_and_ap75_zero():
 def test_per_class_ap_by_hand():
     # Category 'seven' is predicted perfectly. Of category 'three' only the small 10x10 object of image 1
     # is predicted, shifted 3 px right (IoU 7*10 / 13*10 = 0.538), and its large object is missed.
-    three_small = [o for o in OBJECTS if o[1] == 3][0]
+    three_small = next(o for o in OBJECTS if o[1] == 3)
     sevens = [o for o in OBJECTS if o[1] == 7]
     predictions = make_predictions(sevens, image_ids=tuple(IMAGES))
     shifted = make_predictions([three_small], shift_x=3, image_ids=[1])[0]
@@ -150,14 +150,18 @@ def test_empty_results_score_zero_without_crash(capsys):
     capsys.readouterr()
     metrics = evaluate_coco(gt, [])
     for iou_type in ("bbox", "segm"):
-        assert metrics[iou_type] == {name: 0.0 for name in STAT_NAMES}
+        assert metrics[iou_type] == dict.fromkeys(STAT_NAMES, 0.0)
     assert capsys.readouterr().out == ""  # pycocotools' prints are silenced
 
 
 def test_no_detections_from_the_model():
     predictions = [
-        {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64), "scores": torch.zeros(0),
-         "masks": torch.zeros(0, 1, 60, 80)}
+        {
+            "boxes": torch.zeros(0, 4),
+            "labels": torch.zeros(0, dtype=torch.int64),
+            "scores": torch.zeros(0),
+            "masks": torch.zeros(0, 1, 60, 80),
+        }
     ]
     assert predictions_to_coco_results(predictions, [2], LABEL_TO_CAT_ID) == []
 
@@ -168,9 +172,9 @@ def test_non_contiguous_category_ids_round_trip():
     expected = sorted((i, c, (x1, y1, x2 - x1, y2 - y1)) for i, c, x1, y1, x2, y2 in OBJECTS)
     assert got == expected
     json.dumps(results)  # RLE counts are str, so the results are JSON-ready
+    bad = make_predictions(image_ids=[2])
+    bad[0]["labels"] = torch.tensor([5])
     with pytest.raises(ValueError, match="labels \\[5\\]"):
-        bad = make_predictions(image_ids=[2])
-        bad[0]["labels"] = torch.tensor([5])
         predictions_to_coco_results(bad, [2], LABEL_TO_CAT_ID)
 
 

@@ -41,15 +41,26 @@ def make_gt(tracks: list[tuple[int, int, list]], num_videos: int = 2, length: in
     height, width = size
     return {
         "videos": [
-            {"id": v, "length": length, "height": height, "width": width,
-             "file_names": [f"{v}/{t:05d}.jpg" for t in range(length)]}
+            {
+                "id": v,
+                "length": length,
+                "height": height,
+                "width": width,
+                "file_names": [f"{v}/{t:05d}.jpg" for t in range(length)],
+            }
             for v in range(1, num_videos + 1)
         ],
         "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}],
         "annotations": [
-            {"id": k + 1, "video_id": v, "category_id": c, "iscrowd": 0, "segmentations": segs,
-             "areas": [None if s is None else int(mask_util.area(s)) for s in segs],
-             "bboxes": [None if s is None else list(mask_util.toBbox(s)) for s in segs]}
+            {
+                "id": k + 1,
+                "video_id": v,
+                "category_id": c,
+                "iscrowd": 0,
+                "segmentations": segs,
+                "areas": [None if s is None else int(mask_util.area(s)) for s in segs],
+                "bboxes": [None if s is None else list(mask_util.toBbox(s)) for s in segs],
+            }
             for k, (v, c, segs) in enumerate(tracks)
         ],
     }
@@ -69,7 +80,7 @@ def test_sequence_iou_by_hand():
     assert sequence_iou(gt, gt) == pytest.approx(1.0)
     assert sequence_iou([None] * 3, [None] * 3) == 0.0
     np.testing.assert_allclose(sequence_iou_matrix([pred, gt], [gt]), [[1 / 7], [1.0]])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="they must match"):
         sequence_iou(pred[:2], gt)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import pytest
 import torch
@@ -20,7 +21,7 @@ SIZE = 64
 class TinyDataset:
     """Two 64 x 64 images with two square instances each (labels 1 and 2)."""
 
-    class_names = ["a", "b"]
+    class_names: ClassVar[list[str]] = ["a", "b"]
 
     def __init__(self) -> None:
         generator = torch.Generator().manual_seed(0)
@@ -31,8 +32,9 @@ class TinyDataset:
             masks = torch.zeros(2, SIZE, SIZE, dtype=torch.uint8)
             for g, (x1, y1, x2, y2) in enumerate(boxes.int().tolist()):
                 masks[g, y1:y2, x1:x2] = 1
-            self.items.append((image, {"boxes": boxes, "labels": torch.tensor([1, 2]), "masks": masks,
-                                       "image_id": k + 1}))
+            self.items.append(
+                (image, {"boxes": boxes, "labels": torch.tensor([1, 2]), "masks": masks, "image_id": k + 1})
+            )
 
     def __len__(self) -> int:
         return len(self.items)
@@ -43,8 +45,14 @@ class TinyDataset:
 
 def make_model(sub_regions=(2, 2), score_threshold: float = 0.0) -> SipMask:
     torch.manual_seed(0)
-    config = dataclasses.replace(preset("cpu_tiny"), num_classes=2, input_size=(SIZE, SIZE),
-                                 sub_regions=sub_regions, score_threshold=score_threshold, max_detections=8)
+    config = dataclasses.replace(
+        preset("cpu_tiny"),
+        num_classes=2,
+        input_size=(SIZE, SIZE),
+        sub_regions=sub_regions,
+        score_threshold=score_threshold,
+        max_detections=8,
+    )
     return SipMask(config).eval()
 
 
@@ -59,15 +67,16 @@ def test_grid_names_round_trip_and_reject_garbage():
     assert ex.parse_grid("2x3") == (2, 3)
     assert ex.grid_name((3, 1)) == "3x1"
     for bad in ("2", "0x2", "ax2", "2x2x2"):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="a grid is written"):
             ex.parse_grid(bad)
 
 
 def test_regrid_coefficients_weights_by_overlap():
     coefficients = torch.randn(3, 4, 5)  # [N, Q, M], 2x2
     torch.testing.assert_close(ex.regrid_coefficients(coefficients, (2, 2), (2, 2)), coefficients)
-    torch.testing.assert_close(ex.regrid_coefficients(coefficients, (2, 2), (1, 1)),
-                               coefficients.mean(dim=1, keepdim=True))
+    torch.testing.assert_close(
+        ex.regrid_coefficients(coefficients, (2, 2), (1, 1)), coefficients.mean(dim=1, keepdim=True)
+    )
     nine = ex.regrid_coefficients(coefficients, (2, 2), (3, 3))  # [N, 9, M]
     top_left, top_right, bottom_left, bottom_right = coefficients.unbind(dim=1)
     torch.testing.assert_close(nine[:, 0], top_left)  # corner cells lie in one quadrant
@@ -90,7 +99,9 @@ def test_instance_maps_own_grid_is_the_models_mask(setup):
     half = SIZE // 2
     assert maps.real and maps.sub_regions == (2, 2)
     assert maps.sub_region_maps.shape == (4, half, half)
-    assert maps.image.shape == (3, SIZE, SIZE) and float(maps.image.min()) >= 0 and float(maps.image.max()) <= 1
+    assert (
+        maps.image.shape == (3, SIZE, SIZE) and float(maps.image.min()) >= 0 and float(maps.image.max()) <= 1
+    )
     torch.testing.assert_close(maps.instance_map, inter["detections"][0]["masks"][0])
     torch.testing.assert_close(maps.sub_region_maps, inter["detections"][0]["sub_region_maps"][0])
     assert torch.equal(maps.mask, maps.instance_map > 0.3)
@@ -106,20 +117,31 @@ def test_instance_maps_thought_experiment_uses_regridded_coefficients(setup):
     maps = ex.instance_maps(model, image, 1, grid=(1, 1), intermediates=inter)
     assert not maps.real and maps.sub_region_maps.shape[0] == 1
     detection = inter["detections"][0]
-    expected = assemble_masks(inter["basis_masks"][0], detection["coefficients"][1:2].mean(dim=1, keepdim=True),
-                              detection["boxes"][1:2], (1, 1))[0]
+    expected = assemble_masks(
+        inter["basis_masks"][0],
+        detection["coefficients"][1:2].mean(dim=1, keepdim=True),
+        detection["boxes"][1:2],
+        (1, 1),
+    )[0]
     torch.testing.assert_close(maps.instance_map, expected)
 
 
 def test_match_detection_prefers_the_best_scored_good_match():
-    result = {"boxes": torch.tensor([[0.0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60], [0, 0, 9, 10]]),
-              "labels": torch.tensor([2, 1, 1, 1]), "scores": torch.tensor([0.9, 0.8, 0.7, 0.6])}
+    result = {
+        "boxes": torch.tensor([[0.0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60], [0, 0, 9, 10]]),
+        "labels": torch.tensor([2, 1, 1, 1]),
+        "scores": torch.tensor([0.9, 0.8, 0.7, 0.6]),
+    }
     j, overlap = ex.match_detection(result, torch.tensor([0.0, 0, 10, 10]), 1)
     assert j == 1 and 0.5 <= overlap < 1  # detection 0 has the wrong class
     j, overlap = ex.match_detection(result, torch.tensor([0.0, 0, 10, 10]), 3)  # no class-3 detection
     assert j == 0 and overlap == pytest.approx(1.0)
     assert ex.match_detection(result, torch.tensor([30.0, 30, 40, 40]), 1) == (None, 0.0)
-    empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64), "scores": torch.zeros(0)}
+    empty = {
+        "boxes": torch.zeros(0, 4),
+        "labels": torch.zeros(0, dtype=torch.int64),
+        "scores": torch.zeros(0),
+    }
     assert ex.match_detection(empty, torch.tensor([0.0, 0, 10, 10]), 1) == (None, 0.0)
 
 
@@ -138,8 +160,14 @@ def test_explorer_maps_describe_and_render(setup):
     assert not thought.real and not thought_facts["real"]
     inter = explorer.intermediates("2x2", 1)
     coefficients = inter["detections"][0]["coefficients"][facts["detection"]][None].mean(dim=1, keepdim=True)
-    pasted = paste_masks(inter["basis_masks"][0], coefficients, thought.box[None] * 2, (1, 1),
-                         inter["image_sizes"][0], inter["original_sizes"][0])[0, 0]
+    pasted = paste_masks(
+        inter["basis_masks"][0],
+        coefficients,
+        thought.box[None] * 2,
+        (1, 1),
+        inter["image_sizes"][0],
+        inter["original_sizes"][0],
+    )[0, 0]
     gt = explorer.item(1)[1]["masks"][0].bool()
     assert thought_facts["gt_mask_iou"] == pytest.approx(ex.mask_iou(pasted > 0.3, gt))
 
@@ -166,7 +194,7 @@ def test_explorer_without_detections_and_bad_states():
         explorer.maps(ex.ExplorerState(0, 0, "3x3"))
     with pytest.raises(ValueError, match="image_index"):
         explorer.maps(ex.ExplorerState(7, 0, "2x2"))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="at least one model"):
         ex.Explorer({}, dataset)
 
 

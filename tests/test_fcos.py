@@ -24,9 +24,7 @@ def test_locations_two_levels_by_hand():
     points = locations([(2, 3), (1, 2)], [8, 16], device="cpu")
     assert len(points) == 2
     # stride 8: x = 4 + 8j for j = 0, 1, 2; y = 4 + 8i for i = 0, 1; row-major.
-    expected_8 = torch.tensor(
-        [[4, 4], [12, 4], [20, 4], [4, 12], [12, 12], [20, 12]], dtype=torch.float32
-    )
+    expected_8 = torch.tensor([[4, 4], [12, 4], [20, 4], [4, 12], [12, 12], [20, 12]], dtype=torch.float32)
     # stride 16: x = 8 + 16j, y = 8.
     expected_16 = torch.tensor([[8, 8], [24, 8]], dtype=torch.float32)
     torch.testing.assert_close(points[0], expected_8)
@@ -36,7 +34,7 @@ def test_locations_two_levels_by_hand():
 def test_locations_odd_stride_and_mismatch():
     (points,) = locations([(1, 2)], [3])
     torch.testing.assert_close(points, torch.tensor([[1.0, 1.0], [4.0, 1.0]]))  # 3 // 2 = 1
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="1 feature sizes but 2 strides"):
         locations([(1, 2)], [8, 16])
 
 
@@ -127,7 +125,7 @@ def test_center_sampling_range_and_smallest_area_by_hand():
 
 def test_bad_labels_raise():
     points, strides, ranges = torch.zeros(1, 2), torch.ones(1), torch.tensor([[-1.0, 64]])
-    with pytest.raises(ValueError, match="1..C"):
+    with pytest.raises(ValueError, match=r"1\.\.C"):
         fcos_targets(points, strides, ranges, torch.tensor([[0.0, 0, 4, 4]]), torch.tensor([0]))
     with pytest.raises(ValueError, match="gt_boxes"):
         fcos_targets(points, strides, ranges, torch.zeros(2, 3), torch.tensor([1, 1]))
@@ -153,6 +151,6 @@ def test_points_of_maps_reads_the_level_sizes_from_the_maps():
     strides, ranges = (8, 16), ((-1.0, 64.0), (64.0, 1e8))
     maps = [torch.zeros(2, 3, 5, 7), torch.zeros(2, 3, 3, 4)]
     expected = flatten_levels(locations([(5, 7), (3, 4)], strides), strides, ranges)
-    for got, want in zip(points_of_maps(maps, strides, ranges), expected):
+    for got, want in zip(points_of_maps(maps, strides, ranges), expected, strict=True):
         torch.testing.assert_close(got, want)
     assert expected[0].shape == (5 * 7 + 3 * 4, 2)

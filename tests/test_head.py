@@ -105,7 +105,7 @@ def test_coefficient_channels_q_times_m_belong_to_sub_region_q():
     coefficients = layer(x)  # [B, Q, M, H, W]
     assert coefficients.shape == (2, 4, 5, 3, 4)
     for q in range(4):  # 0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right
-        torch.testing.assert_close(coefficients[:, q], raw[:, q * 5:(q + 1) * 5])
+        torch.testing.assert_close(coefficients[:, q], raw[:, q * 5 : (q + 1) * 5])
     flat = flatten_coefficients(coefficients)  # [B, H*W, Q, M], locations row-major
     torch.testing.assert_close(flat[1, 1 * 4 + 2], coefficients[1, :, :, 1, 2])
 
@@ -154,8 +154,11 @@ def test_sampled_deform_conv_equals_torchvisions_values_and_gradients(shape):
     theirs = deform_conv2d(*reference, padding=(1, 1))
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
     upstream = torch.randn_like(ours)
-    for mine, other in zip(torch.autograd.grad(ours, inputs, upstream),
-                           torch.autograd.grad(theirs, reference, upstream)):
+    for mine, other in zip(
+        torch.autograd.grad(ours, inputs, upstream),
+        torch.autograd.grad(theirs, reference, upstream),
+        strict=True,
+    ):
         torch.testing.assert_close(mine, other, rtol=1e-4, atol=1e-4)
 
 

@@ -16,7 +16,7 @@ def fast_nms_reference(boxes, scores, iou_threshold, score_threshold, top_k, max
         order = torch.sort(scores[:, c], descending=True, stable=True).indices[:top_k].tolist()
         for rank, j in enumerate(order):
             higher = order[:rank]
-            max_iou = max((box_iou(boxes[i:i + 1], boxes[j:j + 1]).item() for i in higher), default=0.0)
+            max_iou = max((box_iou(boxes[i : i + 1], boxes[j : j + 1]).item() for i in higher), default=0.0)
             if max_iou <= iou_threshold and scores[j, c].item() > score_threshold:
                 kept.append((scores[j, c].item(), j, c))
     kept.sort(key=lambda item: -item[0])
@@ -32,7 +32,7 @@ def _random_boxes(n, generator):
 
 def test_fast_nms_equals_the_plain_reference():
     generator = torch.Generator().manual_seed(0)
-    for trial in range(3):
+    for _ in range(3):
         boxes = _random_boxes(60, generator)
         scores = torch.rand(60, 4, generator=generator) ** 2
         index, labels, kept_scores = fast_nms(boxes, scores, 0.5, 0.1, top_k=25, max_detections=30)
@@ -63,9 +63,13 @@ def _one_level(probs, centerness, boxes):
     points = (boxes[:, :2] + boxes[:, 2:]) / 2
     ltrb = torch.cat([points - boxes[:, :2], boxes[:, 2:] - points], dim=1)
     return dict(
-        cls_logits=[torch.logit(probs)], box_regression=[ltrb], centerness=[torch.logit(centerness)],
+        cls_logits=[torch.logit(probs)],
+        box_regression=[ltrb],
+        centerness=[torch.logit(centerness)],
         coefficients=[torch.arange(len(boxes), dtype=torch.float32)[:, None, None].expand(-1, 4, 2)],
-        points=[points], strides=(1,), image_size=(100, 100),
+        points=[points],
+        strides=(1,),
+        image_size=(100, 100),
     )
 
 
@@ -125,22 +129,24 @@ def _paste_whole_maps(basis, coefficients, boxes, sub_regions, image_size, origi
 
     masks = assemble_masks(basis, coefficients, boxes / 2, sub_regions)[:, None]  # [N, 1, H, W]
     masks = torch.nn.functional.interpolate(masks, scale_factor=2, mode="bilinear", align_corners=False)
-    masks = masks[:, :, :image_size[0], :image_size[1]]
+    masks = masks[:, :, : image_size[0], : image_size[1]]
     return torch.nn.functional.interpolate(masks, size=original_size, mode="bilinear", align_corners=False)
 
 
 def test_paste_masks_windows_equal_whole_map_upsampling():
     generator = torch.Generator().manual_seed(4)
     basis = torch.rand(3, 24, 32, generator=generator)  # a 48 x 64 padded input
-    boxes = torch.tensor([
-        [0.0, 0.0, 64.0, 48.0],  # the whole padded input
-        [-30.0, -20.0, 90.0, 70.0],  # larger than it
-        [50.5, 30.25, 70.0, 60.0],  # over the bottom-right corner, partly in the padding
-        [61.0, 45.0, 64.0, 48.0],  # only in the padding (the image is 44 x 60)
-        [10.5, 10.0, 11.5, 30.0],  # no stride-2 pixel inside (5.25 <= x < 5.75)
-        [5.0, 7.5, 21.0, 19.0],
-        [33.3, 1.7, 47.9, 40.2],
-    ])
+    boxes = torch.tensor(
+        [
+            [0.0, 0.0, 64.0, 48.0],  # the whole padded input
+            [-30.0, -20.0, 90.0, 70.0],  # larger than it
+            [50.5, 30.25, 70.0, 60.0],  # over the bottom-right corner, partly in the padding
+            [61.0, 45.0, 64.0, 48.0],  # only in the padding (the image is 44 x 60)
+            [10.5, 10.0, 11.5, 30.0],  # no stride-2 pixel inside (5.25 <= x < 5.75)
+            [5.0, 7.5, 21.0, 19.0],
+            [33.3, 1.7, 47.9, 40.2],
+        ]
+    )
     coefficients = torch.randn(boxes.shape[0], 4, 3, generator=generator)
     for original_size in [(44, 60), (88, 120), (30, 41)]:
         masks = paste_masks(basis, coefficients, boxes, (2, 2), (44, 60), original_size)

@@ -112,12 +112,16 @@ def test_mask_alignment_weight_modes():
 def _explicit_mask_loss(basis, coefficients, boxes, gt_masks, weights, sub_regions):
     """Per-instance loop: probability BCE over the pixels inside the box / area, weighted, / N."""
     height, width = basis.shape[1:]
-    kept = [j for j in range(boxes.shape[0])
-            if (boxes[j, 2] - boxes[j, 0]) * (boxes[j, 3] - boxes[j, 1]) > 1
-            and boxes[j, 2] > boxes[j, 0] and boxes[j, 3] > boxes[j, 1]]
+    kept = [
+        j
+        for j in range(boxes.shape[0])
+        if (boxes[j, 2] - boxes[j, 0]) * (boxes[j, 3] - boxes[j, 1]) > 1
+        and boxes[j, 2] > boxes[j, 0]
+        and boxes[j, 3] > boxes[j, 1]
+    ]
     total = 0.0
     for j in kept:
-        prob = assemble_masks_reference(basis, coefficients[j:j + 1], boxes[j:j + 1], sub_regions)[0]
+        prob = assemble_masks_reference(basis, coefficients[j : j + 1], boxes[j : j + 1], sub_regions)[0]
         x1, y1, x2, y2 = boxes[j].tolist()
         instance = 0.0
         for y in range(height):
@@ -133,12 +137,14 @@ def test_mask_loss_against_explicit_loop():
     num_basis, height, width = 3, 10, 12
     basis = torch.rand(num_basis, height, width, generator=generator)
     coefficients = torch.randn(4, 4, num_basis, generator=generator)
-    boxes = torch.tensor([
-        [1.0, 1.0, 7.0, 8.0],
-        [3.5, 0.0, 12.0, 10.0],   # touches the right and bottom edges
-        [5.0, 5.0, 5.5, 6.0],     # area 0.5: dropped
-        [-2.0, 4.0, 4.0, 13.0],   # partly outside the map
-    ])
+    boxes = torch.tensor(
+        [
+            [1.0, 1.0, 7.0, 8.0],
+            [3.5, 0.0, 12.0, 10.0],  # touches the right and bottom edges
+            [5.0, 5.0, 5.5, 6.0],  # area 0.5: dropped
+            [-2.0, 4.0, 4.0, 13.0],  # partly outside the map
+        ]
+    )
     gt_masks = (torch.rand(4, height, width, generator=generator) > 0.5).to(torch.uint8)
     weights = torch.tensor([1.2, 0.5, 3.0, 0.8])
     result = mask_loss(basis, coefficients, boxes, gt_masks, weights, (2, 2))
@@ -154,11 +160,13 @@ def test_mask_loss_against_explicit_loop():
 
 
 def test_valid_mask_boxes():
-    boxes = torch.tensor([
-        [0.0, 0.0, 2.0, 2.0],  # area 4: kept
-        [0.0, 0.0, 1.0, 1.0],  # area 1: dropped
-        [2.0, 2.0, 0.0, 0.0],  # negative sides, positive product: dropped
-    ])
+    boxes = torch.tensor(
+        [
+            [0.0, 0.0, 2.0, 2.0],  # area 4: kept
+            [0.0, 0.0, 1.0, 1.0],  # area 1: dropped
+            [2.0, 2.0, 0.0, 0.0],  # negative sides, positive product: dropped
+        ]
+    )
     assert valid_mask_boxes(boxes).tolist() == [True, False, False]
 
 
@@ -170,8 +178,9 @@ def test_all_degenerate_returns_connected_zero():
     assert float(loss.detach()) == 0.0
     loss.backward()
     assert (coefficients.grad == 0).all() and (basis.grad == 0).all()
-    empty = mask_loss(basis, torch.zeros(0, 4, 3), torch.zeros(0, 4), torch.zeros(0, 6, 6),
-                      torch.zeros(0), (2, 2))
+    empty = mask_loss(
+        basis, torch.zeros(0, 4, 3), torch.zeros(0, 4), torch.zeros(0, 6, 6), torch.zeros(0), (2, 2)
+    )
     assert float(empty.detach()) == 0.0
 
 

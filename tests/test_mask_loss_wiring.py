@@ -63,7 +63,7 @@ def _gt_masks() -> torch.Tensor:
     ys, xs = torch.meshgrid(torch.arange(INPUT), torch.arange(INPUT), indexing="ij")
     masks = torch.zeros(3, INPUT, INPUT, dtype=torch.uint8)
     masks[0, 0:8, 0:8] = 1
-    masks[1] = ((xs - 11) ** 2 + (ys - 13) ** 2 <= 6.5 ** 2) & (xs >= 4) & (xs < 18) & (ys >= 6) & (ys < 20)
+    masks[1] = ((xs - 11) ** 2 + (ys - 13) ** 2 <= 6.5**2) & (xs >= 4) & (xs < 18) & (ys >= 6) & (ys < 20)
     masks[2] = (xs >= 14) & (xs < 30) & (ys >= 10) & (ys < 28) & ((xs - 14) * 18 >= (ys - 10) * 16)
     return masks
 
@@ -72,8 +72,12 @@ def _inputs():
     """The arguments of `_image_mask_loss`, in its order (all float32 / int64, one image)."""
     generator = torch.Generator().manual_seed(0)
     points = torch.tensor([p[0] for p in POINTS])  # [P, 2]
-    reg = torch.tensor([[x - x1, y - y1, x2 - x, y2 - y]  # [P, 4] (l, t, r, b) pixels
-                        for (x, y), _, _, (x1, y1, x2, y2), _ in POINTS])
+    reg = torch.tensor(
+        [
+            [x - x1, y - y1, x2 - x, y2 - y]  # [P, 4] (l, t, r, b) pixels
+            for (x, y), _, _, (x1, y1, x2, y2), _ in POINTS
+        ]
+    )
     cls = torch.tensor([p[4] for p in POINTS])  # [P, C]
     labels = torch.tensor([p[1] for p in POINTS])  # [P]
     matched_gt = torch.tensor([p[2] for p in POINTS])  # [P]
@@ -112,9 +116,16 @@ def _iou(a, b) -> float:
 def _halved_mask(mask: torch.Tensor) -> list[list[float]]:
     """GT mask [INPUT, INPUT] -> basis size: 1 where the 2 x 2 block's mean is > 0.5 (3 or 4 of 4)."""
     m = mask.tolist()
-    return [[1.0 if (m[2 * y][2 * x] + m[2 * y][2 * x + 1] + m[2 * y + 1][2 * x]
-                     + m[2 * y + 1][2 * x + 1]) / 4 > 0.5 else 0.0
-             for x in range(BASIS)] for y in range(BASIS)]
+    return [
+        [
+            1.0
+            if (m[2 * y][2 * x] + m[2 * y][2 * x + 1] + m[2 * y + 1][2 * x] + m[2 * y + 1][2 * x + 1]) / 4
+            > 0.5
+            else 0.0
+            for x in range(BASIS)
+        ]
+        for y in range(BASIS)
+    ]
 
 
 def _instance_loss(box, coefficients, basis_masks, gt_mask) -> float:
@@ -162,7 +173,7 @@ def _hand_loss(inputs, crop="predicted", score="gt_class", iou="input_pixels") -
     n = len(losses)
     alpha_sum = sum(alphas)
     weights = [a / (alpha_sum + 1e-4) * n for a in alphas]  # mean ~1 over the kept positives
-    return sum(a * l for a, l in zip(weights, losses)) / n
+    return sum(a * l for a, l in zip(weights, losses, strict=True)) / n
 
 
 # ---- tests -----------------------------------------------------------------------------------------
@@ -176,12 +187,10 @@ def test_image_mask_loss_equals_the_hand_loop():
     # As in training: gradients are recorded for the coefficients and basis masks.
     coefficients = coefficients.clone().requires_grad_()
     basis_masks = basis_masks.clone().requires_grad_()
-    loss = _model()._image_mask_loss(points, cls, reg, coefficients, basis_masks, labels,
-                                     matched_gt, target)
+    loss = _model()._image_mask_loss(points, cls, reg, coefficients, basis_masks, labels, matched_gt, target)
     assert loss.requires_grad  # still connected to the coefficients and basis masks
     expected = _hand_loss(inputs)
-    torch.testing.assert_close(loss.detach(), torch.tensor(expected, dtype=loss.dtype),
-                               rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(loss.detach(), torch.tensor(expected, dtype=loss.dtype), rtol=1e-5, atol=1e-6)
 
 
 @pytest.fixture(scope="module")
@@ -191,11 +200,14 @@ def method_loss() -> tuple[tuple, float]:
     return inputs, float(_model()._image_mask_loss(*inputs))
 
 
-@pytest.mark.parametrize("wrong", [
-    {"crop": "gt"},  # (a) crop / split with the GT boxes instead of the predicted ones
-    {"score": "max_class"},  # (b) alpha from the max-class score instead of the GT class's
-    {"iou": "mixed_scales"},  # (c) alpha's IoU with the predicted box at basis scale vs GT in input px
-])
+@pytest.mark.parametrize(
+    "wrong",
+    [
+        {"crop": "gt"},  # (a) crop / split with the GT boxes instead of the predicted ones
+        {"score": "max_class"},  # (b) alpha from the max-class score instead of the GT class's
+        {"iou": "mixed_scales"},  # (c) alpha's IoU with the predicted box at basis scale vs GT in input px
+    ],
+)
 def test_hand_loop_discriminates_wrong_wirings(method_loss, wrong):
     """Each wrong wiring moves the hand loss by > 5 % of the method's value, far beyond the 1e-5 to
     which the right wiring matches it (measured: (a) -9.5 %, (b) +9.8 %, (c) -44.5 %)."""

@@ -19,8 +19,8 @@ def _scene(height, width, squares, shade_seed=0):
     masks = torch.zeros(len(squares), height, width, dtype=torch.uint8)
     boxes, labels = [], []
     for k, (x, y, side, label) in enumerate(squares):
-        image[:, y:y + side, x:x + side] = torch.rand(3, 1, 1, generator=generator) * 0.8 + 0.2
-        masks[k, y:y + side, x:x + side] = 1
+        image[:, y : y + side, x : x + side] = torch.rand(3, 1, 1, generator=generator) * 0.8 + 0.2
+        masks[k, y : y + side, x : x + side] = 1
         boxes.append([x, y, x + side, y + side])
         labels.append(label)
     target = {
@@ -60,7 +60,7 @@ def test_eval_output_contract_at_the_original_non_square_size():
     with torch.no_grad():
         results = model(images)
     assert len(results) == 2
-    for image, result in zip(images, results):
+    for image, result in zip(images, results, strict=True):
         height, width = image.shape[1:]
         assert set(result) == {"boxes", "labels", "scores", "masks"}
         n = result["boxes"].shape[0]
@@ -132,10 +132,13 @@ def test_bad_targets_raise_clear_errors():
         model([image[0]], [target])
 
 
-@pytest.mark.parametrize("changes", [
-    {"sub_regions": (1, 1), "basis_source": "p3", "alignment_weight": "none", "feature_alignment": False},
-    {"sub_regions": (3, 3), "alignment_weight": "cls", "use_gn": False, "nms": "standard"},
-])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"sub_regions": (1, 1), "basis_source": "p3", "alignment_weight": "none", "feature_alignment": False},
+        {"sub_regions": (3, 3), "alignment_weight": "cls", "use_gn": False, "nms": "standard"},
+    ],
+)
 def test_ablation_switches_train_and_predict(changes):
     model = _tiny(**changes).train()
     image, target = _scene(128, 128, [(20, 20, 40, 2), (60, 20, 40, 2)])
@@ -199,11 +202,14 @@ def test_overfits_two_touching_squares_of_one_class():
     torch.manual_seed(0)
     config = preset("cpu_tiny")
     model = SipMask(config).train()
-    scenes = [_scene(128, 128, [(20, 40, 40, 1), (60, 40, 40, 1)], shade_seed=1),
-              _scene(128, 128, [(30, 20, 30, 1), (60, 20, 30, 1)], shade_seed=2)]
+    scenes = [
+        _scene(128, 128, [(20, 40, 40, 1), (60, 40, 40, 1)], shade_seed=1),
+        _scene(128, 128, [(30, 20, 30, 1), (60, 20, 30, 1)], shade_seed=2),
+    ]
     images, targets = [s[0] for s in scenes], [s[1] for s in scenes]
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                                weight_decay=config.weight_decay)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
     history = []
     for _ in range(150):
         loss = sum(model(images, targets).values())
@@ -216,7 +222,7 @@ def test_overfits_two_touching_squares_of_one_class():
     model.eval()
     with torch.no_grad():
         results = model(images)
-    for result, target in zip(results, targets):
+    for result, target in zip(results, targets, strict=True):
         predicted = result["masks"][:, 0] > config.mask_threshold  # [N, H, W]
         truth = target["masks"].bool()  # [G, H, W]
         intersection = (predicted[:, None] & truth[None]).flatten(2).sum(-1)

@@ -59,22 +59,28 @@ def test_two_by_two_by_hand_on_6x6():
     basis, coefficients = _quadrant_constant_inputs(boxes)
     logits, inside = assemble_mask_logits(basis, coefficients, boxes, (2, 2))
     _ = -1  # outside marker in the expected tables below
-    expected_a = torch.tensor([
-        [_, 0, 0, 1, _, _],
-        [_, 0, 0, 1, _, _],
-        [_, 0, 0, 1, _, _],
-        [_, 2, 2, 3, _, _],
-        [_, 2, 2, 3, _, _],
-        [_, 2, 2, 3, _, _],
-    ], dtype=torch.float32)
-    expected_b = torch.tensor([
-        [_, _, _, _, _, _],
-        [_, _, _, _, _, _],
-        [_, _, _, 0, 0, 1],
-        [_, _, _, 2, 2, 3],
-        [_, _, _, _, _, _],
-        [_, _, _, _, _, _],
-    ], dtype=torch.float32)
+    expected_a = torch.tensor(
+        [
+            [_, 0, 0, 1, _, _],
+            [_, 0, 0, 1, _, _],
+            [_, 0, 0, 1, _, _],
+            [_, 2, 2, 3, _, _],
+            [_, 2, 2, 3, _, _],
+            [_, 2, 2, 3, _, _],
+        ],
+        dtype=torch.float32,
+    )
+    expected_b = torch.tensor(
+        [
+            [_, _, _, _, _, _],
+            [_, _, _, _, _, _],
+            [_, _, _, 0, 0, 1],
+            [_, _, _, 2, 2, 3],
+            [_, _, _, _, _, _],
+            [_, _, _, _, _, _],
+        ],
+        dtype=torch.float32,
+    )
     masks = assemble_masks(basis, coefficients, boxes, (2, 2))
     for j, expected in enumerate([expected_a, expected_b]):
         assert torch.equal(inside[j], expected >= 0)
@@ -138,18 +144,20 @@ def test_bad_shapes_raise():
 def test_huge_outside_and_mixed_boxes_equal_reference():
     generator = torch.Generator().manual_seed(5)
     num_basis, height, width = 6, 19, 24
-    boxes = torch.tensor([
-        [-500.0, -300.0, 700.0, 900.0],  # far larger than the map on every side
-        [-40.0, 3.0, -2.0, 10.0],  # entirely left of the map
-        [30.0, 3.0, 40.0, 10.0],  # entirely right of the map
-        [2.0, -30.0, 9.0, -1.0],  # entirely above
-        [2.0, 19.0, 9.0, 25.0],  # starts at the bottom edge: no row inside
-        [4.5, 4.5, 4.9, 30.0],  # narrower than a pixel, no integer x inside
-        [3.0, 2.0, 3.0, 9.0],  # zero width
-        [0.0, 0.0, 1.0, 1.0],  # a single pixel
-        [-3.25, 15.5, 27.75, 40.0],  # wider than the map, bottom rows only
-        [10.125, 1.875, 13.5, 18.25],  # small, fractional
-    ])
+    boxes = torch.tensor(
+        [
+            [-500.0, -300.0, 700.0, 900.0],  # far larger than the map on every side
+            [-40.0, 3.0, -2.0, 10.0],  # entirely left of the map
+            [30.0, 3.0, 40.0, 10.0],  # entirely right of the map
+            [2.0, -30.0, 9.0, -1.0],  # entirely above
+            [2.0, 19.0, 9.0, 25.0],  # starts at the bottom edge: no row inside
+            [4.5, 4.5, 4.9, 30.0],  # narrower than a pixel, no integer x inside
+            [3.0, 2.0, 3.0, 9.0],  # zero width
+            [0.0, 0.0, 1.0, 1.0],  # a single pixel
+            [-3.25, 15.5, 27.75, 40.0],  # wider than the map, bottom rows only
+            [10.125, 1.875, 13.5, 18.25],  # small, fractional
+        ]
+    )
     for sub_regions in [(2, 2), (3, 1), (1, 4)]:
         q = sub_regions[0] * sub_regions[1]
         basis = torch.rand(num_basis, height, width, generator=generator)
@@ -191,7 +199,7 @@ def test_sparse_and_full_map_paths_give_the_same_values_and_gradients(monkeypatc
         masks = assemble_masks(basis, coefficients, boxes, (2, 2))
         ((logits * inside + masks) * weight).sum().backward()
         results[path] = (logits, masks, basis.grad, coefficients.grad)
-    for sparse, full_map in zip(results["sparse"], results["full_map"]):
+    for sparse, full_map in zip(results["sparse"], results["full_map"], strict=True):
         torch.testing.assert_close(sparse, full_map)
     torch.testing.assert_close(
         results["sparse"][1], assemble_masks_reference(basis0, coefficients0, boxes, (2, 2))

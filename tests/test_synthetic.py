@@ -5,9 +5,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
-from PIL import Image
 
 from sipmask_ref.data import synthetic as S
 
@@ -31,6 +31,7 @@ def video_set(tmp_path_factory) -> dict[str, Path]:
 
 
 # --- determinism ------------------------------------------------------------------------------
+
 
 def test_image_generation_is_byte_identical_for_a_seed(image_set, tmp_path):
     first = _tree_bytes(image_set["train_annotations"].parent.parent)
@@ -62,6 +63,7 @@ def test_video_generation_is_byte_identical_for_a_seed(tmp_path):
 
 
 # --- COCO files -------------------------------------------------------------------------------
+
 
 def test_coco_json_loads_and_every_rle_matches_its_area_and_bbox(image_set):
     coco = COCO(str(image_set["train_annotations"]))
@@ -104,8 +106,9 @@ def test_hidden_instances_are_removed_from_the_scene():
 
 
 def test_class_subset_keeps_its_category_ids(tmp_path):
-    paths = S.generate_image_dataset(tmp_path, num_train=3, num_val=0, classes=("star", "square"),
-                                     progress=False)
+    paths = S.generate_image_dataset(
+        tmp_path, num_train=3, num_val=0, classes=("star", "square"), progress=False
+    )
     data = json.loads(paths["train_annotations"].read_text())
     assert [c["id"] for c in data["categories"]] == [20, 60]
     assert {a["category_id"] for a in data["annotations"]} <= {20, 60}
@@ -122,16 +125,28 @@ def test_bad_configuration_raises():
 
 # --- adjacency statistic ----------------------------------------------------------------------
 
+
 def _coco_from_masks(masks: list[np.ndarray], category_ids: list[int]) -> dict:
     """A one-image COCO dict holding ``masks`` as RLE annotations."""
     anns = []
-    for k, (mask, cat) in enumerate(zip(masks, category_ids)):
+    for k, (mask, cat) in enumerate(zip(masks, category_ids, strict=True)):
         rle, bbox, area = S.encode_mask(mask)
-        anns.append({"id": k + 1, "image_id": 1, "category_id": cat, "segmentation": rle,
-                     "bbox": bbox, "area": area, "iscrowd": 0})
-    return {"images": [{"id": 1, "file_name": "x.png", "width": 64, "height": 64}],
-            "categories": [{"id": 10, "name": "disc"}, {"id": 20, "name": "square"}],
-            "annotations": anns}
+        anns.append(
+            {
+                "id": k + 1,
+                "image_id": 1,
+                "category_id": cat,
+                "segmentation": rle,
+                "bbox": bbox,
+                "area": area,
+                "iscrowd": 0,
+            }
+        )
+    return {
+        "images": [{"id": 1, "file_name": "x.png", "width": 64, "height": 64}],
+        "categories": [{"id": 10, "name": "disc"}, {"id": 20, "name": "square"}],
+        "annotations": anns,
+    }
 
 
 def test_adjacency_on_a_hand_built_image():
@@ -143,8 +158,10 @@ def test_adjacency_on_a_hand_built_image():
     other = (x >= 20) & (x < 40) & (y >= 30) & (y < 40)  # another class, no same-class neighbour
     stats = S.adjacency_stats(_coco_from_masks([upper, lower, far, other], [10, 10, 10, 20]))
     assert stats["adjacent"] == 2 and stats["instances"] == 4 and stats["adjacency"] == 0.5
-    assert stats["per_class"] == {"disc": {"instances": 3, "adjacent": 2},
-                                  "square": {"instances": 1, "adjacent": 0}}
+    assert stats["per_class"] == {
+        "disc": {"instances": 3, "adjacent": 2},
+        "square": {"instances": 1, "adjacent": 0},
+    }
     # the same layout with the lower triangle of another class: nobody is adjacent
     stats = S.adjacency_stats(_coco_from_masks([upper, lower, far, other], [10, 20, 10, 20]))
     assert stats["adjacent"] == 0
@@ -165,8 +182,9 @@ def test_adjacency_threshold_is_inclusive():
 
 
 def _measured_adjacency(config: S.SyntheticConfig, count: int) -> float:
-    flags = [S.adjacency_flags(s.masks, s.class_names)
-             for s in (S.sample_image(config, i) for i in range(count))]
+    flags = [
+        S.adjacency_flags(s.masks, s.class_names) for s in (S.sample_image(config, i) for i in range(count))
+    ]
     return float(np.concatenate(flags).mean())
 
 
@@ -178,6 +196,7 @@ def test_default_knob_gives_at_least_30_percent_adjacency_and_zero_knob_much_les
 
 
 # --- videos -----------------------------------------------------------------------------------
+
 
 def test_video_json_follows_youtube_vis_2019(video_set):
     data = json.loads(video_set["train_annotations"].read_text())
@@ -195,7 +214,7 @@ def test_video_json_follows_youtube_vis_2019(video_set):
         absent = [s is None for s in ann["segmentations"]]
         assert absent == [b is None for b in ann["bboxes"]] == [a is None for a in ann["areas"]]
         assert not all(absent)
-        for segm, bbox, area in zip(ann["segmentations"], ann["bboxes"], ann["areas"]):
+        for segm, bbox, area in zip(ann["segmentations"], ann["bboxes"], ann["areas"], strict=True):
             if segm is not None:
                 assert mask_utils.decode(segm).sum() == area >= 20
                 assert list(mask_utils.toBbox(segm)) == bbox
@@ -208,8 +227,8 @@ def test_video_masks_are_the_sampled_ones_and_none_exactly_where_absent(video_se
         sample = S.sample_video(config, video["id"] - 1, "train")
         anns = [a for a in data["annotations"] if a["video_id"] == video["id"]]
         assert len(anns) == len(sample.masks)
-        for ann, masks in zip(anns, sample.masks):
-            for segm, mask in zip(ann["segmentations"], masks):
+        for ann, masks in zip(anns, sample.masks, strict=True):
+            for segm, mask in zip(ann["segmentations"], masks, strict=True):
                 assert (segm is None) == (mask is None)
                 if mask is not None:
                     assert np.array_equal(mask_utils.decode(segm).astype(bool), mask)
@@ -236,9 +255,17 @@ def test_an_identity_leaves_and_comes_back(video_set):
 
 # --- make_data --------------------------------------------------------------------------------
 
+
 def test_make_data_generates_once_and_regenerates_when_parameters_change(tmp_path, capsys):
-    kwargs = dict(root=tmp_path, num_train=4, num_val=2, num_train_videos=2, num_val_videos=1,
-                  num_frames=4, progress=False)
+    kwargs = dict(
+        root=tmp_path,
+        num_train=4,
+        num_val=2,
+        num_train_videos=2,
+        num_val_videos=1,
+        num_frames=4,
+        progress=False,
+    )
     first = S.make_data(**kwargs)
     assert first["synthetic"]["generated"] and first["synthetic_video"]["generated"]
     assert first["synthetic"]["train_annotations"] == tmp_path / "synthetic/annotations/instances_train.json"

@@ -258,8 +258,8 @@ def test_video_result_accumulator_format():
     assert r1["segmentations"][1:] == [None, None]
     with pytest.raises(ValueError, match="frame 1 added twice"):
         acc.add_frame(1, torch.tensor([0]), torch.tensor([1]), _t([0.5]), torch.ones(1, h, w))
+    fresh = VideoResultAccumulator(11, 1, {1: 7})
     with pytest.raises(ValueError, match="label 5"):
-        fresh = VideoResultAccumulator(11, 1, {1: 7})
         fresh.add_frame(0, torch.tensor([0]), torch.tensor([5]), _t([0.5]), prob0[:1])
 
 

@@ -75,7 +75,7 @@ def test_flipped_box_matches_flipped_mask_extent() -> None:
     image, target = make_sample()
     _, flipped = horizontal_flip(image, target)
     assert flipped["boxes"][0].tolist() == [30.0 - 11.0, 2.0, 30.0 - 3.0, 9.0]
-    for box, mask in zip(flipped["boxes"], flipped["masks"]):
+    for box, mask in zip(flipped["boxes"], flipped["masks"], strict=True):
         assert box.tolist() == mask_extent(mask)
 
 
@@ -129,7 +129,7 @@ def test_transform_with_seed_restores_the_generator() -> None:
 
 
 @pytest.mark.parametrize(
-    "height, width, expected",
+    ("height", "width", "expected"),
     [
         (480, 640, (800, 1067)),  # short side limited: 800 / 480
         (427, 640, (800, 1199)),
@@ -141,7 +141,9 @@ def test_transform_with_seed_restores_the_generator() -> None:
 )
 def test_keep_ratio_sizes(height: int, width: int, expected: tuple[int, int]) -> None:
     assert resized_size(height, width, (1333, 800), keep_ratio=True) == expected
-    assert resized_size(height, width, (800, 1333), keep_ratio=True) == expected  # order of the limits is free
+    assert (
+        resized_size(height, width, (800, 1333), keep_ratio=True) == expected
+    )  # order of the limits is free
 
 
 def test_resize_keep_ratio_640x480() -> None:
@@ -151,7 +153,7 @@ def test_resize_keep_ratio_640x480() -> None:
     assert sx == pytest.approx(1067 / 640) and sy == pytest.approx(800 / 480)
 
 
-@pytest.mark.parametrize("height, width", [(480, 640), (20, 30), (600, 400)])
+@pytest.mark.parametrize(("height", "width"), [(480, 640), (20, 30), (600, 400)])
 def test_resize_fixed_544(height: int, width: int) -> None:
     image = torch.rand(3, height, width)
     resized, _, (sx, sy) = resize(image, None, (544, 544), keep_ratio=False)
@@ -161,17 +163,19 @@ def test_resize_fixed_544(height: int, width: int) -> None:
     assert resized.shape == (3, 400, 600)
 
 
-@pytest.mark.parametrize("size, keep_ratio", [((1333, 800), True), ((544, 544), False), ((15, 10), False)])
+@pytest.mark.parametrize(
+    ("size", "keep_ratio"), [((1333, 800), True), ((544, 544), False), ((15, 10), False)]
+)
 def test_boxes_scale_consistently_with_masks(size, keep_ratio) -> None:
     image, target = make_sample()
     resized, out, (sx, sy) = resize(image, target, size, keep_ratio)
     height, width = resized.shape[1:]
     assert out["masks"].shape == (2, height, width) and out["masks"].dtype == torch.uint8
     assert set(out["masks"].unique().tolist()) <= {0, 1}
-    for box, old_box, mask in zip(out["boxes"], target["boxes"], out["masks"]):
+    for box, old_box, mask in zip(out["boxes"], target["boxes"], out["masks"], strict=True):
         torch.testing.assert_close(box, old_box * torch.tensor([sx, sy, sx, sy]))
         # nearest-exact keeps each mask within one output pixel of its scaled box
-        for got, want in zip(mask_extent(mask), box.tolist()):
+        for got, want in zip(mask_extent(mask), box.tolist(), strict=True):
             assert abs(got - want) <= 1.0
     assert out["labels"] is target["labels"] and out["image_id"] == 5
 
@@ -181,7 +185,7 @@ def test_resize_integer_factor_is_exact_for_masks() -> None:
     _, out, scale = resize(image, target, (60, 40), keep_ratio=False)
     assert scale == (2.0, 2.0)
     torch.testing.assert_close(out["masks"], target["masks"].repeat_interleave(2, 1).repeat_interleave(2, 2))
-    for box, mask in zip(out["boxes"], out["masks"]):
+    for box, mask in zip(out["boxes"], out["masks"], strict=True):
         assert box.tolist() == mask_extent(mask)
 
 

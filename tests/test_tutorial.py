@@ -12,8 +12,9 @@ from sipmask_ref.data.synthetic import generate_image_dataset
 from sipmask_ref.viz import _zoom_window, plot_spatial_mask_prediction
 
 
-@pytest.mark.parametrize("value, expected", [("", False), ("0", False), ("false", False), ("1", True),
-                                             ("yes", True)])
+@pytest.mark.parametrize(
+    ("value", "expected"), [("", False), ("0", False), ("false", False), ("1", True), ("yes", True)]
+)
 def test_fast_mode_reads_the_environment(monkeypatch, value, expected):
     monkeypatch.setenv(tutorial.FAST_ENV, value)
     assert tutorial.fast_mode() is expected
@@ -35,8 +36,13 @@ def test_spatial_mask_prediction_figure_has_one_panel_per_sub_region(sub_regions
         "sub_region_maps": torch.sigmoid(torch.einsum("nqm,mhw->nqhw", coefficients, basis)),
         "masks": assemble_masks(basis, coefficients, boxes, sub_regions),
     }
-    figure = plot_spatial_mask_prediction(torch.rand(3, 64, 64, generator=generator), detection, 0, sub_regions,
-                                          single_map=torch.rand(32, 32, generator=generator))
+    figure = plot_spatial_mask_prediction(
+        torch.rand(3, 64, 64, generator=generator),
+        detection,
+        0,
+        sub_regions,
+        single_map=torch.rand(32, 32, generator=generator),
+    )
     # input + k_h*k_w sub-region maps + pruned sum + final mask + the two 1x1 panels
     assert len(figure.axes) == 1 + k_h * k_w + 2 + 2
     # the final-mask panel shows exactly the pruned sum thresholded at 0.4, inside the zoom window
@@ -47,14 +53,16 @@ def test_spatial_mask_prediction_figure_has_one_panel_per_sub_region(sub_regions
 
 
 def test_trained_model_trains_once_with_grad_off_and_again_when_the_config_changes(
-        tmp_path, monkeypatch, capsys):
+    tmp_path, monkeypatch, capsys
+):
     paths = generate_image_dataset(tmp_path / "data", num_train=4, num_val=1, image_size=64, progress=False)
     small = CocoInstances(paths["train_annotations"], paths["train_images"])
     monkeypatch.setattr(tutorial, "repo_root", lambda: tmp_path)
     monkeypatch.setattr(tutorial, "synthetic_dataset", lambda split="val": small)
     monkeypatch.delenv(tutorial.FAST_ENV, raising=False)
-    config = dataclasses.replace(preset("cpu_tiny"), input_size=(64, 64), batch_size=2, warmup_iters=1,
-                                 lr_steps=(2,))
+    config = dataclasses.replace(
+        preset("cpu_tiny"), input_size=(64, 64), batch_size=2, warmup_iters=1, lr_steps=(2,)
+    )
     checkpoint = tmp_path / "outputs" / "tutorial" / "tiny" / "checkpoint.pt"
     with torch.no_grad():  # as a notebook that switched gradients off before asking for a model
         model, loaded = tutorial.trained_model(config, name="tiny", iters=2)

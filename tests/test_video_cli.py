@@ -37,8 +37,18 @@ CLASSES = ("disc", "square", "ring")
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("data")
-    make_data(root=root, image_size=64, num_train=4, num_val=2, num_train_videos=3, num_val_videos=2,
-              num_frames=3, classes=CLASSES, progress=False, verbose=False)
+    make_data(
+        root=root,
+        image_size=64,
+        num_train=4,
+        num_val=2,
+        num_train_videos=3,
+        num_val_videos=2,
+        num_frames=3,
+        classes=CLASSES,
+        progress=False,
+        verbose=False,
+    )
     return root
 
 
@@ -56,14 +66,31 @@ def vis_run(data_root, tmp_path_factory) -> Path:
     """One iteration of cpu_tiny_vis on the synthetic video pairs (val: the synthetic val videos), after a
     one-iteration image stage (no --init-from)."""
     out = tmp_path_factory.mktemp("vis")
-    train(["--config", "cpu_tiny_vis", "--data-root", str(data_root), "--out", str(out), "--iters", "1",
-           "--batch-size", "2", "--log-every", "1", "--quiet"], image_stage_iters=1)
+    train(
+        [
+            "--config",
+            "cpu_tiny_vis",
+            "--data-root",
+            str(data_root),
+            "--out",
+            str(out),
+            "--iters",
+            "1",
+            "--batch-size",
+            "2",
+            "--log-every",
+            "1",
+            "--quiet",
+        ],
+        image_stage_iters=1,
+    )
     return out
 
 
 def small_model(**changes) -> SipMaskVIS:
-    config = dataclasses.replace(preset("cpu_tiny_vis"), input_size=(64, 64), num_classes=2, embed_dim=8,
-                                 **changes)
+    config = dataclasses.replace(
+        preset("cpu_tiny_vis"), input_size=(64, 64), num_classes=2, embed_dim=8, **changes
+    )
     torch.manual_seed(0)
     return SipMaskVIS(config).eval()
 
@@ -83,8 +110,23 @@ def test_train_task_vis_writes_a_video_checkpoint_and_metrics(vis_run):
 
 def test_evaluate_infers_the_task_and_writes_youtube_vis_results(vis_run, data_root, tmp_path, capsys):
     out = tmp_path / "eval"
-    assert cli.main(["evaluate", "--checkpoint", str(vis_run / "checkpoint.pt"), "--data-root", str(data_root),
-                     "--out", str(out), "--tracker", "iou_greedy", "--quiet"]) == 0
+    assert (
+        cli.main(
+            [
+                "evaluate",
+                "--checkpoint",
+                str(vis_run / "checkpoint.pt"),
+                "--data-root",
+                str(data_root),
+                "--out",
+                str(out),
+                "--tracker",
+                "iou_greedy",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["tracker"] == "iou_greedy" and 0 <= metrics["video segm"]["AP"] <= 1
     results = json.loads((out / "results.json").read_text())
@@ -97,9 +139,23 @@ def test_evaluate_infers_the_task_and_writes_youtube_vis_results(vis_run, data_r
     # a test-set JSON (no annotations, as YouTube-VIS valid): results are written, metrics are -1
     test_json = tmp_path / "test.json"
     test_json.write_text(json.dumps({k: v for k, v in val.items() if k != "annotations"}))
-    assert cli.main(["evaluate", "--checkpoint", str(vis_run / "checkpoint.pt"), "--ann", str(test_json),
-                     "--images", str(data_root / "synthetic_video/videos/val"), "--out", str(tmp_path / "test"),
-                     "--quiet"]) == 0
+    assert (
+        cli.main(
+            [
+                "evaluate",
+                "--checkpoint",
+                str(vis_run / "checkpoint.pt"),
+                "--ann",
+                str(test_json),
+                "--images",
+                str(data_root / "synthetic_video/videos/val"),
+                "--out",
+                str(tmp_path / "test"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((tmp_path / "test" / "metrics.json").read_text())
     assert metrics["video segm"]["AP"] == -1 and metrics["id_switches"] is None
     assert (tmp_path / "test" / "results.json").is_file()
@@ -108,8 +164,22 @@ def test_evaluate_infers_the_task_and_writes_youtube_vis_results(vis_run, data_r
 def test_predict_video_writes_strip_gif_and_identities(vis_run, data_root, tmp_path):
     frames = data_root / "synthetic_video/videos/val/vid_0000"
     out = tmp_path / "pred"
-    assert cli.main(["predict", "--checkpoint", str(vis_run / "checkpoint.pt"), "--video", str(frames),
-                     "--out", str(out), "--score-threshold", "0"]) == 0
+    assert (
+        cli.main(
+            [
+                "predict",
+                "--checkpoint",
+                str(vis_run / "checkpoint.pt"),
+                "--video",
+                str(frames),
+                "--out",
+                str(out),
+                "--score-threshold",
+                "0",
+            ]
+        )
+        == 0
+    )
     strip, gif = Image.open(out / "vid_0000_strip.png"), Image.open(out / "vid_0000.gif")
     assert strip.size[0] > strip.size[1] and gif.n_frames == 3
     record = json.loads((out / "vid_0000.json").read_text())
@@ -119,8 +189,20 @@ def test_predict_video_writes_strip_gif_and_identities(vis_run, data_root, tmp_p
         assert len(seen) == len(set(seen))
     # the same frames given as files, in order
     files = sorted(str(p) for p in frames.iterdir())
-    assert cli.main(["predict", "--checkpoint", str(vis_run / "checkpoint.pt"), "--video", *files,
-                     "--out", str(tmp_path / "files")]) == 0
+    assert (
+        cli.main(
+            [
+                "predict",
+                "--checkpoint",
+                str(vis_run / "checkpoint.pt"),
+                "--video",
+                *files,
+                "--out",
+                str(tmp_path / "files"),
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "files" / "video.gif").is_file()
 
 
@@ -128,17 +210,68 @@ def test_video_command_mistakes_exit_with_code_2(vis_run, data_root, tmp_path, c
     checkpoint = str(vis_run / "checkpoint.pt")
     frames = str(data_root / "synthetic_video/videos/val/vid_0000")
     image_run = tmp_path / "image"
-    assert cli.main(["train", "--config", "cpu_tiny", "--data-root", str(data_root), "--out", str(image_run),
-                     "--iters", "0", "--quiet"]) == 0
+    assert (
+        cli.main(
+            [
+                "train",
+                "--config",
+                "cpu_tiny",
+                "--data-root",
+                str(data_root),
+                "--out",
+                str(image_run),
+                "--iters",
+                "0",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     cases = [
         ["predict", "--checkpoint", checkpoint, "--video", str(tmp_path / "nowhere"), "--out", str(tmp_path)],
         ["predict", "--checkpoint", checkpoint, "--out", str(tmp_path)],
-        ["predict", "--checkpoint", checkpoint, "--video", frames, "--tracker", "magic", "--out", str(tmp_path)],
-        ["predict", "--checkpoint", str(image_run / "checkpoint.pt"), "--video", frames, "--out", str(tmp_path)],
-        ["evaluate", "--checkpoint", str(image_run / "checkpoint.pt"), "--task", "vis", "--data-root",
-         str(data_root), "--out", str(tmp_path)],
-        ["train", "--config", "cpu_tiny_vis", "--out", str(tmp_path), "--data-root", str(data_root),
-         "--init-from", str(tmp_path / "missing.pt")],
+        [
+            "predict",
+            "--checkpoint",
+            checkpoint,
+            "--video",
+            frames,
+            "--tracker",
+            "magic",
+            "--out",
+            str(tmp_path),
+        ],
+        [
+            "predict",
+            "--checkpoint",
+            str(image_run / "checkpoint.pt"),
+            "--video",
+            frames,
+            "--out",
+            str(tmp_path),
+        ],
+        [
+            "evaluate",
+            "--checkpoint",
+            str(image_run / "checkpoint.pt"),
+            "--task",
+            "vis",
+            "--data-root",
+            str(data_root),
+            "--out",
+            str(tmp_path),
+        ],
+        [
+            "train",
+            "--config",
+            "cpu_tiny_vis",
+            "--out",
+            str(tmp_path),
+            "--data-root",
+            str(data_root),
+            "--init-from",
+            str(tmp_path / "missing.pt"),
+        ],
         ["train", "--config", "cpu_tiny", "--out", str(tmp_path), "--init-from", checkpoint],
     ]
     for argv in cases:
@@ -150,12 +283,46 @@ def test_video_command_mistakes_exit_with_code_2(vis_run, data_root, tmp_path, c
 
 def test_train_vis_from_an_image_checkpoint(data_root, tmp_path, capsys):
     image_run = tmp_path / "image"
-    assert cli.main(["train", "--config", "cpu_tiny", "--data-root", str(data_root), "--out", str(image_run),
-                     "--iters", "0", "--quiet"]) == 0
+    assert (
+        cli.main(
+            [
+                "train",
+                "--config",
+                "cpu_tiny",
+                "--data-root",
+                str(data_root),
+                "--out",
+                str(image_run),
+                "--iters",
+                "0",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     out = tmp_path / "vis"
     capsys.readouterr()
-    assert cli.main(["train", "--task", "vis", "--config", "cpu_tiny", "--data-root", str(data_root), "--out",
-                     str(out), "--iters", "0", "--init-from", str(image_run / "checkpoint.pt"), "--quiet"]) == 0
+    assert (
+        cli.main(
+            [
+                "train",
+                "--task",
+                "vis",
+                "--config",
+                "cpu_tiny",
+                "--data-root",
+                str(data_root),
+                "--out",
+                str(out),
+                "--iters",
+                "0",
+                "--init-from",
+                str(image_run / "checkpoint.pt"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert "tensors copied" in capsys.readouterr().out
     vis_model, _ = engine.load_checkpoint(out / "checkpoint.pt")
     image_model, _ = engine.load_checkpoint(image_run / "checkpoint.pt")
@@ -166,8 +333,21 @@ def test_train_vis_from_an_image_checkpoint(data_root, tmp_path, capsys):
 def _video_train_args(data_root: Path, out: Path) -> list[str]:
     """train cpu_tiny_vis on the synthetic training videos alone (no val set), 0 fine-tuning steps."""
     videos = data_root / "synthetic_video"
-    return ["--config", "cpu_tiny_vis", "--train-ann", str(videos / "annotations/train.json"), "--train-images",
-            str(videos / "videos/train"), "--out", str(out), "--iters", "0", "--log-every", "1", "--quiet"]
+    return [
+        "--config",
+        "cpu_tiny_vis",
+        "--train-ann",
+        str(videos / "annotations/train.json"),
+        "--train-images",
+        str(videos / "videos/train"),
+        "--out",
+        str(out),
+        "--iters",
+        "0",
+        "--log-every",
+        "1",
+        "--quiet",
+    ]
 
 
 def test_train_vis_without_init_from_trains_the_image_model_first(data_root, tmp_path, capsys):
@@ -232,9 +412,13 @@ def _detections(embeds, boxes, labels=None, scores=None) -> FrameDetections:
     masks = torch.zeros(n, 32, 48, dtype=torch.bool)
     for k, (x1, y1, x2, y2) in enumerate(boxes):
         masks[k, y1:y2, x1:x2] = True
-    return FrameDetections(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-                           torch.tensor(labels or [1] * n), torch.tensor(scores or [0.9] * n),
-                           torch.tensor(embeds, dtype=torch.float32).reshape(n, -1), masks)
+    return FrameDetections(
+        torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+        torch.tensor(labels or [1] * n),
+        torch.tensor(scores or [0.9] * n),
+        torch.tensor(embeds, dtype=torch.float32).reshape(n, -1),
+        masks,
+    )
 
 
 def test_identity_that_leaves_and_reenters_keeps_its_id_with_the_matcher_only():
@@ -260,15 +444,24 @@ def test_make_tracker_names_and_switches():
     assert isinstance(make_tracker("iou_greedy", config), IouTracker)
     for name in TRACKERS[:-1]:
         assert isinstance(make_tracker(name, config), TrackMatcher)
-    assert make_tracker("no_iou", config).iou_weight == 0 and not make_tracker("no_embedding", config).use_embedding
+    assert (
+        make_tracker("no_iou", config).iou_weight == 0
+        and not make_tracker("no_embedding", config).use_embedding
+    )
     assert make_tracker("embedding_only", config).label_weight == 0
     with pytest.raises(ValueError, match="unknown tracker"):
         make_tracker("kalman", config)
 
 
 def test_crossing_objects_are_same_class_overlaps():
-    targets = [{"boxes": torch.tensor([[0.0, 0, 10, 10], [5, 5, 15, 15], [8, 8, 20, 20]]),
-                "labels": torch.tensor([1, 1, 2]), "obj_ids": torch.tensor([4, 5, 6])}, None]
+    targets = [
+        {
+            "boxes": torch.tensor([[0.0, 0, 10, 10], [5, 5, 15, 15], [8, 8, 20, 20]]),
+            "labels": torch.tensor([1, 1, 2]),
+            "obj_ids": torch.tensor([4, 5, 6]),
+        },
+        None,
+    ]
     assert crossing_objects(targets) == {4, 5}
 
 
@@ -296,7 +489,10 @@ def test_no_predictions_gives_zeros_not_a_crash(ytvis_files):
     found = evaluate_vis(model, dataset, trackers=TRACKERS, frame_ap=True, progress=False)
     for name in TRACKERS:
         assert found[name]["results"] == []
-        assert found[name]["frame_metrics"]["segm"]["AP"] == 0 and found[name]["frame_metrics"]["bbox"]["AR100"] == 0
+        assert (
+            found[name]["frame_metrics"]["segm"]["AP"] == 0
+            and found[name]["frame_metrics"]["bbox"]["AR100"] == 0
+        )
         metrics = found[name]["metrics"]
         assert metrics["AP"] == 0 and metrics["AR10"] == 0
         assert found[name]["id_switches"] == 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import torch
@@ -25,8 +26,16 @@ SIZE = 64
 
 def small_config(**changes):
     """cpu_tiny_vis at 64 x 64 with 3 classes and an 8-channel embedding: fast on one CPU thread."""
-    base = dataclasses.replace(preset("cpu_tiny_vis"), input_size=(SIZE, SIZE), num_classes=3, embed_dim=8,
-                               batch_size=2, max_iters=4, lr_steps=(3,), warmup_iters=1)
+    base = dataclasses.replace(
+        preset("cpu_tiny_vis"),
+        input_size=(SIZE, SIZE),
+        num_classes=3,
+        embed_dim=8,
+        batch_size=2,
+        max_iters=4,
+        lr_steps=(3,),
+        warmup_iters=1,
+    )
     return dataclasses.replace(base, **changes)
 
 
@@ -37,9 +46,12 @@ def frame(boxes, labels, obj_ids):
     for k, (x1, y1, x2, y2) in enumerate(boxes):
         masks[k, y1:y2, x1:x2] = 1
         image[:, y1:y2, x1:x2] = torch.tensor([0.9, 0.2 + 0.3 * k, 0.5])[:, None, None]
-    target = {"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-              "labels": torch.tensor(labels, dtype=torch.int64), "masks": masks,
-              "obj_ids": torch.tensor(obj_ids, dtype=torch.int64)}
+    target = {
+        "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+        "labels": torch.tensor(labels, dtype=torch.int64),
+        "masks": masks,
+        "obj_ids": torch.tensor(obj_ids, dtype=torch.int64),
+    }
     return image, target
 
 
@@ -76,7 +88,7 @@ def test_tracking_targets_are_reference_positions_or_new(monkeypatch):
     image, target = frame([LEFT, RIGHT], [1, 2], [5, 6])
     ref_image, ref_target = frame([BOTTOM, RIGHT], [3, 2], [9, 6])
     model([image], [target], [ref_image], [ref_target])
-    (cur_shape, ref_shape, targets), = seen
+    ((cur_shape, ref_shape, targets),) = seen
     assert ref_shape == (2, 8)  # one embedding per reference object
     assert cur_shape[0] == targets.numel() > 0  # one per positive of the current frame
     assert set(targets.tolist()) == {0, 2}  # 5 -> new (0); 6 -> 1 + its position (1) in the reference
@@ -86,8 +98,11 @@ def test_a_box_dropped_by_preprocess_keeps_ids_aligned(monkeypatch):
     """A zero-width box (dropped by SipMask.preprocess) must take its identity with it."""
     captured = []
     original = video_model.tracking_targets
-    monkeypatch.setattr(video_model, "tracking_targets",
-                        lambda cur, ref: captured.append((cur.clone(), ref.clone())) or original(cur, ref))
+    monkeypatch.setattr(
+        video_model,
+        "tracking_targets",
+        lambda cur, ref: captured.append((cur.clone(), ref.clone())) or original(cur, ref),
+    )
     model = SipMaskVIS(small_config()).train()
     image, target = frame([LEFT, RIGHT], [1, 2], [5, 6])
     target["boxes"] = torch.cat([torch.tensor([[20.0, 40.0, 20.0, 50.0]]), target["boxes"]])  # zero width
@@ -96,7 +111,7 @@ def test_a_box_dropped_by_preprocess_keeps_ids_aligned(monkeypatch):
     target["obj_ids"] = torch.tensor([7, 5, 6])
     ref_image, ref_target = frame([LEFT, RIGHT], [1, 2], [5, 6])
     model([image], [target], [ref_image], [ref_target])
-    (cur_ids, ref_ids), = captured
+    ((cur_ids, ref_ids),) = captured
     assert set(cur_ids.tolist()) == {5, 6} and ref_ids.tolist() == [5, 6]
 
 
@@ -136,7 +151,9 @@ def test_load_image_weights_copies_what_fits_and_reports_the_rest(tmp_path):
     model = SipMaskVIS(small_config())
     report = load_image_weights(model, image_model.state_dict(), verbose=False)
     assert sorted(report["skipped"]) == [
-        "head.cls_logits.bias (shape (5,) vs (3,))", "head.cls_logits.weight (shape (5, 64, 3, 3) vs (3, 64, 3, 3))"]
+        "head.cls_logits.bias (shape (5,) vs (3,))",
+        "head.cls_logits.weight (shape (5, 64, 3, 3) vs (3, 64, 3, 3))",
+    ]
     assert report["not_in_source"] and all(name.startswith("tracking.") for name in report["not_in_source"])
     own, source = model.state_dict(), image_model.state_dict()
     for name in report["loaded"]:
@@ -156,7 +173,7 @@ def test_pair_training_is_deterministic_and_restores_as_sipmaskvis(ytvis_files, 
     model_a, config_a = engine.load_checkpoint(first["checkpoint"])
     model_b, _ = engine.load_checkpoint(second["checkpoint"])
     assert isinstance(model_a, SipMaskVIS) and config_a.task == "vis"
-    for (name, a), b in zip(model_a.state_dict().items(), model_b.state_dict().values()):
+    for (name, a), b in zip(model_a.state_dict().items(), model_b.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
     assert "loss_track" in first["losses"] and torch.isfinite(torch.tensor(first["losses"]["loss_track"]))
 
@@ -182,14 +199,25 @@ def test_train_vis_starts_from_the_weight_average_of_an_image_checkpoint(tmp_pat
     fine-tuning starts from it too."""
     config = small_config(num_classes=2)
     image_model = SipMask(dataclasses.replace(config, task="image"))
-    average = {name: value + 1 if value.is_floating_point() else value
-               for name, value in image_model.state_dict().items()}
+    average = {
+        name: value + 1 if value.is_floating_point() else value
+        for name, value in image_model.state_dict().items()
+    }
     checkpoint = tmp_path / "image.pt"
-    engine.save_checkpoint({"format": engine.CHECKPOINT_FORMAT, "iteration": 1, "model": image_model.state_dict(),
-                            "ema": average, "config": dataclasses.asdict(config)}, checkpoint)
+    engine.save_checkpoint(
+        {
+            "format": engine.CHECKPOINT_FORMAT,
+            "iteration": 1,
+            "model": image_model.state_dict(),
+            "ema": average,
+            "config": dataclasses.asdict(config),
+        },
+        checkpoint,
+    )
     dataset = _OnePair()
-    summary = train_vis(config, dataset, tmp_path / "vis", init_from=checkpoint, iters=0, progress=False,
-                        verbose=False)
+    summary = train_vis(
+        config, dataset, tmp_path / "vis", init_from=checkpoint, iters=0, progress=False, verbose=False
+    )
     state = engine.read_checkpoint(summary["checkpoint"])
     assert summary["init"]["loaded"]
     for name in summary["init"]["loaded"]:
@@ -201,7 +229,7 @@ class _OnePair(torch.utils.data.Dataset):
 
     mode = "pairs"
     class_names = ("a", "b")
-    label_to_cat_id = {1: 1, 2: 2}
+    label_to_cat_id: ClassVar[dict[int, int]] = {1: 1, 2: 2}
 
     def __len__(self):
         return 1
@@ -240,15 +268,28 @@ def test_trained_vis_model_fine_tunes_again_after_the_image_model_changes(ytvis_
         """Stands in for the fine-tuning: records the call, writes a real (untrained) checkpoint."""
         calls.append({"init_from": init_from, "grad": torch.is_grad_enabled()})
         model = SipMaskVIS(config)
-        engine.save_checkpoint({"format": engine.CHECKPOINT_FORMAT, "model": model.state_dict(),
-                                "config": dataclasses.asdict(config),
-                                "iteration": iters}, Path(out) / engine.CHECKPOINT_NAME)
+        engine.save_checkpoint(
+            {
+                "format": engine.CHECKPOINT_FORMAT,
+                "model": model.state_dict(),
+                "config": dataclasses.asdict(config),
+                "iteration": iters,
+            },
+            Path(out) / engine.CHECKPOINT_NAME,
+        )
 
     monkeypatch.setattr(tutorial, "repo_root", lambda: tmp_path)
     monkeypatch.setattr(tutorial, "trained_checkpoint", lambda: image_checkpoint)
-    monkeypatch.setattr(video, "synthetic_video_paths", lambda root: {
-        "train_ann": ytvis_files.ann_file, "train_dir": ytvis_files.video_dir,
-        "val_ann": ytvis_files.ann_file, "val_dir": ytvis_files.video_dir})
+    monkeypatch.setattr(
+        video,
+        "synthetic_video_paths",
+        lambda root: {
+            "train_ann": ytvis_files.ann_file,
+            "train_dir": ytvis_files.video_dir,
+            "val_ann": ytvis_files.ann_file,
+            "val_dir": ytvis_files.video_dir,
+        },
+    )
     monkeypatch.setattr(video, "train_vis", fake_train_vis)
     monkeypatch.delenv(tutorial.FAST_ENV, raising=False)
 

@@ -62,8 +62,16 @@ def test_draw_instances_draws_one_box_and_label_per_instance():
     FigureCanvasAgg(figure)
     ax = figure.add_subplot()
     boxes = torch.tensor([[3.0, 2.0, 10.0, 8.0], [8.0, 5.0, 20.0, 15.0]])
-    viz.draw_instances(ax, image, boxes=boxes, masks=masks, labels=torch.tensor([1, 2]),
-                       scores=torch.tensor([0.9, 0.25]), class_names=["disc", "square"], title="t")
+    viz.draw_instances(
+        ax,
+        image,
+        boxes=boxes,
+        masks=masks,
+        labels=torch.tensor([1, 2]),
+        scores=torch.tensor([0.9, 0.25]),
+        class_names=["disc", "square"],
+        title="t",
+    )
     assert len(ax.patches) == 2
     assert ax.patches[0].get_x() == 2.5 and ax.patches[0].get_width() == 7.0  # pixel edges
     assert sorted(t.get_text() for t in ax.texts) == ["disc 0.90", "square 0.25"]
@@ -77,8 +85,9 @@ def test_write_sample_figure_for_images_and_videos(tmp_path):
     written = viz.write_sample_figure(tmp_path / "img", tmp_path / "out" / "images.png", n=4)
     assert written.read_bytes()[:8] == PNG_SIGNATURE
     assert Image.open(written).size[0] > 300
-    video_png = viz.write_sample_figure(tmp_path / "vid" / "annotations" / "val.json",
-                                        tmp_path / "videos.png", n=3)
+    video_png = viz.write_sample_figure(
+        tmp_path / "vid" / "annotations" / "val.json", tmp_path / "videos.png", n=3
+    )
     assert video_png.read_bytes()[:8] == PNG_SIGNATURE
     with pytest.raises(FileNotFoundError):
         viz.write_sample_figure(tmp_path / "missing", tmp_path / "x.png")

@@ -87,7 +87,9 @@ def test_frames_mode_none_frames_and_reentering_identity(ytvis_files: YtvisFiles
         _, target = dataset[frame_index]
         assert target["frame_index"] == frame_index and target["obj_ids"].tolist() == obj_ids
         for k, obj_id in enumerate(obj_ids):
-            np.testing.assert_array_equal(target["masks"][k].numpy(), ytvis_files.masks[(obj_id, frame_index)])
+            np.testing.assert_array_equal(
+                target["masks"][k].numpy(), ytvis_files.masks[(obj_id, frame_index)]
+            )
     _, target = dataset[2]
     assert target["boxes"].shape == (0, 4) and target["masks"].shape == (0, HEIGHT, WIDTH)
     _, target = dataset[3]  # polygon frame
@@ -99,7 +101,7 @@ def test_frames_mode_none_frames_and_reentering_identity(ytvis_files: YtvisFiles
 def test_images_mode(ytvis_files: YtvisFiles) -> None:
     dataset = load(ytvis_files, mode="images")
     assert len(dataset) == 4
-    image, target = dataset[0]
+    _image, target = dataset[0]
     assert target["obj_ids"].tolist() == [11]
 
 
@@ -120,16 +122,18 @@ def test_same_flip_for_frame_and_reference(ytvis_files: YtvisFiles) -> None:
     plain = load(ytvis_files)
     flipping = load(ytvis_files, transforms=RandomHorizontalFlip(0.5))
     index = pair_index(plain, 0, 0)
-    image, target, ref_image, ref_target = plain[index]
+    image, _target, ref_image, ref_target = plain[index]
     outcomes = set()
     torch.manual_seed(0)
     for _ in range(12):
-        image_f, target_f, ref_image_f, ref_target_f = flipping[index]
+        image_f, _target_f, ref_image_f, ref_target_f = flipping[index]
         assert ref_target_f["frame_index"] == ref_target["frame_index"]  # same reference for the same item
         flipped = torch.equal(image_f, image.flip(-1))
         assert flipped or torch.equal(image_f, image)
         assert torch.equal(ref_image_f, ref_image.flip(-1) if flipped else ref_image)
-        assert torch.equal(ref_target_f["masks"], ref_target["masks"].flip(-1) if flipped else ref_target["masks"])
+        assert torch.equal(
+            ref_target_f["masks"], ref_target["masks"].flip(-1) if flipped else ref_target["masks"]
+        )
         outcomes.add(flipped)
     assert outcomes == {True, False}
 
@@ -139,8 +143,10 @@ def test_iter_video_flips_every_frame_alike(ytvis_files: YtvisFiles) -> None:
     outcomes = set()
     torch.manual_seed(1)
     for _ in range(8):
-        flips = {torch.equal(image, torch.from_numpy(frame_pixels(10, f)).permute(2, 0, 1).flip(-1) / 255.0)
-                 for f, image, _ in dataset.iter_video(0)}
+        flips = {
+            torch.equal(image, torch.from_numpy(frame_pixels(10, f)).permute(2, 0, 1).flip(-1) / 255.0)
+            for f, image, _ in dataset.iter_video(0)
+        }
         assert len(flips) == 1
         outcomes |= flips
     assert outcomes == {True, False}
@@ -148,7 +154,7 @@ def test_iter_video_flips_every_frame_alike(ytvis_files: YtvisFiles) -> None:
 
 def test_dataloader_with_pairs(ytvis_files: YtvisFiles) -> None:
     loader = torch.utils.data.DataLoader(load(ytvis_files), batch_size=3, collate_fn=collate)
-    images, targets, ref_images, ref_targets = next(iter(loader))
+    images, _targets, _ref_images, ref_targets = next(iter(loader))
     assert len(images) == len(ref_targets) == 3
 
 
@@ -174,14 +180,18 @@ def test_missing_frame_file(ytvis_files: YtvisFiles) -> None:
     dataset[1]
     with pytest.raises(FileNotFoundError, match=r"walk/00002\.png \(video id 10, frame 2\) does not exist"):
         dataset[2]
-    with pytest.raises(FileNotFoundError, match=r"1 of 8 frame files .*walk/00002\.png \(video id 10, frame 2\)"):
+    with pytest.raises(
+        FileNotFoundError, match=r"1 of 8 frame files .*walk/00002\.png \(video id 10, frame 2\)"
+    ):
         dataset.check_files()
 
 
 def test_inconsistent_lengths(ytvis_files: YtvisFiles) -> None:
     data = ytvis_files.copy()
     data["annotations"][1]["segmentations"].append(None)
-    message = r"annotation id 12 in .*variant\.json: 'segmentations' has 5 entries but video id 10 has 4 frames"
+    message = (
+        r"annotation id 12 in .*variant\.json: 'segmentations' has 5 entries but video id 10 has 4 frames"
+    )
     with pytest.raises(ValueError, match=message):
         YTVISDataset(ytvis_files.write(data), ytvis_files.video_dir)
     data = ytvis_files.copy()
@@ -196,7 +206,9 @@ def test_inconsistent_lengths(ytvis_files: YtvisFiles) -> None:
 
 def test_not_ytvis_json(ytvis_files: YtvisFiles) -> None:
     coco_like = {"images": [], "annotations": [], "categories": []}
-    with pytest.raises(ValueError, match=r"coco\.json is not a YouTube-VIS file: missing key 'videos' \(it has 'images'"):
+    with pytest.raises(
+        ValueError, match=r"coco\.json is not a YouTube-VIS file: missing key 'videos' \(it has 'images'"
+    ):
         YTVISDataset(ytvis_files.write(coco_like, "coco.json"), ytvis_files.video_dir)
     with pytest.raises(ValueError, match=r"list\.json is not a YouTube-VIS file"):
         YTVISDataset(ytvis_files.write([1], "list.json"), ytvis_files.video_dir)

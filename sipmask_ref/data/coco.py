@@ -51,8 +51,9 @@ import io
 import json
 import math
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, NamedTuple, Optional, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -62,7 +63,9 @@ from pycocotools.coco import COCO
 from torch import Tensor
 from torch.utils.data import Dataset
 
-Target = Optional[dict[str, Any]]
+from .transforms import transformed_target
+
+Target = dict[str, Any] | None
 Transform = Callable[[Tensor, Target], tuple[Tensor, Target]]
 
 
@@ -100,7 +103,7 @@ def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def load_rgb_image(path: Path, expected_size: Optional[tuple[int, int]], owner: str) -> Tensor:
+def load_rgb_image(path: Path, expected_size: tuple[int, int] | None, owner: str) -> Tensor:
     """Read an image file as float32 [3, H, W], RGB in [0, 1] (conversions: see the module docstring).
 
     ``expected_size`` is (width, height) from the annotation file (None: not checked); ``owner`` names the
@@ -145,13 +148,11 @@ def polygon_area(coords: Sequence[float]) -> float:
     xs, ys = coords[0::2], coords[1::2]
     xs_next = list(xs[1:]) + [xs[0]]
     ys_next = list(ys[1:]) + [ys[0]]
-    twice_area = sum(x0 * y1 - x1 * y0 for x0, y0, x1, y1 in zip(xs, ys, xs_next, ys_next))
+    twice_area = sum(x0 * y1 - x1 * y0 for x0, y0, x1, y1 in zip(xs, ys, xs_next, ys_next, strict=True))
     return abs(twice_area) / 2.0
 
 
-def check_segmentation(
-    segmentation: Any, height: int, width: int, where: str
-) -> tuple[Any, list[str]]:
+def check_segmentation(segmentation: Any, height: int, width: int, where: str) -> tuple[Any, list[str]]:
     """Validate one COCO segmentation for an image of ``height x width``.
 
     Returns ``(segmentation, problems)``: the usable segmentation (polygon parts that are degenerate removed)
@@ -233,7 +234,7 @@ def decode_segmentation(segmentation: Any, height: int, width: int) -> np.ndarra
 
 def check_box(
     bbox: Any, height: int, width: int, where: str
-) -> tuple[Optional[tuple[float, float, float, float]], Optional[str]]:
+) -> tuple[tuple[float, float, float, float] | None, str | None]:
     """COCO bbox [x, y, w, h] -> (xyxy clipped to the image, None), or (None, problem) when degenerate.
 
     Raises ValueError naming ``where`` when the bbox is not four finite numbers.
@@ -269,7 +270,7 @@ def parse_instance(
     width: int,
     where: str,
     report: Callable[[str, bool], None],
-) -> Optional[InstanceRecord]:
+) -> InstanceRecord | None:
     """Check one instance's segmentation and box; None when it must be skipped.
 
     Each problem is passed to ``report(problem, skipped)`` (which warns or raises); ``skipped`` tells
@@ -283,10 +284,12 @@ def parse_instance(
     if bbox is None:
         box = mask_box(segmentation, height, width)
     else:
-        box, problem = check_box(bbox, height, width, where)
-        if box is None:
-            report(problem, True)
+        checked, box_problem = check_box(bbox, height, width, where)
+        if checked is None:
+            assert box_problem is not None  # check_box names the problem of every box it rejects
+            report(box_problem, True)
             return None
+        box = checked
     return InstanceRecord(ann_id=ann_id, label=label, box=box, segmentation=segmentation)
 
 
@@ -409,7 +412,7 @@ class CocoInstances(Dataset):
         self,
         ann_file: str | Path,
         image_dir: str | Path,
-        transforms: Optional[Transform] = None,
+        transforms: Transform | None = None,
         skip_invalid: bool = True,
     ) -> None:
         self.ann_file = Path(ann_file)
@@ -524,7 +527,8 @@ class CocoInstances(Dataset):
             raise IndexError(f"index {idx} out of range for {len(self)} images")
         image, target = self.load_item(idx % len(self))
         if self.transforms is not None:
-            image, target = self.transforms(image, target)
+            image, transformed = self.transforms(image, target)
+            target = transformed_target(transformed, "CocoInstances")
         return image, target
 
     def check_files(self, check_sizes: bool = False) -> None:

@@ -54,9 +54,10 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -75,6 +76,7 @@ _FILLS = ("solid", "stripes", "checker", "noise", "gradient")
 # ----------------------------------------------------------------------------------------------
 # Configuration
 # ----------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class SyntheticConfig:
@@ -102,11 +104,14 @@ class SyntheticConfig:
         object.__setattr__(self, "contact", tuple(float(c) for c in self.contact))
         _check_common(self, "SyntheticConfig")
         if len(self.contact) != 2 or not 0.0 < self.contact[0] <= self.contact[1]:
-            raise ValueError(f"SyntheticConfig.contact must be (lo, hi) with 0 < lo <= hi, got {self.contact}")
+            raise ValueError(
+                f"SyntheticConfig.contact must be (lo, hi) with 0 < lo <= hi, got {self.contact}"
+            )
         _check_range("SyntheticConfig.instances_per_image", self.instances_per_image, minimum=1)
         if not 0.0 <= self.min_visible_fraction <= 1.0:
-            raise ValueError(f"SyntheticConfig.min_visible_fraction must be in [0, 1], "
-                             f"got {self.min_visible_fraction}")
+            raise ValueError(
+                f"SyntheticConfig.min_visible_fraction must be in [0, 1], got {self.min_visible_fraction}"
+            )
 
 
 @dataclass(frozen=True)
@@ -153,13 +158,13 @@ def _check_common(config: SyntheticConfig | SyntheticVideoConfig, name: str) -> 
     """Validate the fields shared by the image and the video configuration."""
     unknown = [c for c in config.classes if c not in SHAPE_CLASSES]
     if not config.classes or unknown or len(set(config.classes)) != len(config.classes):
-        raise ValueError(f"{name}.classes must be distinct names from {SHAPE_CLASSES}, "
-                         f"got {config.classes}")
+        raise ValueError(f"{name}.classes must be distinct names from {SHAPE_CLASSES}, got {config.classes}")
     if config.image_size < 16:
         raise ValueError(f"{name}.image_size must be >= 16, got {config.image_size}")
     if config.num_train < 0 or config.num_val < 0:
-        raise ValueError(f"{name}: num_train and num_val must be >= 0, "
-                         f"got {config.num_train}, {config.num_val}")
+        raise ValueError(
+            f"{name}: num_train and num_val must be >= 0, got {config.num_train}, {config.num_val}"
+        )
     if not 0.0 <= config.adjacency <= 1.0:
         raise ValueError(f"{name}.adjacency must be in [0, 1], got {config.adjacency}")
     lo, hi = config.size_range
@@ -199,6 +204,7 @@ def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
 # Shapes: geometry and rasterisation
 # ----------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Shape:
     """One shape placed in an image. Pixel (row i, column j) has its centre at (x, y) = (j + .5, i + .5)."""
@@ -216,8 +222,15 @@ def random_shape(rng: np.random.Generator, kind: str, cx: float, cy: float, size
     """A shape of class ``kind`` at (cx, cy) with random rotation and class-specific proportions."""
     aspect = rng.uniform(0.4, 0.65) if kind == "ellipse" else 1.0
     inner = {"ring": rng.uniform(0.45, 0.7), "star": rng.uniform(0.38, 0.5)}.get(kind, 0.0)
-    return Shape(kind, float(cx), float(cy), float(size), float(rng.uniform(0, 2 * math.pi)),
-                 float(aspect), float(inner))
+    return Shape(
+        kind,
+        float(cx),
+        float(cy),
+        float(size),
+        float(rng.uniform(0, 2 * math.pi)),
+        float(aspect),
+        float(inner),
+    )
 
 
 def inside_shape(shape: Shape, u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -273,6 +286,7 @@ def rasterize(shape: Shape, image_size: int) -> Raster:
 # Appearance: fill textures (class-independent) and backgrounds
 # ----------------------------------------------------------------------------------------------
 
+
 @dataclass
 class Appearance:
     """How an instance is painted. Drawn independently of its class."""
@@ -289,13 +303,19 @@ class Appearance:
 def random_appearance(rng: np.random.Generator, size: float) -> Appearance:
     """A random fill for a shape of diameter ``size``."""
     color_a, color_b = rng.random(3), rng.random(3)
-    side = int(math.ceil(size)) + 3
+    side = math.ceil(size) + 3
     outline = None
     if rng.random() < 0.5:  # a darker or a lighter rim: a cue that separates touching instances
         outline = color_a * 0.35 if rng.random() < 0.5 else color_a + (1 - color_a) * 0.65
-    return Appearance(fill=_FILLS[rng.integers(len(_FILLS))], color_a=color_a, color_b=color_b,
-                      period=float(rng.uniform(3, 9)), direction=float(rng.uniform(0, 2 * math.pi)),
-                      noise=rng.random((side, side)), outline=outline)
+    return Appearance(
+        fill=_FILLS[rng.integers(len(_FILLS))],
+        color_a=color_a,
+        color_b=color_b,
+        period=float(rng.uniform(3, 9)),
+        direction=float(rng.uniform(0, 2 * math.pi)),
+        noise=rng.random((side, side)),
+        outline=outline,
+    )
 
 
 def paint(appearance: Appearance, raster: Raster, size: float) -> np.ndarray:
@@ -327,7 +347,7 @@ def paint(appearance: Appearance, raster: Raster, size: float) -> np.ndarray:
 def _boundary(mask: np.ndarray) -> np.ndarray:
     """Pixels of ``mask`` with at least one of their 4 neighbours outside it."""
     padded = np.pad(mask, 1, constant_values=False)
-    interior = (padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:])
+    interior = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
     return mask & ~interior
 
 
@@ -378,8 +398,14 @@ def random_background(rng: np.random.Generator, size: int, clutter: tuple[int, i
 # Scenes: occlusion-aware composition
 # ----------------------------------------------------------------------------------------------
 
-def compose(background: np.ndarray, shapes: Sequence[Shape], appearances: Sequence[Appearance],
-            min_visible_area: int, min_visible_fraction: float) -> tuple[np.ndarray, list[np.ndarray | None]]:
+
+def compose(
+    background: np.ndarray,
+    shapes: Sequence[Shape],
+    appearances: Sequence[Appearance],
+    min_visible_area: int,
+    min_visible_fraction: float,
+) -> tuple[np.ndarray, list[np.ndarray | None]]:
     """Paint ``shapes`` (listed bottom to top) over ``background``, respecting occlusion.
 
     Going from the top shape down, a shape's visible mask is its pixels not covered by a kept shape
@@ -401,10 +427,11 @@ def compose(background: np.ndarray, shapes: Sequence[Shape], appearances: Sequen
         if area < min_visible_area or area < min_visible_fraction * raster.mask.sum():
             continue
         covered[raster.window] |= raster.mask
-        visible[k] = np.zeros((size, size), dtype=bool)
-        visible[k][raster.window] = seen
+        mask = np.zeros((size, size), dtype=bool)
+        mask[raster.window] = seen
+        visible[k] = mask
     image = background.copy()
-    for k, (shape, raster) in enumerate(zip(shapes, rasters)):
+    for k, (shape, raster) in enumerate(zip(shapes, rasters, strict=True)):
         if visible[k] is not None:
             region = image[raster.window]  # a view: writing into it paints the image
             region[raster.mask] = paint(appearances[k], raster, shape.size)[raster.mask]
@@ -465,10 +492,12 @@ def sample_image(config: SyntheticConfig, index: int, split: str = "train") -> S
     background = random_background(rng, config.image_size, config.clutter)
     shapes = place_shapes(rng, config)
     appearances = [random_appearance(rng, shape.size) for shape in shapes]
-    image, visible = compose(background, shapes, appearances,
-                             config.min_visible_area, config.min_visible_fraction)
+    image, visible = compose(
+        background, shapes, appearances, config.min_visible_area, config.min_visible_fraction
+    )
     kept = [k for k, mask in enumerate(visible) if mask is not None]
-    masks = np.stack([visible[k] for k in kept]) if kept else np.zeros((0,) + image.shape[:2], bool)
+    kept_masks = [mask for mask in visible if mask is not None]  # the masks of `kept`, in order
+    masks = np.stack(kept_masks) if kept else np.zeros((0,) + image.shape[:2], bool)
     image = _finish(image, rng, rng.uniform(0, config.noise))
     return SyntheticImage(image=image, masks=masks, class_names=[shapes[k].kind for k in kept])
 
@@ -476,6 +505,7 @@ def sample_image(config: SyntheticConfig, index: int, split: str = "train") -> S
 # ----------------------------------------------------------------------------------------------
 # Videos: moving, crossing, leaving and re-entering shapes
 # ----------------------------------------------------------------------------------------------
+
 
 @dataclass
 class Track:
@@ -492,8 +522,9 @@ class Track:
         return replace(self.shape, cx=float(x), cy=float(y), angle=self.shape.angle + self.spin * t)
 
 
-def _linear_positions(rng: np.random.Generator, anchor: np.ndarray, t_anchor: int, num_frames: int,
-                      max_speed: float) -> np.ndarray:
+def _linear_positions(
+    rng: np.random.Generator, anchor: np.ndarray, t_anchor: int, num_frames: int, max_speed: float
+) -> np.ndarray:
     """Positions (num_frames, 2) of constant-velocity motion through ``anchor`` at frame ``t_anchor``."""
     a = rng.uniform(0, 2 * math.pi)
     velocity = rng.uniform(0.5, max_speed) * np.array([math.cos(a), math.sin(a)])
@@ -589,21 +620,27 @@ def sample_video(config: SyntheticVideoConfig, index: int, split: str = "train")
             tracks.append(random_track(rng, config))
     appearances = [track.appearance for track in tracks]
     sigma = rng.uniform(0, config.noise)
-    frames, masks = [], [[] for _ in tracks]
+    frames: list[np.ndarray] = []
+    masks: list[list[np.ndarray | None]] = [[] for _ in tracks]
     for t in range(config.num_frames):
-        image, visible = compose(background, [track.shape_at(t) for track in tracks], appearances,
-                                 config.min_visible_area, 0.0)
+        image, visible = compose(
+            background, [track.shape_at(t) for track in tracks], appearances, config.min_visible_area, 0.0
+        )
         frames.append(_finish(image, rng, sigma))
         for k, mask in enumerate(visible):
             masks[k].append(mask)
     seen = [k for k in range(count) if any(m is not None for m in masks[k])]
-    return SyntheticVideo(frames=np.stack(frames), class_names=[tracks[k].shape.kind for k in seen],
-                          masks=[masks[k] for k in seen])
+    return SyntheticVideo(
+        frames=np.stack(frames),
+        class_names=[tracks[k].shape.kind for k in seen],
+        masks=[masks[k] for k in seen],
+    )
 
 
 # ----------------------------------------------------------------------------------------------
 # Writing COCO / YouTube-VIS files
 # ----------------------------------------------------------------------------------------------
+
 
 def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     """Tightest box (x0, y0, x1, y1) around a bool mask [H, W], x1 and y1 exclusive; None when empty."""
@@ -632,8 +669,11 @@ def encode_mask(mask: np.ndarray) -> tuple[dict[str, Any], list[float], int]:
 
 def _categories(classes: Sequence[str]) -> list[dict[str, Any]]:
     """COCO categories of ``classes``, ordered by id."""
-    return [{"id": CATEGORY_IDS[name], "name": name, "supercategory": "shape"}
-            for name in SHAPE_CLASSES if name in classes]
+    return [
+        {"id": CATEGORY_IDS[name], "name": name, "supercategory": "shape"}
+        for name in SHAPE_CLASSES
+        if name in classes
+    ]
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
@@ -655,8 +695,9 @@ def _fresh_dir(path: Path) -> Path:
     return path
 
 
-def generate_image_dataset(out_dir: str | Path, config: SyntheticConfig | None = None,
-                           progress: bool = True, **overrides: Any) -> dict[str, Path]:
+def generate_image_dataset(
+    out_dir: str | Path, config: SyntheticConfig | None = None, progress: bool = True, **overrides: Any
+) -> dict[str, Path]:
     """Write the image benchmark (PNG images + COCO instances JSON) under ``out_dir``.
 
     ``overrides`` replace fields of ``config`` (default ``SyntheticConfig()``), e.g.
@@ -669,31 +710,57 @@ def generate_image_dataset(out_dir: str | Path, config: SyntheticConfig | None =
     paths: dict[str, Path] = {}
     for split, count in (("train", config.num_train), ("val", config.num_val)):
         image_dir = _fresh_dir(out_dir / "images" / split)
-        images, annotations = [], []
+        images: list[dict[str, Any]] = []
+        annotations: list[dict[str, Any]] = []
         for index in tqdm(range(count), desc=f"synthetic images ({split})", disable=not progress):
             sample = sample_image(config, index, split)
             file_name = f"{index:06d}.png"
             _write_png(image_dir / file_name, sample.image)
             image_id = index + 1
-            images.append({"id": image_id, "file_name": file_name,
-                           "width": config.image_size, "height": config.image_size})
-            for mask, name in zip(sample.masks, sample.class_names):
+            images.append(
+                {
+                    "id": image_id,
+                    "file_name": file_name,
+                    "width": config.image_size,
+                    "height": config.image_size,
+                }
+            )
+            for mask, name in zip(sample.masks, sample.class_names, strict=True):
                 rle, bbox, area = encode_mask(mask)
-                annotations.append({"id": len(annotations) + 1, "image_id": image_id,
-                                    "category_id": CATEGORY_IDS[name], "segmentation": rle,
-                                    "bbox": bbox, "area": area, "iscrowd": 0})
+                annotations.append(
+                    {
+                        "id": len(annotations) + 1,
+                        "image_id": image_id,
+                        "category_id": CATEGORY_IDS[name],
+                        "segmentation": rle,
+                        "bbox": bbox,
+                        "area": area,
+                        "iscrowd": 0,
+                    }
+                )
         ann_file = out_dir / "annotations" / f"instances_{split}.json"
-        _write_json(ann_file, {
-            "info": {"description": "sipmask_ref synthetic adjacent-instance benchmark (images)",
-                     "version": GENERATOR_VERSION, "split": split, "config": asdict(config)},
-            "licenses": [], "categories": _categories(config.classes),
-            "images": images, "annotations": annotations})
+        _write_json(
+            ann_file,
+            {
+                "info": {
+                    "description": "sipmask_ref synthetic adjacent-instance benchmark (images)",
+                    "version": GENERATOR_VERSION,
+                    "split": split,
+                    "config": asdict(config),
+                },
+                "licenses": [],
+                "categories": _categories(config.classes),
+                "images": images,
+                "annotations": annotations,
+            },
+        )
         paths[f"{split}_annotations"], paths[f"{split}_images"] = ann_file, image_dir
     return paths
 
 
-def generate_video_dataset(out_dir: str | Path, config: SyntheticVideoConfig | None = None,
-                           progress: bool = True, **overrides: Any) -> dict[str, Path]:
+def generate_video_dataset(
+    out_dir: str | Path, config: SyntheticVideoConfig | None = None, progress: bool = True, **overrides: Any
+) -> dict[str, Path]:
     """Write the video benchmark (PNG frames + YouTube-VIS 2019 JSON) under ``out_dir``.
 
     Each annotation is one identity: ``segmentations``, ``bboxes`` and ``areas`` hold one entry per
@@ -706,30 +773,51 @@ def generate_video_dataset(out_dir: str | Path, config: SyntheticVideoConfig | N
     paths: dict[str, Path] = {}
     for split, count in (("train", config.num_train), ("val", config.num_val)):
         video_root = _fresh_dir(out_dir / "videos" / split)
-        videos, annotations = [], []
+        videos: list[dict[str, Any]] = []
+        annotations: list[dict[str, Any]] = []
         for index in tqdm(range(count), desc=f"synthetic videos ({split})", disable=not progress):
             sample = sample_video(config, index, split)
             folder = f"vid_{index:04d}"
             (video_root / folder).mkdir()
             file_names = [f"{folder}/{t:05d}.png" for t in range(frames)]
-            for name, frame in zip(file_names, sample.frames):
+            for name, frame in zip(file_names, sample.frames, strict=True):
                 _write_png(video_root / name, frame)
             video_id = index + 1
-            videos.append({"id": video_id, "width": size, "height": size, "length": frames,
-                           "file_names": file_names})
-            for name, per_frame in zip(sample.class_names, sample.masks):
+            videos.append(
+                {"id": video_id, "width": size, "height": size, "length": frames, "file_names": file_names}
+            )
+            for name, per_frame in zip(sample.class_names, sample.masks, strict=True):
                 encoded = [encode_mask(m) if m is not None else (None, None, None) for m in per_frame]
-                annotations.append({"id": len(annotations) + 1, "video_id": video_id,
-                                    "category_id": CATEGORY_IDS[name], "iscrowd": 0,
-                                    "segmentations": [e[0] for e in encoded],
-                                    "bboxes": [e[1] for e in encoded], "areas": [e[2] for e in encoded],
-                                    "width": size, "height": size, "length": frames})
+                annotations.append(
+                    {
+                        "id": len(annotations) + 1,
+                        "video_id": video_id,
+                        "category_id": CATEGORY_IDS[name],
+                        "iscrowd": 0,
+                        "segmentations": [e[0] for e in encoded],
+                        "bboxes": [e[1] for e in encoded],
+                        "areas": [e[2] for e in encoded],
+                        "width": size,
+                        "height": size,
+                        "length": frames,
+                    }
+                )
         ann_file = out_dir / "annotations" / f"{split}.json"
-        _write_json(ann_file, {
-            "info": {"description": "sipmask_ref synthetic adjacent-instance benchmark (videos)",
-                     "version": GENERATOR_VERSION, "split": split, "config": asdict(config)},
-            "licenses": [], "categories": _categories(config.classes),
-            "videos": videos, "annotations": annotations})
+        _write_json(
+            ann_file,
+            {
+                "info": {
+                    "description": "sipmask_ref synthetic adjacent-instance benchmark (videos)",
+                    "version": GENERATOR_VERSION,
+                    "split": split,
+                    "config": asdict(config),
+                },
+                "licenses": [],
+                "categories": _categories(config.classes),
+                "videos": videos,
+                "annotations": annotations,
+            },
+        )
         paths[f"{split}_annotations"], paths[f"{split}_videos"] = ann_file, video_root
     return paths
 
@@ -738,8 +826,10 @@ def generate_video_dataset(out_dir: str | Path, config: SyntheticVideoConfig | N
 # Statistics: how adjacent are the instances?
 # ----------------------------------------------------------------------------------------------
 
-def adjacency_flags(masks: np.ndarray, labels: Sequence[int],
-                    threshold: float = ADJACENCY_THRESHOLD) -> np.ndarray:
+
+def adjacency_flags(
+    masks: np.ndarray, labels: Sequence[int], threshold: float = ADJACENCY_THRESHOLD
+) -> np.ndarray:
     """Which instances of one image are *adjacent* to a same-class instance. bool [G].
 
     Instance g with visible mask m_g and bounding box b_g (the tightest box around m_g's pixels) is
@@ -751,11 +841,11 @@ def adjacency_flags(masks: np.ndarray, labels: Sequence[int],
     the pixels that a single set of coefficients per box (YOLACT) would leak into g's mask. Pixels of
     other classes do not count; an empty mask is never adjacent. ``masks`` is bool [G, H, W].
     """
-    labels = np.asarray(labels)
+    label_array = np.asarray(labels)
     flags = np.zeros(len(masks), dtype=bool)
     for g, mask in enumerate(masks):
         box = mask_box(mask)
-        same = labels == labels[g]
+        same = label_array == label_array[g]
         same[g] = False
         if box is None or not same.any():
             continue
@@ -782,7 +872,7 @@ def decode_segmentation(segmentation: Any, height: int, width: int, where: str) 
         raise ValueError(f"{where}: cannot decode segmentation ({error})") from error
 
 
-_AREA_BINS = (("small", 32 ** 2), ("medium", 96 ** 2), ("large", math.inf))  # COCO's area ranges
+_AREA_BINS = (("small", 32**2), ("medium", 96**2), ("large", math.inf))  # COCO's area ranges
 _SIDE_BINS = (("<16", 16), ("16-32", 32), ("32-64", 64), (">=64", math.inf))  # longest box side, px
 
 
@@ -813,10 +903,16 @@ def adjacency_stats(coco: dict[str, Any], threshold: float = ADJACENCY_THRESHOLD
         empty += not anns
         if not anns:
             continue
-        masks = np.stack([decode_segmentation(a["segmentation"], image["height"], image["width"],
-                                              f"annotation {a['id']}") for a in anns])
+        masks = np.stack(
+            [
+                decode_segmentation(
+                    a["segmentation"], image["height"], image["width"], f"annotation {a['id']}"
+                )
+                for a in anns
+            ]
+        )
         flags = adjacency_flags(masks, [a["category_id"] for a in anns], threshold)
-        for ann, mask, flag in zip(anns, masks, flags):
+        for ann, mask, flag in zip(anns, masks, flags, strict=True):
             name = names[ann["category_id"]]
             per_class[name]["instances"] += 1
             per_class[name]["adjacent"] += int(flag)
@@ -828,30 +924,51 @@ def adjacency_stats(coco: dict[str, Any], threshold: float = ADJACENCY_THRESHOLD
         instances += len(anns)
         adjacent += int(flags.sum())
     num_images = len(coco["images"])
-    return {"images": num_images, "instances": instances,
-            "instances_per_image": instances / num_images if num_images else 0.0,
-            "empty_images": empty, "adjacent": adjacent,
-            "adjacency": adjacent / instances if instances else 0.0, "threshold": threshold,
-            "per_class": per_class, "area": area_bins, "longest_side": side_bins}
+    return {
+        "images": num_images,
+        "instances": instances,
+        "instances_per_image": instances / num_images if num_images else 0.0,
+        "empty_images": empty,
+        "adjacent": adjacent,
+        "adjacency": adjacent / instances if instances else 0.0,
+        "threshold": threshold,
+        "per_class": per_class,
+        "area": area_bins,
+        "longest_side": side_bins,
+    }
 
 
 def frames_as_coco(ytvis: dict[str, Any]) -> dict[str, Any]:
     """A YouTube-VIS dict seen as a COCO dict with one image per frame (for per-frame statistics)."""
-    images, annotations, frame_ids = [], [], {}
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
+    frame_ids: dict[tuple[int, int], int] = {}
     for video in ytvis["videos"]:
         for t, file_name in enumerate(video["file_names"]):
             frame_ids[video["id"], t] = len(images) + 1
-            images.append({"id": len(images) + 1, "file_name": file_name,
-                           "width": video["width"], "height": video["height"]})
+            images.append(
+                {
+                    "id": len(images) + 1,
+                    "file_name": file_name,
+                    "width": video["width"],
+                    "height": video["height"],
+                }
+            )
     for ann in ytvis["annotations"]:
         for t, segmentation in enumerate(ann["segmentations"]):
             if segmentation is None:
                 continue
             if (ann["video_id"], t) not in frame_ids:
                 raise ValueError(f"annotation {ann['id']}: video {ann['video_id']} has no frame {t}")
-            annotations.append({"id": len(annotations) + 1, "image_id": frame_ids[ann["video_id"], t],
-                                "category_id": ann["category_id"], "segmentation": segmentation,
-                                "iscrowd": ann.get("iscrowd", 0)})
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": frame_ids[ann["video_id"], t],
+                    "category_id": ann["category_id"],
+                    "segmentation": segmentation,
+                    "iscrowd": ann.get("iscrowd", 0),
+                }
+            )
     return {"categories": ytvis["categories"], "images": images, "annotations": annotations}
 
 
@@ -871,40 +988,60 @@ def video_stats(ytvis: dict[str, Any], threshold: float = ADJACENCY_THRESHOLD) -
         first, last = present.index(True), len(present) - 1 - present[::-1].index(True)
         entering += first > 0
         leaving += last < len(present) - 1
-        reappearing += not all(present[first:last + 1])
+        reappearing += not all(present[first : last + 1])
     num_videos = len(ytvis["videos"])
-    return {"videos": num_videos, "frames": sum(v["length"] for v in ytvis["videos"]),
-            "identities": len(ytvis["annotations"]),
-            "identities_per_video": len(ytvis["annotations"]) / num_videos if num_videos else 0.0,
-            "entering": entering, "leaving": leaving, "reappearing": reappearing,
-            "per_frame": adjacency_stats(frames_as_coco(ytvis), threshold)}
+    return {
+        "videos": num_videos,
+        "frames": sum(v["length"] for v in ytvis["videos"]),
+        "identities": len(ytvis["annotations"]),
+        "identities_per_video": len(ytvis["annotations"]) / num_videos if num_videos else 0.0,
+        "entering": entering,
+        "leaving": leaving,
+        "reappearing": reappearing,
+        "per_frame": adjacency_stats(frames_as_coco(ytvis), threshold),
+    }
 
 
 def format_stats(stats: dict[str, Any], title: str = "") -> str:
     """A few readable lines for the output of :func:`adjacency_stats` or :func:`video_stats`."""
     lines = [title] if title else []
     if "videos" in stats:
-        lines.append(f"  videos {stats['videos']}, frames {stats['frames']}, identities "
-                     f"{stats['identities']} ({stats['identities_per_video']:.1f} per video): "
-                     f"{stats['entering']} enter, {stats['leaving']} leave, "
-                     f"{stats['reappearing']} disappear and come back")
+        lines.append(
+            f"  videos {stats['videos']}, frames {stats['frames']}, identities "
+            f"{stats['identities']} ({stats['identities_per_video']:.1f} per video): "
+            f"{stats['entering']} enter, {stats['leaving']} leave, "
+            f"{stats['reappearing']} disappear and come back"
+        )
         stats = stats["per_frame"]
         lines.append("  per frame:")
-    lines.append(f"  images {stats['images']}, instances {stats['instances']} "
-                 f"({stats['instances_per_image']:.1f} per image, {stats['empty_images']} empty images)")
-    lines.append(f"  adjacency {stats['adjacency']:.1%} ({stats['adjacent']} instances with >= "
-                 f"{stats['threshold']:.0%} of their box on a same-class neighbour)")
-    lines.append("  per class: " + ", ".join(
-        f"{name} {c['instances']} ({c['adjacent'] / c['instances'] if c['instances'] else 0:.0%} adj.)"
-        for name, c in stats["per_class"].items()))
-    lines.append("  COCO area: " + ", ".join(f"{k} {v}" for k, v in stats["area"].items())
-                 + " | longest side (px): " + ", ".join(f"{k} {v}" for k, v in stats["longest_side"].items()))
+    lines.append(
+        f"  images {stats['images']}, instances {stats['instances']} "
+        f"({stats['instances_per_image']:.1f} per image, {stats['empty_images']} empty images)"
+    )
+    lines.append(
+        f"  adjacency {stats['adjacency']:.1%} ({stats['adjacent']} instances with >= "
+        f"{stats['threshold']:.0%} of their box on a same-class neighbour)"
+    )
+    lines.append(
+        "  per class: "
+        + ", ".join(
+            f"{name} {c['instances']} ({c['adjacent'] / c['instances'] if c['instances'] else 0:.0%} adj.)"
+            for name, c in stats["per_class"].items()
+        )
+    )
+    lines.append(
+        "  COCO area: "
+        + ", ".join(f"{k} {v}" for k, v in stats["area"].items())
+        + " | longest side (px): "
+        + ", ".join(f"{k} {v}" for k, v in stats["longest_side"].items())
+    )
     return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------------------------
 # The entry point of the CLI: generate both benchmarks once
 # ----------------------------------------------------------------------------------------------
+
 
 def _load_json(path: Path) -> dict[str, Any]:
     """Read a JSON file, naming it in the error when it is malformed."""
@@ -914,16 +1051,21 @@ def _load_json(path: Path) -> dict[str, Any]:
         raise ValueError(f"{path}: not valid JSON ({error})") from error
 
 
-def _ensure(out_dir: Path, config: Any, generate: Any, ann_files: list[Path], force: bool,
-            progress: bool) -> bool:
+def _ensure(
+    out_dir: Path, config: Any, generate: Any, ann_files: list[Path], force: bool, progress: bool
+) -> bool:
     """Generate into ``out_dir`` unless params.json there matches ``config``. True when generated.
 
     params.json is written last, so an interrupted generation is redone on the next call.
     """
     params = json.loads(json.dumps({"generator_version": GENERATOR_VERSION, "config": asdict(config)}))
     params_file = out_dir / "params.json"
-    if (not force and params_file.exists() and all(p.exists() for p in ann_files)
-            and _load_json(params_file) == params):
+    if (
+        not force
+        and params_file.exists()
+        and all(p.exists() for p in ann_files)
+        and _load_json(params_file) == params
+    ):
         return False
     params_file.unlink(missing_ok=True)
     generate(out_dir, config, progress=progress)
@@ -931,11 +1073,22 @@ def _ensure(out_dir: Path, config: Any, generate: Any, ann_files: list[Path], fo
     return True
 
 
-def make_data(root: str | Path = "data", seed: int = 0, image_size: int = 128, num_train: int = 2000,
-              num_val: int = 150, classes: Sequence[str] = SHAPE_CLASSES, adjacency: float | None = None,
-              video: bool = True, num_train_videos: int = 40, num_val_videos: int = 10,
-              num_frames: int = 8, force: bool = False, progress: bool = True,
-              verbose: bool = True) -> dict[str, Any]:
+def make_data(
+    root: str | Path = "data",
+    seed: int = 0,
+    image_size: int = 128,
+    num_train: int = 2000,
+    num_val: int = 150,
+    classes: Sequence[str] = SHAPE_CLASSES,
+    adjacency: float | None = None,
+    video: bool = True,
+    num_train_videos: int = 40,
+    num_val_videos: int = 10,
+    num_frames: int = 8,
+    force: bool = False,
+    progress: bool = True,
+    verbose: bool = True,
+) -> dict[str, Any]:
     """Generate the image benchmark under root/synthetic and the video one under root/synthetic_video.
 
     Generation is skipped when the output exists with the same parameters (root/<name>/params.json);
@@ -947,15 +1100,42 @@ def make_data(root: str | Path = "data", seed: int = 0, image_size: int = 128, n
     ``generated`` (False when skipped) and ``stats`` ({split: statistics}).
     """
     root = Path(root)
-    knob = {} if adjacency is None else {"adjacency": adjacency}
-    jobs = [("synthetic", SyntheticConfig(image_size=image_size, num_train=num_train, num_val=num_val,
-                                          classes=tuple(classes), seed=seed, **knob),
-             generate_image_dataset, "images", adjacency_stats)]
+    knob: dict[str, Any] = {} if adjacency is None else {"adjacency": adjacency}
+    # (folder, config, generator, media folder, statistics of one split's annotations)
+    jobs: list[tuple[str, Any, Callable[..., dict[str, Path]], str, Callable[..., dict[str, Any]]]] = [
+        (
+            "synthetic",
+            SyntheticConfig(
+                image_size=image_size,
+                num_train=num_train,
+                num_val=num_val,
+                classes=tuple(classes),
+                seed=seed,
+                **knob,
+            ),
+            generate_image_dataset,
+            "images",
+            adjacency_stats,
+        )
+    ]
     if video:
-        jobs.append(("synthetic_video", SyntheticVideoConfig(
-            image_size=image_size, num_train=num_train_videos, num_val=num_val_videos,
-            num_frames=num_frames, classes=tuple(classes), seed=seed, **knob),
-            generate_video_dataset, "videos", video_stats))
+        jobs.append(
+            (
+                "synthetic_video",
+                SyntheticVideoConfig(
+                    image_size=image_size,
+                    num_train=num_train_videos,
+                    num_val=num_val_videos,
+                    num_frames=num_frames,
+                    classes=tuple(classes),
+                    seed=seed,
+                    **knob,
+                ),
+                generate_video_dataset,
+                "videos",
+                video_stats,
+            )
+        )
     result: dict[str, Any] = {}
     for name, config, generate, media, stats_fn in jobs:
         out_dir = root / name

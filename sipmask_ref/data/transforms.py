@@ -18,14 +18,22 @@ draw to several frames of a video (a training frame and its reference frame, §3
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-Target = Optional[dict[str, Any]]
+Target = dict[str, Any] | None
 Transform = Callable[[Tensor, Target], tuple[Tensor, Target]]
+
+
+def transformed_target(target: Target, owner: str) -> dict[str, Any]:
+    """The target a dataset's transform returned, which must not be None for an item with a target."""
+    if target is None:
+        raise ValueError(f"{owner}: the transform returned no target (None) for an item that has one")
+    return target
 
 
 def _copy_target(target: dict[str, Any]) -> dict[str, Any]:
@@ -113,9 +121,7 @@ def apply_same_transform(
     return [transform_with_seed(transform, image, target, seed) for image, target in frames]
 
 
-def resized_size(
-    height: int, width: int, size: tuple[int, int], keep_ratio: bool
-) -> tuple[int, int]:
+def resized_size(height: int, width: int, size: tuple[int, int], keep_ratio: bool) -> tuple[int, int]:
     """Output (height, width) of :func:`resize` for an image of ``height x width``.
 
     keep_ratio=True: ``size`` holds the two limits in any order, e.g. (1333, 800): the long side may be at
@@ -203,9 +209,7 @@ def padded_size(height: int, width: int, size_divisible: int) -> tuple[int, int]
     )
 
 
-def pad_batch(
-    images: Sequence[Tensor], size_divisible: int = 32
-) -> tuple[Tensor, list[tuple[int, int]]]:
+def pad_batch(images: Sequence[Tensor], size_divisible: int = 32) -> tuple[Tensor, list[tuple[int, int]]]:
     """Stack images of different sizes into one zero-padded batch ``[B, 3, Hp, Wp]``.
 
     Each image sits at the top-left corner (padding is added at the bottom and right), so pixel
@@ -255,4 +259,4 @@ def collate(batch: Sequence[tuple[Any, ...]]) -> tuple[list[Any], ...]:
     lengths = {len(item) for item in batch}
     if len(lengths) != 1:
         raise ValueError(f"collate got items of different lengths {sorted(lengths)}")
-    return tuple(list(field) for field in zip(*batch))
+    return tuple(list(field) for field in zip(*batch, strict=True))

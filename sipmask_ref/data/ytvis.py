@@ -35,9 +35,11 @@ Decisions:
 from __future__ import annotations
 
 import functools
+import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -56,7 +58,7 @@ from .coco import (
     parse_instance,
     read_json,
 )
-from .transforms import apply_same_transform, transform_with_seed
+from .transforms import apply_same_transform, transform_with_seed, transformed_target
 
 MODES = ("pairs", "frames", "images")
 FRAME_ID_STRIDE = 100_000  # image_id of a frame = video_id * FRAME_ID_STRIDE + frame_index
@@ -89,11 +91,12 @@ def validate_ytvis(data: Any, path: Path) -> None:
         if not isinstance(video, dict):
             raise ValueError(f"{path}: video #{k} is a {type(video).__name__}, not an object")
         problems = [key for key in ("id", "width", "height") if not is_int(video.get(key))]
-        file_names = video.get("file_names")
-        if not (isinstance(file_names, list) and file_names and all(isinstance(n, str) for n in file_names)):
+        names = video.get("file_names")
+        if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
             problems.append("file_names")
         if problems:
             raise ValueError(f"{path}: video #{k} (id {video.get('id')!r}) lacks a valid {problems}")
+        file_names: list[str] = video["file_names"]
         if video["width"] <= 0 or video["height"] <= 0:
             raise ValueError(f"{path}: video id {video['id']} has size {video['width']}x{video['height']}")
         if "length" in video and video["length"] != len(file_names):
@@ -139,9 +142,9 @@ class YTVISDataset(Dataset):
 
     def __init__(
         self,
-        ann_file: str | Path,
-        video_dir: str | Path,
-        transforms: Optional[Transform] = None,
+        ann_file: str | os.PathLike[str],
+        video_dir: str | os.PathLike[str],
+        transforms: Transform | None = None,
         mode: str = "pairs",
         seed: int = 0,
         skip_invalid: bool = True,
@@ -301,13 +304,16 @@ class YTVISDataset(Dataset):
         image, target = self.load_frame(video_index, frame_index)
         if self.mode != "pairs":
             if self.transforms is not None:
-                image, target = self.transforms(image, target)
+                image, transformed = self.transforms(image, target)
+                target = transformed_target(transformed, "YTVISDataset")
             return image, target
         ref_image, ref_target = self.load_frame(video_index, self.sample_reference(index))
         if self.transforms is not None:
-            (image, target), (ref_image, ref_target) = apply_same_transform(
+            (image, transformed), (ref_image, ref_transformed) = apply_same_transform(
                 self.transforms, [(image, target), (ref_image, ref_target)]
             )
+            target = transformed_target(transformed, "YTVISDataset")
+            ref_target = transformed_target(ref_transformed, "YTVISDataset")
         return image, target, ref_image, ref_target
 
     def iter_video(self, video_index: int) -> Iterator[tuple[int, Tensor, dict[str, Any]]]:
@@ -321,7 +327,8 @@ class YTVISDataset(Dataset):
         for frame_index in range(len(self.videos[video_index]["file_names"])):
             image, target = self.load_frame(video_index, frame_index)
             if self.transforms is not None:
-                image, target = transform_with_seed(self.transforms, image, target, seed)
+                image, transformed = transform_with_seed(self.transforms, image, target, seed)
+                target = transformed_target(transformed, "YTVISDataset")
             yield frame_index, image, target
 
     def video_frames(self, video_id: int) -> Iterator[tuple[int, Tensor, dict[str, Any]]]:

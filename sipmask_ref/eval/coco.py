@@ -35,8 +35,18 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 STAT_NAMES: tuple[str, ...] = (
-    "AP", "AP50", "AP75", "APs", "APm", "APl",
-    "AR1", "AR10", "AR100", "ARs", "ARm", "ARl",
+    "AP",
+    "AP50",
+    "AP75",
+    "APs",
+    "APm",
+    "APl",
+    "AR1",
+    "AR10",
+    "AR100",
+    "ARs",
+    "ARm",
+    "ARl",
 )  # the order of COCOeval.stats
 IOU_TYPES: tuple[str, ...] = ("bbox", "segm")
 
@@ -90,7 +100,7 @@ def predictions_to_coco_results(
     if len(predictions) != len(image_ids):
         raise ValueError(f"{len(predictions)} predictions but {len(image_ids)} image ids")
     results: list[dict] = []
-    for prediction, image_id in zip(predictions, image_ids):
+    for prediction, image_id in zip(predictions, image_ids, strict=True):
         boxes = _to_numpy(prediction["boxes"]).reshape(-1, 4).astype(np.float64)  # [N, 4]
         labels = _to_numpy(prediction["labels"]).reshape(-1)  # [N]
         scores = _to_numpy(prediction["scores"]).reshape(-1).astype(np.float64)  # [N]
@@ -256,7 +266,7 @@ def evaluate_coco(
             evaluator.evaluate()
             evaluator.accumulate()
             evaluator.summarize()
-        metrics[iou_type] = {name: float(v) for name, v in zip(STAT_NAMES, evaluator.stats)}
+        metrics[iou_type] = {name: float(v) for name, v in zip(STAT_NAMES, evaluator.stats, strict=True)}
     return metrics
 
 
@@ -302,10 +312,14 @@ def format_table(metrics: dict[str, dict[str, float]]) -> str:
     names = list(next(iter(metrics.values())))
     row_label_width = max(len("type"), *(len(row) for row in metrics))
     widths = [max(5, len(name)) for name in names]
-    lines = ["  ".join([f"{'type':<{row_label_width}}"] + [f"{n:>{w}}" for n, w in zip(names, widths)])]
+    lines = [
+        "  ".join(
+            [f"{'type':<{row_label_width}}"] + [f"{n:>{w}}" for n, w in zip(names, widths, strict=True)]
+        )
+    ]
     for row, values in metrics.items():
         cells = []
-        for name, w in zip(names, widths):
+        for name, w in zip(names, widths, strict=True):
             value = values.get(name)
             text = "-" if value is None or value < 0 else f"{100.0 * value:.1f}"
             cells.append(f"{text:>{w}}")

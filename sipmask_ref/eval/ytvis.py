@@ -61,7 +61,7 @@ def sequence_iou(pred_rles_per_frame: Sequence[Rle | None], gt_rles_per_frame: S
         )
     intersection = 0.0
     union = 0.0
-    for pred, gt in zip(pred_rles_per_frame, gt_rles_per_frame):
+    for pred, gt in zip(pred_rles_per_frame, gt_rles_per_frame, strict=True):
         if pred is not None and gt is not None:
             intersection += float(mask_util.area(mask_util.merge([pred, gt], intersect=True)))
             union += float(mask_util.area(mask_util.merge([pred, gt], intersect=False)))
@@ -150,7 +150,9 @@ def _videos_by_id(gt: dict) -> dict[int, dict]:
     for video in gt["videos"]:
         length = video.get("length", len(video.get("file_names", [])))
         videos[video["id"]] = {
-            "length": int(length), "height": int(video["height"]), "width": int(video["width"])
+            "length": int(length),
+            "height": int(video["height"]),
+            "width": int(video["width"]),
         }
     return videos
 
@@ -161,7 +163,7 @@ def _tracks(anns: list[dict], videos: dict[int, dict], cat_ids: set[int], kind: 
     kind is 'ground-truth annotation' or 'result'; errors name the annotation id / result index and
     the video. Internal ids are 1..n: COCOeval reads id 0 as "unmatched".
     """
-    tracks = []
+    tracks: list[dict[str, Any]] = []
     for k, ann in enumerate(anns):
         name = f"{kind} id {ann['id']}" if "id" in ann and kind != "result" else f"{kind} #{k}"
         for key in ("video_id", "category_id", "segmentations") + (("score",) if kind == "result" else ()):
@@ -231,8 +233,8 @@ class YTVISeval(COCOeval):
         for dt in self.dt_tracks:
             if dt["video_id"] in video_ids and dt["category_id"] in cat_ids:
                 self._dts[dt["video_id"], dt["category_id"]].append(dict(dt))
-        self.evalImgs = defaultdict(list)
-        self.eval = {}
+        self.evalImgs: Any = defaultdict(list)  # COCOeval's attributes, as its _prepare sets them
+        self.eval: dict[str, Any] = {}
 
     def computeIoU(self, video_id: int, cat_id: int) -> np.ndarray | list:  # noqa: N802 (COCOeval's name)
         """Sequence IoUs [N, G] of one video and category, detections sorted by score as evaluateImg does."""
@@ -259,14 +261,14 @@ def evaluate_ytvis(
     {video_id, category_id, score, segmentations: one RLE or None per frame}.
     video_ids: evaluate on these videos only (default: all). Values in [0, 1], -1 where undefined.
     """
-    gt = _load_json(gt, "YouTube-VIS ground-truth")
-    results = _load_json(results, "results")
-    if not isinstance(results, list):
+    gt_data = _load_json(gt, "YouTube-VIS ground-truth")
+    result_list = _load_json(results, "results")
+    if not isinstance(result_list, list):
         raise ValueError("results must be a list of track dicts")
-    videos = _videos_by_id(gt)
-    cat_ids = {c["id"] for c in gt["categories"]}
-    gt_tracks = _tracks(gt.get("annotations", []), videos, cat_ids, "ground-truth annotation")
-    dt_tracks = _tracks(results, videos, cat_ids, "result")
+    videos = _videos_by_id(gt_data)
+    cat_ids = {c["id"] for c in gt_data["categories"]}
+    gt_tracks = _tracks(gt_data.get("annotations", []), videos, cat_ids, "ground-truth annotation")
+    dt_tracks = _tracks(result_list, videos, cat_ids, "result")
 
     eval_video_ids = sorted(videos)
     if video_ids is not None:
@@ -281,7 +283,7 @@ def evaluate_ytvis(
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
-    return {name: float(v) for name, v in zip(STAT_NAMES, evaluator.stats)}
+    return {name: float(v) for name, v in zip(STAT_NAMES, evaluator.stats, strict=True)}
 
 
 def format_table(metrics: dict[str, float]) -> str:

@@ -1,0 +1,369 @@
+# %% [markdown]
+# # 09 · The ablation tables (§4.3, Tables 2–5) on the synthetic benchmark
+#
+# The paper justifies each part of SipMask with an ablation on COCO `minival` (ResNet-50-FPN). This
+# notebook reads the same ablations re-run on the synthetic adjacent-instance benchmark by
+# `python -m sipmask_ref reproduce` (`make reproduce`; code in `sipmask_ref/reproduce.py`), and you will:
+#
+# * load `results/ablations.json` (committed; this notebook never re-runs the 36 trainings) and see which
+#   switches each table row turns on;
+# * re-derive a row's *mean ± std over seeds* and one claim's verdict from the per-seed numbers, and
+#   check them against the file with `assert`;
+# * plot every table with error bars next to the paper's COCO numbers, and read the verdicts;
+# * look at the analogue of Fig. 6: the same validation images segmented with one set of coefficients
+#   per box (1×1) and with 2×2 spatial coefficients.
+#
+# The paper, §4.3:
+#
+# > We perform an ablation study on COCO `minival` set with ResNet50-FPN backbone [28]. First, we show
+# > the impact of progressively integrating our different components: spatial preservation (SP) module
+# > (Sec. 3.1), contextual basis masks (CBM) obtained by integrating context information from different
+# > FPN prediction layers (Sec. 3.2), and mask alignment weighting loss (WL) (Sec. 3.4), to the
+# > baseline. Note that our baseline is similar to YOLACT, obtaining the basis masks by using only
+# > high-resolution FPN layer ($P3$) and using a single set of coefficients for mask prediction. The
+# > results are presented in Tab. 2. The baseline achieves a mask AP of 31.2. All our components (SP,
+# > CBM and WL) contribute towards achieving improved performance (mask accuracy). In particular, the
+# > most improvement in mask accuracy, over the baseline, comes from our […]
+# >
+# > Tab. 4 shows that a large gain in performance is obtained going from $1 \times 1$ to $2 \times 2$.
+# > We also observe that the performance tends to marginally increase by further increasing the number
+# > of sub-regions. […] It shows that both the classification and localization are useful to re-weight
+# > the BCE loss for improved mask prediction.
+#
+# | Table 4 (sub-regions) | 1×1 | 1×2 | 2×1 | 2×2 | 3×3 | 4×4 |
+# |---|---|---|---|---|---|---|
+# | mask AP (COCO) | 31.2 | 32.2 | 32.1 | 32.9 | 33.1 | 33.1 |
+#
+# | Table 5 (weighting) | baseline | only cls. | only loc. | cls.+loc. |
+# |---|---|---|---|---|
+# | mask AP (COCO) | 31.2 | 31.8 | 31.7 | 32.0 |
+#
+# Our copy of the paper is cut off in the middle of §4.3: Tables 2 and 3 (and the end of the sentence
+# above, presumably "SP module") are missing. Only the baseline's 31.2 is known for Table 2, nothing for
+# Table 3; the report shows "-" there.
+
+# %%
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from sipmask_ref import engine, reproduce, tutorial
+from sipmask_ref.data.synthetic import adjacency_flags
+from sipmask_ref.viz import draw_instances
+from torchvision.ops import box_iou
+
+plt.rcParams["figure.dpi"] = 80
+torch.manual_seed(0)
+ROOT = tutorial.repo_root()
+print("fast mode:", tutorial.fast_mode())
+
+# %% [markdown]
+# ## The committed results
+#
+# `reproduce()` trained each *unique* configuration once per seed (the tables share rows: e.g. full
+# SipMask is the last row of Table 2, "with alignment" in Table 3, 2×2 in Table 4 and cls+loc in
+# Table 5), wrote one record per run, and assembled them into `results/ablations.json` and
+# `results/ablations.md`. Each run is the `cpu_tiny` preset with the row's four switches, its
+# schedule compressed to a few hundred iterations, evaluated with COCO mask AP on the 150 validation
+# images.
+#
+# **These committed tables are out of date**: they were produced with version 1 of the synthetic
+# benchmark and the `cpu_tiny` recipe of that time (ReLU basis masks, 640 iterations per run); the
+# benchmark and the recipe have changed since and the 36 runs have not been repeated yet. The
+# re-derivations below check the file against itself, which still holds; the trained models further
+# down (Fig. 6) are today's.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+report = reproduce.load_report(ROOT / "results" / "ablations.json")
+settings = report["settings"]
+print("base preset:", settings["base_preset"], "| seeds:", settings["seeds"],
+      "| val images:", settings["val_images"])
+print("spread:", settings["spread"])
+print(len(report["configs"]), "unique configurations")
+for table in report["tables"]:
+    print(table["key"], [row["label"] for row in table["rows"]])
+
+# %%
+env, s = report["environment"], report["settings"]
+print(f"{s['iters']} iterations x {s['batch_size']} images per run ({s['optimizer']}, lr {s['lr']}, "
+      f"steps {s['lr_steps']}), {env['runs_finished']} of {env['runs_planned']} runs finished")
+print(f"python {env['python']}, torch {env['torch']}, torchvision {env['torchvision']}, {env['device']}, "
+      f"{env['jobs']} parallel runs x {env['threads_per_job']} thread(s)")
+print(f"mean wall time per run {env['mean_run_wall_s']:.0f} s, total {env['total_wall_s'] / 60:.1f} min")
+
+# %% [markdown]
+# What each row switches on. `sub_regions` is the number of sets of spatial coefficients per box (§3.1),
+# `basis_source` where the basis masks come from (§3.2), `alignment_weight` the weighting α of the mask
+# loss (§3.4) and `feature_alignment` the deformable convolution of the SP module.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+for table in report["tables"]:
+    print(table["title"])
+    for row in table["rows"]:
+        sw = row["switches"]
+        print(f"  {row['label']:18s} sub_regions={tuple(sw['sub_regions'])} basis={sw['basis_source']:5s} "
+              f"weight={sw['alignment_weight']:7s} feature_alignment={sw['feature_alignment']}")
+
+
+# %% [markdown]
+# ## Re-deriving a row and a verdict
+#
+# A row's number is the mean over seeds of COCO mask AP (×100), and its spread the *sample* standard
+# deviation (ddof 1). A claim "A beats B" compares the difference of means $d$ with its standard
+# error from the seed spread,
+#
+# $$ se = \sqrt{\tfrac{s_A^2}{n_A} + \tfrac{s_B^2}{n_B}}, \qquad \text{holds if } d > 2\,se, $$
+#
+# "same direction, within seed noise" if $0 < d \le 2\,se$, "not seen" if $-2\,se \le d \le 0$ and
+# "reversed" below. Here both are recomputed from the per-run records stored in the same file.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+def mask_ap(key):
+    """Per-seed mask AP (points) of a configuration, from the raw run records."""
+    return [100 * run["metrics"]["segm"]["AP"] for run in report["runs"] if run["variant"] == key]
+
+table4 = next(t for t in report["tables"] if t["key"] == "table4")
+rows = {row["label"]: row for row in table4["rows"]}
+for label in ("1x1", "2x2"):
+    values = mask_ap(rows[label]["variant"])
+    mean = sum(values) / len(values)
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+    stored = rows[label]["result"]["AP"]
+    torch.testing.assert_close(torch.tensor([mean, std]), torch.tensor([stored["mean"], stored["std"]]),
+                               rtol=0, atol=1e-9)
+    print(label, f"mean and std re-derived from {len(values)} seed(s): equal to the table")
+
+a, b = (rows[k]["result"]["AP"] for k in ("2x2", "1x1"))
+d = a["mean"] - b["mean"]
+se = math.sqrt(a["std"] ** 2 / a["n"] + b["std"] ** 2 / b["n"])
+if min(a["n"], b["n"]) < 2:
+    verdict = "one_seed"  # no spread to compare with
+else:
+    verdict = "holds" if d > 2 * se else "weak" if d > 0 else "not_seen" if d >= -2 * se else "reversed"
+claim = next(c for c in table4["claims"] if c["text"].startswith("a large gain"))
+assert verdict == claim["result"]["verdict"] and abs(d - claim["result"]["delta"]) < 1e-9
+print("claim:", claim["text"], "-> re-derived verdict equals the stored one")
+
+# %% [markdown]
+# ## The four tables
+#
+# Bars: mean mask AP over seeds, error bars ± one standard deviation, dots: the individual seeds.
+# Red diamonds (right axis): the paper's COCO minival mask AP where our copy has it. The two axes have
+# different ranges on purpose: the synthetic task and a few hundred CPU iterations give other absolute
+# numbers than a ResNet-50 trained on COCO; what can be compared is the *ordering* and the size of
+# differences relative to the seed spread.
+
+# %%
+fig, axes = plt.subplots(2, 2, figsize=(12, 8))
+for ax, table in zip(axes.ravel(), report["tables"]):
+    labels = [row["label"] for row in table["rows"]]
+    x = np.arange(len(labels))
+    means = [row["result"]["AP"]["mean"] if row["result"] else np.nan for row in table["rows"]]
+    stds = [row["result"]["AP"]["std"] if row["result"] else 0.0 for row in table["rows"]]
+    ax.bar(x, means, yerr=stds, capsize=4, color="tab:blue", alpha=0.7, label="synthetic (mean ± std)")
+    for k, row in enumerate(table["rows"]):
+        if row["result"]:
+            values = row["result"]["AP"]["values"]
+            ax.plot(np.full(len(values), k) + np.linspace(-0.12, 0.12, len(values)), values, "k.", ms=5)
+    ax.set_xticks(x, labels)
+    ax.set_ylabel("mask AP, synthetic val")
+    ax.set_title(table["title"].split(":")[0] + ": " + table["title"].split(": ")[1][:48], fontsize=10)
+    paper = [row["paper_AP"] if row["paper_AP"] is not None else np.nan for row in table["rows"]]
+    if not all(np.isnan(paper)):
+        twin = ax.twinx()
+        twin.plot(x, paper, "D", color="tab:red", label="paper (COCO)")
+        twin.set_ylabel("paper mask AP, COCO minival", color="tab:red")
+        twin.set_ylim(30, 34)
+    else:
+        ax.text(0.5, 0.95, "paper numbers cut off in our copy", transform=ax.transAxes, ha="center",
+                va="top", color="tab:red", fontsize=9)
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## Verdicts
+#
+# For every claim of the paper: the paper's difference (where its numbers are readable) and what the
+# synthetic benchmark shows, in plain words. `results/ablations.md` holds the same tables as Markdown.
+
+# %%
+for table in report["tables"]:
+    print(table["title"])
+    for claim in table["claims"]:
+        paper = "-" if claim["paper_delta"] is None else f"{claim['paper_delta']:+.1f}"
+        result = claim["result"]["text"] if claim["result"] else "not run"
+        print(f"  {claim['text']:62s} paper {paper:>5s} | here: {result}")
+    print()
+
+# %%
+counts = {}
+for table in report["tables"]:
+    for claim in table["claims"]:
+        key = claim["result"]["verdict"] if claim["result"] else "not run"
+        counts[key] = counts.get(key, 0) + 1
+print({reproduce.VERDICTS.get(k, k): v for k, v in counts.items()})
+
+
+# %% [markdown]
+# ## Fig. 6 analogue: one set of coefficients vs 2×2 spatial coefficients
+#
+# > **Fig. 6.** [...] Mask prediction obtained by the baseline that is based on a single set of
+# > coefficients is shown in column 2 and 5. Mask prediction obtained by our approach that is based on
+# > a separate set of spatial coefficients in a bounding-box is shown in column 3 and 6. Compared to
+# > the baseline, our approach is able to better delineate spatially adjacent object instances.
+#
+# The two models differ in `sub_regions` only (Table 4's 1×1 and 2×2 rows, seed 0). When the
+# reproduction's checkpoints are in `outputs/ablations/` they are loaded; otherwise (a fresh clone, or
+# CI in fast mode) a short pair is trained through `tutorial.trained_model`. As in Fig. 6 we look at
+# one detected box per object: for every ground-truth instance, the detection whose box overlaps it
+# most, and the IoU of that detection's mask with the instance's mask, separately for instances that
+# are *adjacent* to a same-class neighbour (≥ 10% of their box covered by it, `adjacency_flags`) and
+# for the others.
+
+# %%
+def ablation_model(variant, name):
+    """Seed-0 model of a reproduction run if its checkpoint exists, else a short tutorial run."""
+    checkpoint = reproduce.run_checkpoint_path(ROOT / "outputs" / "ablations", variant, 0)
+    if checkpoint.is_file():
+        return engine.load_checkpoint(checkpoint)[0], "reproduction checkpoint"
+    config = reproduce.ablation_config(variant, seed=0, iters=report["settings"]["iters"])
+    iters = 25 if tutorial.fast_mode() else None  # None: the reproduction's own schedule
+    return tutorial.trained_model(config, name=name, iters=iters)[0], "short tutorial run"
+
+one = reproduce.Variant(sub_regions=(1, 1))  # full SipMask, one set of coefficients
+two = reproduce.FULL  # full SipMask, 2 x 2 sub-regions
+model_1x1, source_1x1 = ablation_model(one, "ablation_1x1")
+model_2x2, source_2x2 = ablation_model(two, "ablation_2x2")
+print("1x1:", source_1x1, "| 2x2:", source_2x2)
+
+# %%
+val_set = tutorial.synthetic_dataset("val")
+NUM_IMAGES = 60  # the first 60 validation images
+rows = []  # one per ground-truth instance: (image, instance, adjacent?, area, mask IoU 1x1, mask IoU 2x2, boxes)
+for k in range(NUM_IMAGES):
+    image, target = val_set[k]
+    gt_masks = target["masks"].bool()
+    flags = adjacency_flags(gt_masks.numpy(), target["labels"].tolist())
+    found = [engine.predict_images(model, [image], "cpu")[0] for model in (model_1x1, model_2x2)]
+    for g in range(len(gt_masks)):
+        entry = {"image": k, "instance": g, "adjacent": bool(flags[g]), "area": int(gt_masks[g].sum())}
+        for name, f, model in zip(("1x1", "2x2"), found, (model_1x1, model_2x2)):
+            if len(f["boxes"]) == 0:
+                entry[name] = (0.0, None, None)
+                continue
+            # the detection whose box best matches this instance (as Fig. 6 shows one detected box)
+            j = int(box_iou(target["boxes"][g:g + 1], f["boxes"])[0].argmax())
+            pred = f["masks"][j, 0] > model.config.mask_threshold
+            iou = float((pred & gt_masks[g]).sum() / (pred | gt_masks[g]).sum().clamp(min=1))
+            entry[name] = (iou, f["boxes"][j], f["masks"][j, 0])
+        rows.append(entry)
+
+for adjacent in (True, False):
+    group = [r for r in rows if r["adjacent"] == adjacent]
+    print(f"{'adjacent' if adjacent else 'other':8s} instances ({len(group):3d}): mean mask IoU of the best-matching "
+          f"detection  1x1 {np.mean([r['1x1'][0] for r in group]):.3f} | 2x2 {np.mean([r['2x2'][0] for r in group]):.3f}")
+
+# %% [markdown]
+# Four adjacent instances (the largest ones among those images), each with the detection of each model
+# whose box matches it best: its box in red and its mask (binarised at the model's mask threshold).
+# Leakage into a same-class neighbour inside the box is what one set of coefficients cannot avoid.
+
+# %%
+examples = sorted((r for r in rows if r["adjacent"]), key=lambda r: (-r["area"], r["image"], r["instance"]))[:4]
+fig, axes = plt.subplots(len(examples), 3, figsize=(9, 3.1 * len(examples)))
+red = np.array([[0.9, 0.1, 0.1]])
+for r, entry in enumerate(examples):
+    image, target = val_set[entry["image"]]
+    g = entry["instance"]
+    draw_instances(axes[r, 0], image, boxes=target["boxes"][g:g + 1], masks=target["masks"][g:g + 1],
+                   colors=red, title=f"val image {entry['image']}: ground truth")
+    for c, name in enumerate(("1x1", "2x2"), start=1):
+        iou, box, mask = entry[name]
+        if box is None:
+            draw_instances(axes[r, c], image, title=f"{name}: no detection")
+            continue
+        draw_instances(axes[r, c], image, boxes=box[None], masks=mask[None], colors=red,
+                       threshold=model_2x2.config.mask_threshold, title=f"{name}: mask IoU {iou:.2f}")
+for ax in axes.ravel():
+    ax.axis("off")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## Table 1 on this machine: speed against accuracy
+#
+# The paper's headline (Table 1) is speed at competitive accuracy against two-stage Mask R-CNN and
+# YOLACT-like single-stage models. `python -m sipmask_ref compare` (`make compare`, code in
+# `sipmask_ref/compare.py`) puts that comparison on the synthetic benchmark: SipMask (`cpu_tiny`), the
+# YOLACT-like baseline of Table 2, and torchvision's own `MaskRCNN` built on the **same** tiny body + FPN,
+# each trained on the same data for the same CPU budget, then timed at batch 1 on the same threads.
+# Each model's step time is measured first, and the budget divided by it gives its iterations; the
+# cell below checks that arithmetic against the committed file.
+
+# %%
+import json
+
+from sipmask_ref import compare
+
+table1 = json.loads((ROOT / "results" / "speed_accuracy.json").read_text())
+print(f"budget {table1['settings']['budget_s']:g} s per model, {table1['settings']['threads']} threads, "
+      f"{table1['settings']['train_images']} training images")
+print(f"{'model':<44} {'iters':>5} {'train s':>7} {'box AP':>6} {'mask AP':>7} {'ms / image':>10}")
+for r in table1["records"]:
+    # re-derived: the iterations are the budget over the calibrated step time
+    assert r["iterations"] == max(1, int(table1["settings"]["budget_s"] / r["calibration"]["mean_s"]))
+    assert r["iterations"] == compare.iterations_for_budget(table1["settings"]["budget_s"], r["calibration"]["mean_s"])
+    print(f"{r['title'][:44]:<44} {r['iterations']:>5} {r['train_s']:>7.0f} {100 * r['box_AP']:>6.1f} "
+          f"{100 * r['mask_AP']:>7.1f} {r['inference']['median_ms']:>10.1f}")
+
+# %%
+fig, ax = plt.subplots(figsize=(6.5, 4.2), dpi=100)
+for r in table1["records"]:
+    speed = r["inference"]
+    ax.errorbar(speed["median_ms"], 100 * r["mask_AP"],
+                xerr=[[speed["median_ms"] - speed["p25_ms"]], [speed["p75_ms"] - speed["median_ms"]]],
+                fmt="o", capsize=3, label=f"{r['name']} ({r['iterations']} iterations)")
+ax.set_xlabel("CPU inference, ms per image (batch 1, median, p25-p75)")
+ax.set_ylabel("mask AP on the synthetic val split")
+ax.set_title(f"Same data, same {table1['settings']['budget_s']:g} s of training each")
+ax.grid(alpha=0.3)
+ax.legend(fontsize=8)
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# Read the figure as the paper's Table 1 read as a plot: further left is faster, higher is more
+# accurate. A budget in seconds, not iterations, is the fair unit here: a model with a slower step gets
+# fewer iterations, exactly as it would get fewer epochs in the same GPU-days. The numbers themselves
+# are in `results/speed_accuracy.md`.
+
+# %% [markdown]
+# ## Summary
+#
+# * `reproduce.py` trains 12 unique configurations (19 table rows) × 3 seeds of the `cpu_tiny` model on
+#   the synthetic benchmark, resumably, and reports mask AP / AP50 / AP75 as mean ± std over seeds.
+# * A paper claim counts as reproduced only when its difference exceeds twice its standard error from
+#   the seed spread; the verdicts above say for each claim whether it holds, is within noise, or is
+#   reversed, and by how much.
+# * In the committed run (3 seeds × 640 iterations, 42 minutes on 2 cores) the claims about spatial
+#   coefficients hold: SP is the largest gain of Table 2 (+2.0 AP), and Table 4's 1×1 < 1×2, 2×1 < 2×2
+#   ordering is clear of the noise with gains close to the paper's; 3×3 and 4×4 add a marginal amount, as
+#   in the paper. Feature alignment, WL and its variants point the paper's way but within the seed
+#   noise; the contextual basis masks and class-score weighting alone show no gain here.
+# * The absolute numbers are not comparable with COCO (another task, a tiny from-scratch model, a
+#   schedule of minutes); orderings and differences relative to the seed noise are.
+#
+# ## Exercises
+#
+# 1. Run `python -m sipmask_ref reproduce --only sr1x1_p3-p5_cls+loc_fa sr2x2_p3-p5_cls+loc_fa --seeds 5`
+#    (into another `--out` and `--work-dir`): do two more seeds change the 1×1 vs 2×2 verdict?
+# 2. Regenerate the benchmark with `make_data(adjacency=0.0)` in another folder and rerun the 1×1 and
+#    2×2 rows with `--data-root`: does the gain of spatial coefficients shrink when no same-class
+#    instances touch?
+# 3. The paper's Tables 4 and 5 start from 31.2, its baseline, rather than from full SipMask. Add a
+#    table to `reproduce.TABLES` that varies the sub-regions on top of `BASELINE` and compare.
