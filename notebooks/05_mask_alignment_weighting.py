@@ -24,7 +24,8 @@
 # > quality bounding-box detections.
 #
 # Two details come from the authors' code rather than the paper
-# (`../shared/spec/official-implementation.md` §2): the "bounding-boxes" are **all positive
+# ([docs/authors_implementation.md §2.3](../docs/authors_implementation.md#23-mask-loss)): the
+# "bounding-boxes" are **all positive
 # locations** of the image (each with the box it predicts, detached), and the weights are normalised
 # per image, $\alpha \leftarrow \alpha / (\sum \alpha + 10^{-4}) \cdot N$, so that their mean is about 1.
 # The per-instance loss $l^j$ is the pixel-wise BCE inside the predicted box, summed and divided by the

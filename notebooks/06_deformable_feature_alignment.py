@@ -31,10 +31,10 @@
 # > $G$.
 #
 # How the offsets are estimated comes from the authors' code (`FeatureAlign`, see
-# `../shared/spec/official-implementation.md` §1). A 1×1 convolution **without bias** maps the
-# *detached* (l, t, r, b) of the location, in stride units, to 72 channels: 4 offset groups × 9 taps ×
-# (dy, dx). Its weights start at **zero**. Each group of a quarter of the input channels gets its own
-# 9 sampling points.
+# [docs/authors_implementation.md §1.3](../docs/authors_implementation.md#13-feature-alignment)).
+# A 1×1 convolution **without bias** maps the *detached* (l, t, r, b) of the location, in stride units,
+# to 72 channels: 4 offset groups × 9 taps × (dy, dx). Its weights start at **zero**. Each group of a
+# quarter of the input channels gets its own 9 sampling points.
 
 # %%
 import math

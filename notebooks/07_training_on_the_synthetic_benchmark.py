@@ -21,8 +21,9 @@
 # > $1\times$ training scheme at single scale to reduce training time. For a fair comparison with the
 # > state-of-the-art single-stage methods [11,2], we follow the $6\times$, multi-scale training scheme.
 #
-# The rest of the recipe comes from the authors' configs (`../shared/spec/official-implementation.md`
-# §2): momentum 0.9, weight decay 1e-4, 16 images per step. The 800-pixel models use a constant warm-up
+# The rest of the recipe comes from the authors' configs
+# ([docs/authors_implementation.md §2.4](../docs/authors_implementation.md#24-optimiser-and-schedules)):
+# momentum 0.9, weight decay 1e-4, 16 images per step. The 800-pixel models use a constant warm-up
 # of 500 iterations at 1/3 of the learning rate, and ×2 learning rate and no decay for biases. The
 # 544-pixel models use a linear warm-up. The learning rate drops ×0.1 at two steps near the end
 # (epochs 8 and 11 of 12 for "1×").

@@ -17,7 +17,8 @@
 # > For these bounding-boxes, a simple linear combination between the predicted spatial coefficients
 # > and basis masks are used to obtain instance masks.
 #
-# The authors' code has two paths (`../shared/spec/official-implementation.md` §3). The ~800-pixel
+# The authors' code has two paths
+# ([docs/authors_implementation.md §3](../docs/authors_implementation.md#3-inference)). The ~800-pixel
 # models use **standard NMS**: a candidate needs a raw class probability > 0.05, its score is
 # probability × centerness, and greedy per-class NMS at IoU 0.5 follows. The 544-pixel models use
 # **Fast NMS** from YOLACT: scores are multiplied by centerness first; per class the top 200, a box
