@@ -228,7 +228,7 @@ class SipMask(nn.Module):
         matched_gt: Tensor,
         target: dict[str, Tensor],
     ) -> Tensor:
-        """§3.4 mask alignment weighting loss of one image (the authors' recipe, spec §2).
+        """§3.4 mask alignment weighting loss of one image (docs/authors_implementation.md §2.3).
 
         1. all positive locations of all levels, no sampling;
         2. their PREDICTED boxes, decoded and detached, / 2 -> basis-map pixels; boxes of area

@@ -5,7 +5,7 @@ parallel to mask-specialized classification and regression branches for instance
 SipMask extracts a tracking feature vector from the tracking feature maps at the bounding-box center to
 represent each instance."
 
-Training, one step (the authors' SipMask-VIS recipe, spec §4):
+Training, one step (the authors' SipMask-VIS recipe: docs/authors_implementation.md §4):
 
     current frames + reference frames (same videos, same resize and flip)
       -> backbone + FPN on all 2B frames, shared weights         P3..P7
