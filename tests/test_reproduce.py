@@ -67,7 +67,7 @@ def test_unique_variants_and_paper_numbers() -> None:
     assert BASELINE in variants and FULL in variants
     paper = {row.label: row.paper_ap for row in _table("table4").rows}
     assert paper == {"1x1": 31.2, "1x2": 32.2, "2x1": 32.1, "2x2": 32.9, "3x3": 33.1, "4x4": 33.1}
-    assert [row.paper_ap for row in _table("table3").rows] == [None, None]  # cut off in our copy
+    assert [row.paper_ap for row in _table("table3").rows] == [None, None]  # not transcribed
     for table in TABLES:  # every claim names rows of its own table
         labels = {row.label for row in table.rows}
         assert all(label in labels for claim in table.claims for label, _ in claim.contrast)
