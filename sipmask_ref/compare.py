@@ -87,6 +87,7 @@ from .backbone import BackboneWithFPN, build_backbone
 from .config import SipMaskConfig, preset
 from .data.coco import CocoInstances
 from .data.transforms import collate
+from .files import read_json_or_none
 from .model import SipMask
 from .reproduce import BASELINE, Variant, _config_json, _datasets, _write_json
 
@@ -390,14 +391,6 @@ def time_inference(
 # ----------------------------------------------------------------------------------------------------
 # one model
 # ----------------------------------------------------------------------------------------------------
-def _read_json(path: Path) -> Any:
-    """The JSON at `path`, or None when it is missing or unreadable (then it is simply redone)."""
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-
-
 def record_path(work_dir: str | os.PathLike, name: str) -> Path:
     """WORK/records/<name>.json: the record of a finished model."""
     return Path(work_dir) / "records" / f"{name}.json"
@@ -436,7 +429,7 @@ def run_settings(
 
 def load_finished_record(path: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
     """The record at `path` if it is a finished model of exactly these settings; None otherwise."""
-    record = _read_json(path)
+    record = read_json_or_none(path)
     if isinstance(record, dict) and record.get("format") == RUN_FORMAT and record.get("settings") == settings:
         return record
     return None
@@ -453,7 +446,7 @@ def _calibrate(
     """The step time of the model: read from folder/calibration.json when measured under the same
     settings, else measured on a throw-away model and written there."""
     path = folder / "calibration.json"
-    saved = _read_json(path)
+    saved = read_json_or_none(path)
     if isinstance(saved, dict) and saved.get("settings") == settings:
         return saved["timing"]
     engine.seed_everything(config.seed)
@@ -487,7 +480,7 @@ def _train(
             done = int(state["iteration"])
         del state
     if done:
-        progress = _read_json(progress_path)
+        progress = read_json_or_none(progress_path)
         if (
             isinstance(progress, dict)
             and progress.get("config") == config_json

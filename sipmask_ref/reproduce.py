@@ -58,6 +58,7 @@ import torchvision
 from . import engine
 from .config import SipMaskConfig, preset
 from .data.coco import CocoInstances
+from .files import read_json, write_json
 from .model import SipMask
 
 FORMAT = "sipmask_ref.ablations/1"  # marker of results/ablations.json
@@ -273,12 +274,8 @@ def run_checkpoint_path(work_dir: str | os.PathLike, variant: Variant, seed: int
 
 
 def _write_json(obj: Any, path: Path) -> Path:
-    """Write JSON atomically (temporary file + os.replace): a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n")
-    os.replace(tmp, path)
-    return path
+    """Write a record or report as JSON (indent 1, a final newline), atomically (files.write_json)."""
+    return write_json(obj, path, indent=1, end="\n")
 
 
 def _config_json(config: SipMaskConfig) -> dict[str, Any]:
@@ -295,8 +292,8 @@ def load_finished_run(path: Path, config: SipMaskConfig) -> dict[str, Any] | Non
     if not path.is_file():
         return None
     try:
-        record = json.loads(path.read_text())
-    except json.JSONDecodeError:
+        record = read_json(path, "run record")
+    except ValueError:
         warnings.warn(f"{path}: not valid JSON; running it again", stacklevel=2)
         return None
     if record.get("format") != RUN_FORMAT or record.get("config") != _config_json(config):
@@ -665,7 +662,7 @@ def reproduce(
 
     if report_only:
         train_ann = data_root / "synthetic" / "annotations" / "instances_train.json"
-        num_classes = len(json.loads(train_ann.read_text())["categories"])
+        num_classes = len(read_json(train_ann, "annotation")["categories"])
         for variant, seed in plan:
             config = ablation_config(variant, seed, iters, num_classes=num_classes)
             record = load_finished_run(run_record_path(work_dir, variant, seed), config)
@@ -721,9 +718,8 @@ def _report(
     """The JSON document of a reproduction: settings, environment, runs, configs, tables."""
     base = ablation_config(FULL, 0, iters)
     params_file = data_root / "synthetic" / "params.json"
-    val_images = len(
-        json.loads((data_root / "synthetic" / "annotations" / "instances_val.json").read_text())["images"]
-    )
+    val_ann = data_root / "synthetic" / "annotations" / "instances_val.json"
+    val_images = len(read_json(val_ann, "annotation")["images"])
     run_walls = [r["wall_s"] for r in records]
     fresh = [r for r in records if not r["skipped"]]
     environment = _environment(jobs, threads) | {
@@ -750,7 +746,7 @@ def _report(
         "val_images": val_images,
         "spread": "std = sample standard deviation over seeds (ddof 1); min and max also given",
         "verdict_rule": f"holds when delta > {NOISE_FACTOR:g} * se, se = sqrt(sum c_k^2 std_k^2 / n_k)",
-        "benchmark": json.loads(params_file.read_text()) if params_file.is_file() else None,
+        "benchmark": read_json(params_file, "benchmark parameters") if params_file.is_file() else None,
     }
     runs = [
         {k: v for k, v in r.items() if k not in ("config", "skipped")}
@@ -770,7 +766,7 @@ def load_report(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no ablation results at {path} (python -m sipmask_ref reproduce)")
-    report = json.loads(path.read_text())
+    report = read_json(path, "ablation report")
     if report.get("format") != FORMAT:
         raise ValueError(f"{path} is not a sipmask_ref ablation report (no '{FORMAT}' marker)")
     return report

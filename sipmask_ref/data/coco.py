@@ -48,7 +48,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
-import json
 import math
 import warnings
 from collections.abc import Callable, Sequence
@@ -63,6 +62,7 @@ from pycocotools.coco import COCO
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from ..files import read_json
 from .transforms import transformed_target
 
 Target = dict[str, Any] | None
@@ -83,19 +83,8 @@ class InstanceRecord(NamedTuple):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Helpers shared with ytvis.py: reading JSON and images, checking and decoding segmentations.
+# Helpers shared with ytvis.py: reading images, checking and decoding segmentations.
 # ---------------------------------------------------------------------------------------------------------
-
-
-def read_json(path: Path) -> Any:
-    """Parse a JSON file; FileNotFoundError / ValueError naming the file."""
-    if not path.is_file():
-        raise FileNotFoundError(f"annotation file {path} does not exist")
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"annotation file {path} is not valid JSON: {err}") from err
 
 
 def is_int(value: Any) -> bool:
@@ -420,7 +409,7 @@ class CocoInstances(Dataset):
         self.transforms = transforms
         self.skip_invalid = skip_invalid
 
-        data = read_json(self.ann_file)
+        data = read_json(self.ann_file, "annotation")
         validate_coco_instances(data, self.ann_file)
         self.cat_id_to_label, self.label_to_cat_id, self.class_names = category_maps(data["categories"])
         self.images: list[dict[str, Any]] = list(data["images"])

@@ -64,6 +64,8 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from tqdm.auto import tqdm
 
+from ..files import read_json, write_atomic
+
 SHAPE_CLASSES: tuple[str, ...] = ("disc", "square", "triangle", "ellipse", "ring", "star")
 CATEGORY_IDS: dict[str, int] = {name: 10 * (k + 1) for k, name in enumerate(SHAPE_CLASSES)}
 ADJACENCY_THRESHOLD = 0.10  # share of a box's pixels that must belong to a same-class neighbour
@@ -677,9 +679,9 @@ def _categories(classes: Sequence[str]) -> list[dict[str, Any]]:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON with sorted keys and fixed separators, so that equal data gives equal bytes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes((json.dumps(data, sort_keys=True, separators=(",", ":")) + "\n").encode("ascii"))
+    """Write JSON with sorted keys and fixed separators, so that equal data gives equal bytes (atomically)."""
+    text = (json.dumps(data, sort_keys=True, separators=(",", ":")) + "\n").encode("ascii")
+    write_atomic(path, lambda f: f.write(text))
 
 
 def _write_png(path: Path, image: np.ndarray) -> None:
@@ -1043,14 +1045,6 @@ def format_stats(stats: dict[str, Any], title: str = "") -> str:
 # ----------------------------------------------------------------------------------------------
 
 
-def _load_json(path: Path) -> dict[str, Any]:
-    """Read a JSON file, naming it in the error when it is malformed."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not valid JSON ({error})") from error
-
-
 def _ensure(
     out_dir: Path, config: Any, generate: Any, ann_files: list[Path], force: bool, progress: bool
 ) -> bool:
@@ -1064,7 +1058,7 @@ def _ensure(
         not force
         and params_file.exists()
         and all(p.exists() for p in ann_files)
-        and _load_json(params_file) == params
+        and read_json(params_file, "benchmark parameters") == params
     ):
         return False
     params_file.unlink(missing_ok=True)
@@ -1146,7 +1140,9 @@ def make_data(
             entry[f"{split}_{media}"] = out_dir / media / split
         ann_files = [entry[f"{split}_annotations"] for split in SPLITS]
         entry["generated"] = _ensure(out_dir, config, generate, ann_files, force, progress)
-        entry["stats"] = {split: stats_fn(_load_json(entry[f"{split}_annotations"])) for split in SPLITS}
+        entry["stats"] = {
+            split: stats_fn(read_json(entry[f"{split}_annotations"], "annotation")) for split in SPLITS
+        }
         if verbose:
             state = "generated" if entry["generated"] else "up to date, not regenerated"
             print(f"{out_dir} ({state})")
