@@ -37,7 +37,7 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from . import engine
+from . import checkpoints, engine
 from .config import PRESETS, SipMaskConfig, preset
 from .data.coco import CocoInstances, load_rgb_image
 from .data.synthetic import make_data
@@ -117,8 +117,8 @@ def _same_categories(a: dict[int, int], b: dict[int, int], what: str) -> None:
 
 def _checkpoint(path: str) -> dict[str, Any]:
     try:
-        return engine.read_checkpoint(path)
-    except (FileNotFoundError, engine.CheckpointError) as error:
+        return checkpoints.read_checkpoint(path)
+    except (FileNotFoundError, checkpoints.CheckpointError) as error:
         raise UsageError(str(error)) from None
 
 
@@ -151,8 +151,8 @@ def cmd_make_data(args: argparse.Namespace) -> dict[str, Any]:
 def train_target(args: argparse.Namespace) -> tuple[torch.device, Path]:
     """The device and output folder of `train`, after checking --resume and --iters."""
     out = Path(args.out)
-    if args.resume and not (out / engine.CHECKPOINT_NAME).is_file():
-        raise UsageError(f"--resume: no checkpoint to resume from at {out / engine.CHECKPOINT_NAME}")
+    if args.resume and not (out / checkpoints.CHECKPOINT_NAME).is_file():
+        raise UsageError(f"--resume: no checkpoint to resume from at {out / checkpoints.CHECKPOINT_NAME}")
     if args.iters is not None and args.iters < 0:
         raise UsageError(f"--iters must be >= 0, got {args.iters}")
     return _device(args.device), out
@@ -264,7 +264,7 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
         )
     try:
         model, config = engine.model_from_checkpoint(state, device)
-    except engine.CheckpointError as error:
+    except checkpoints.CheckpointError as error:
         raise UsageError(f"{args.checkpoint}: {error}") from None
 
     results, metrics = engine.evaluate(
@@ -355,7 +355,7 @@ def cmd_predict(args: argparse.Namespace) -> list[Path]:
     state = _checkpoint(args.checkpoint)
     try:
         model, config = engine.model_from_checkpoint(state, device)
-    except engine.CheckpointError as error:
+    except checkpoints.CheckpointError as error:
         raise UsageError(f"{args.checkpoint}: {error}") from None
     meta = state.get("dataset", {})
     class_names = meta.get("class_names")
@@ -452,7 +452,7 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
     parser = build_parser()
     present = (root / "synthetic" / "annotations" / "instances_train.json").is_file()
     cmd_make_data(parser.parse_args(["make-data", "--root", str(root)] + (["--quiet"] if present else [])))
-    checkpoint = out / engine.CHECKPOINT_NAME
+    checkpoint = out / checkpoints.CHECKPOINT_NAME
     train_argv = [
         "train",
         "--config",
@@ -794,7 +794,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exit_.code or 0)
     try:
         args.func(args)
-    except (UsageError, FileNotFoundError, engine.CheckpointError) as error:
+    except (UsageError, FileNotFoundError, checkpoints.CheckpointError) as error:
         print(f"{PROG} {args.command}: error: {error}", file=sys.stderr)
         return 2
     except engine.NonFiniteLossError as error:

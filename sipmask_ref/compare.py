@@ -82,7 +82,7 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHe
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.ops import MultiScaleRoIAlign
 
-from . import engine
+from . import checkpoints, engine
 from .backbone import BackboneWithFPN, build_backbone
 from .config import SipMaskConfig, preset
 from .data.coco import CocoInstances
@@ -247,12 +247,14 @@ def load_mask_rcnn(path: str | os.PathLike) -> MaskRCNN:
 
     engine.load_checkpoint cannot do this: it builds SipMask from the stored config.
     """
-    state = engine.read_checkpoint(path)
-    model = build_mask_rcnn(engine.config_from_dict(state["config"], source=str(path)))
+    state = checkpoints.read_checkpoint(path)
+    model = build_mask_rcnn(checkpoints.config_from_dict(state["config"], source=str(path)))
     try:
-        model.load_state_dict(engine.evaluation_weights(state))
+        model.load_state_dict(checkpoints.evaluation_weights(state))
     except RuntimeError as error:
-        raise engine.CheckpointError(f"{path}: the weights do not fit build_mask_rcnn: {error}") from None
+        raise checkpoints.CheckpointError(
+            f"{path}: the weights do not fit build_mask_rcnn: {error}"
+        ) from None
     return model.eval()
 
 
@@ -471,11 +473,11 @@ def _train(
     """Train to config.max_iters in chunks of CHECKPOINT_EVERY iterations, continuing a checkpoint of
     the same config; returns {'train_s', 'resumed_from_iteration', 'train_s_estimated', 'losses'}."""
     iters = config.max_iters
-    checkpoint, progress_path = folder / engine.CHECKPOINT_NAME, folder / "progress.json"
+    checkpoint, progress_path = folder / checkpoints.CHECKPOINT_NAME, folder / "progress.json"
     config_json = _config_json(config)
     done, seconds, estimated = 0, 0.0, False
     if checkpoint.is_file():
-        state = engine.read_checkpoint(checkpoint)
+        state = checkpoints.read_checkpoint(checkpoint)
         if state["config"] == dataclasses.asdict(config) and 0 < state["iteration"] <= iters:
             done = int(state["iteration"])
         del state
@@ -568,7 +570,7 @@ def run_model(
         )
         training = _train(spec, trained_config, train_set, folder, timing["mean_s"], log)
 
-        model = load_model(spec, folder / engine.CHECKPOINT_NAME)
+        model = load_model(spec, folder / checkpoints.CHECKPOINT_NAME)
         speed = time_inference(model, val_set, images=inference[1], warmup=inference[0])
         started = time.perf_counter()
         threshold = spec.mask_threshold if spec.mask_threshold is not None else trained_config.mask_threshold

@@ -55,7 +55,7 @@ from typing import Any
 import torch
 import torchvision
 
-from . import engine
+from . import checkpoints, engine
 from .config import SipMaskConfig, preset
 from .data.coco import CocoInstances
 from .files import read_json, write_json
@@ -270,7 +270,7 @@ def run_record_path(work_dir: str | os.PathLike, variant: Variant, seed: int) ->
 
 def run_checkpoint_path(work_dir: str | os.PathLike, variant: Variant, seed: int) -> Path:
     """WORK/<variant>/seed<k>/checkpoint.pt: the weights of a run (e.g. for the Fig. 6 analogue)."""
-    return Path(work_dir) / variant.key / f"seed{seed}" / engine.CHECKPOINT_NAME
+    return Path(work_dir) / variant.key / f"seed{seed}" / checkpoints.CHECKPOINT_NAME
 
 
 def _write_json(obj: Any, path: Path) -> Path:
@@ -335,10 +335,10 @@ def run_one(
             return done | {"skipped": True}
 
         out = run_checkpoint_path(work_dir, variant, seed).parent
-        checkpoint = out / engine.CHECKPOINT_NAME
+        checkpoint = out / checkpoints.CHECKPOINT_NAME
         resume_from = 0
         if checkpoint.is_file():
-            state = engine.read_checkpoint(checkpoint)
+            state = checkpoints.read_checkpoint(checkpoint)
             if state["config"] == dataclasses.asdict(config) and 0 < state["iteration"] <= iters:
                 resume_from = int(state["iteration"])
             del state

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from . import engine
+from . import checkpoints, engine
 from .config import SipMaskConfig, preset
 from .data.coco import CocoInstances
 from .data.synthetic import make_data
@@ -92,9 +92,9 @@ def trained_checkpoint(
     config = dataclasses.replace(config or preset("cpu_tiny"), num_classes=len(train_set.class_names))
     steps = iters if iters is not None else (FAST_ITERS if fast_mode() else config.max_iters)
     out = model_dir(name)
-    checkpoint = out / engine.CHECKPOINT_NAME
+    checkpoint = out / checkpoints.CHECKPOINT_NAME
     if checkpoint.is_file():
-        state = engine.read_checkpoint(checkpoint)
+        state = checkpoints.read_checkpoint(checkpoint)
         if state.get("config") != dataclasses.asdict(config) or state.get("iteration") != steps:
             print(f"{checkpoint}: trained with another config or length; training again")
             checkpoint.unlink()

@@ -74,7 +74,7 @@ from torch import Tensor
 from torchvision.ops import box_iou
 from tqdm.auto import tqdm
 
-from . import engine
+from . import checkpoints, engine
 from .config import SipMaskConfig, preset
 from .data.coco import load_rgb_image
 from .data.synthetic import make_data
@@ -588,8 +588,8 @@ def _reuse_problem(state: dict[str, Any], config: SipMaskConfig, dataset: YTVISD
     The length (max_iters) may differ: a shorter stage is continued, a longer one is used as it is.
     """
     try:
-        saved = dataclasses.asdict(engine.config_from_dict(state["config"], "image stage checkpoint"))
-    except engine.CheckpointError as error:
+        saved = dataclasses.asdict(checkpoints.config_from_dict(state["config"], "image stage checkpoint"))
+    except checkpoints.CheckpointError as error:
         return str(error)
     current = dataclasses.asdict(config)
     changed = sorted(k for k in current if k != "max_iters" and saved.get(k) != current[k])
@@ -632,12 +632,12 @@ def train_image_stage(
     if config.task != "image":
         config = dataclasses.replace(config, task="image")
     out = Path(out_dir) / IMAGE_STAGE_DIR
-    checkpoint = out / engine.CHECKPOINT_NAME
+    checkpoint = out / checkpoints.CHECKPOINT_NAME
     length = config.max_iters if iters is None else int(iters)
     dataset = YTVISDataset(train_ann, train_dir, mode="images", seed=config.seed)
     continue_it = False
     if resume and checkpoint.is_file():
-        state = engine.read_checkpoint(checkpoint)
+        state = checkpoints.read_checkpoint(checkpoint)
         done = int(state["iteration"])
         problem = _reuse_problem(state, config, dataset)
         if problem is not None:
@@ -670,7 +670,7 @@ def train_image_stage(
 def _image_weights(init_from: str | os.PathLike) -> dict[str, Tensor]:
     """The weights of an image checkpoint to start from: its weight average when the run kept one
     (the weights it is evaluated with), else its trained weights."""
-    return engine.evaluation_weights(engine.read_checkpoint(init_from))
+    return checkpoints.evaluation_weights(checkpoints.read_checkpoint(init_from))
 
 
 def train_vis(
@@ -758,7 +758,7 @@ def trained_vis_model(iters: int | None = None) -> tuple[SipMaskVIS, SipMaskConf
     from . import tutorial  # tutorial imports engine; keep the import local like load_image_weights
 
     out = tutorial.model_dir("cpu_tiny_vis")
-    checkpoint = out / engine.CHECKPOINT_NAME
+    checkpoint = out / checkpoints.CHECKPOINT_NAME
     image_checkpoint = tutorial.trained_checkpoint()  # trains the image model first if needed
     if checkpoint.is_file() and checkpoint.stat().st_mtime < image_checkpoint.stat().st_mtime:
         print(f"{checkpoint}: older than the image model {image_checkpoint}; fine-tuning again")
@@ -781,7 +781,7 @@ def trained_vis_model(iters: int | None = None) -> tuple[SipMaskVIS, SipMaskConf
             )
     model, config = engine.load_checkpoint(checkpoint, "cpu")
     if not isinstance(model, SipMaskVIS):
-        raise engine.CheckpointError(f"{checkpoint} holds an image model, not SipMaskVIS")
+        raise checkpoints.CheckpointError(f"{checkpoint} holds an image model, not SipMaskVIS")
     return model.eval(), config
 
 
@@ -913,7 +913,7 @@ def reproduce(
     }
     if image_checkpoint is None:
         image_checkpoint = tutorial.trained_checkpoint()
-    image_state = engine.read_checkpoint(image_checkpoint)
+    image_state = checkpoints.read_checkpoint(image_checkpoint)
     val_set = YTVISDataset(paths["val_ann"], paths["val_dir"], mode="frames")
     runs = []
     for seed in seeds:
@@ -935,7 +935,7 @@ def reproduce(
         train_seconds = time.perf_counter() - seed_start
         model, _ = engine.load_checkpoint(summary["checkpoint"], device)
         if not isinstance(model, SipMaskVIS):
-            raise engine.CheckpointError(f"{summary['checkpoint']} holds an image model, not SipMaskVIS")
+            raise checkpoints.CheckpointError(f"{summary['checkpoint']} holds an image model, not SipMaskVIS")
         found = evaluate_vis(model, val_set, device, TRACKERS, frame_ap=True, progress=progress)
         runs.append(
             {
@@ -1106,8 +1106,8 @@ def cmd_train_vis(args: argparse.Namespace, config: SipMaskConfig) -> dict[str, 
     if (
         resume
         and image_stage
-        and not (out / engine.CHECKPOINT_NAME).is_file()
-        and (out / IMAGE_STAGE_DIR / engine.CHECKPOINT_NAME).is_file()
+        and not (out / checkpoints.CHECKPOINT_NAME).is_file()
+        and (out / IMAGE_STAGE_DIR / checkpoints.CHECKPOINT_NAME).is_file()
     ):
         resume = False  # stopped in the image stage: it is continued below, the fine-tuning starts afresh
     device, out = cli.train_target(argparse.Namespace(**{**vars(args), "resume": resume}))
@@ -1163,7 +1163,7 @@ def cmd_train_vis(args: argparse.Namespace, config: SipMaskConfig) -> dict[str, 
             )
         elif image_stage:
             print(
-                f"resuming the fine-tuning: {out / engine.CHECKPOINT_NAME} holds its weights, the image "
+                f"resuming the fine-tuning: {out / checkpoints.CHECKPOINT_NAME} holds its weights, the image "
                 f"stage is not run"
             )
         iters = config.max_iters if args.iters is None else args.iters
@@ -1186,7 +1186,7 @@ def cmd_train_vis(args: argparse.Namespace, config: SipMaskConfig) -> dict[str, 
             eval_every=args.eval_every,
             **train_kwargs,
         )
-    except engine.CheckpointError as error:
+    except checkpoints.CheckpointError as error:
         raise cli.UsageError(str(error)) from None
     print(
         f"checkpoint: {summary['checkpoint']} (iteration {summary['iteration']}, {summary['seconds']:.0f} s)"
@@ -1204,7 +1204,7 @@ def _vis_model(
     cli = _cli()
     try:
         model, config = engine.model_from_checkpoint(state, device)
-    except engine.CheckpointError as error:
+    except checkpoints.CheckpointError as error:
         raise cli.UsageError(f"{checkpoint}: {error}") from None
     if not isinstance(model, SipMaskVIS):
         raise cli.UsageError(
