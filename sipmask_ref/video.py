@@ -75,6 +75,14 @@ from torchvision.ops import box_iou
 from tqdm.auto import tqdm
 
 from . import checkpoints, engine
+from .cli_common import (
+    UsageError,
+    checked_checkpoint,
+    checked_device,
+    config_for_training,
+    same_categories,
+    train_target,
+)
 from .config import SipMaskConfig, preset
 from .data.coco import load_rgb_image
 from .data.synthetic import make_data
@@ -1057,30 +1065,23 @@ def _results_markdown(record: dict[str, Any]) -> str:
 # ----------------------------------------------------------------------------------------------------
 
 
-def _cli():
-    from . import cli  # cli imports this module lazily; importing it here at call time avoids a cycle
-
-    return cli
-
-
 def _video_dataset(
     ann: str | os.PathLike | None, video_dir: str | os.PathLike | None, mode: str, what: str, seed: int = 0
 ) -> YTVISDataset:
     """A YTVISDataset with both paths checked; bad files become one-line usage errors."""
-    cli = _cli()
     if ann is None or video_dir is None:
-        raise cli.UsageError(f"{what}: give both the YouTube-VIS JSON and the video folder")
+        raise UsageError(f"{what}: give both the YouTube-VIS JSON and the video folder")
     ann, video_dir = Path(ann), Path(video_dir)
     if not ann.is_file():
-        raise cli.UsageError(f"{what}: annotation file not found: {ann}")
+        raise UsageError(f"{what}: annotation file not found: {ann}")
     if not video_dir.is_dir():
-        raise cli.UsageError(f"{what}: video folder not found: {video_dir}")
+        raise UsageError(f"{what}: video folder not found: {video_dir}")
     try:
         dataset = YTVISDataset(ann, video_dir, mode=mode, seed=seed)
     except (ValueError, FileNotFoundError) as error:
-        raise cli.UsageError(f"{what}: {error}") from None
+        raise UsageError(f"{what}: {error}") from None
     if len(dataset.videos) == 0 or (mode == "pairs" and len(dataset) == 0):
-        raise cli.UsageError(f"{what}: {ann} holds no {'annotated frames' if mode == 'pairs' else 'videos'}")
+        raise UsageError(f"{what}: {ann} holds no {'annotated frames' if mode == 'pairs' else 'videos'}")
     return dataset
 
 
@@ -1096,12 +1097,11 @@ def cmd_train_vis(args: argparse.Namespace, config: SipMaskConfig) -> dict[str, 
     then starts the fine-tuning, or continues the fine-tuning (its checkpoint holds the weights: the
     stage is not run). --no-image-stage: fine-tune from random weights.
     """
-    cli = _cli()
     out = Path(args.out)
     image_stage = args.init_from is None and args.image_stage
     stage_iters = args.image_stage_iters
     if stage_iters is not None and stage_iters < 0:
-        raise cli.UsageError(f"--image-stage-iters must be >= 0, got {stage_iters}")
+        raise UsageError(f"--image-stage-iters must be >= 0, got {stage_iters}")
     resume = args.resume
     if (
         resume
@@ -1110,9 +1110,9 @@ def cmd_train_vis(args: argparse.Namespace, config: SipMaskConfig) -> dict[str, 
         and (out / IMAGE_STAGE_DIR / checkpoints.CHECKPOINT_NAME).is_file()
     ):
         resume = False  # stopped in the image stage: it is continued below, the fine-tuning starts afresh
-    device, out = cli.train_target(argparse.Namespace(**{**vars(args), "resume": resume}))
+    device, out = train_target(argparse.Namespace(**{**vars(args), "resume": resume}))
     if args.init_from is not None and not Path(args.init_from).is_file():
-        raise cli.UsageError(f"--init-from: checkpoint not found: {args.init_from}")
+        raise UsageError(f"--init-from: checkpoint not found: {args.init_from}")
     seed = args.seed if args.seed is not None else config.seed
     no_data_args = args.train_ann is None and args.train_images is None
     if no_data_args:
@@ -1127,11 +1127,9 @@ def cmd_train_vis(args: argparse.Namespace, config: SipMaskConfig) -> dict[str, 
     elif no_data_args:
         val_set = _video_dataset(paths["val_ann"], paths["val_dir"], "frames", "validation set")
     if val_set is not None:
-        cli._same_categories(
-            train_set.label_to_cat_id, val_set.label_to_cat_id, "training and validation sets"
-        )
+        same_categories(train_set.label_to_cat_id, val_set.label_to_cat_id, "training and validation sets")
 
-    config = cli.config_for_training(config, args, train_set, task="vis")
+    config = config_for_training(config, args, train_set, task="vis")
     num_classes = config.num_classes
     init_from = args.init_from
     train_kwargs = {
@@ -1187,7 +1185,7 @@ def cmd_train_vis(args: argparse.Namespace, config: SipMaskConfig) -> dict[str, 
             **train_kwargs,
         )
     except checkpoints.CheckpointError as error:
-        raise cli.UsageError(str(error)) from None
+        raise UsageError(str(error)) from None
     print(
         f"checkpoint: {summary['checkpoint']} (iteration {summary['iteration']}, {summary['seconds']:.0f} s)"
     )
@@ -1201,13 +1199,12 @@ def _vis_model(
     state: dict[str, Any], checkpoint: str, device: torch.device
 ) -> tuple[SipMaskVIS, SipMaskConfig]:
     """The SipMaskVIS of a checkpoint dict; a UsageError naming `checkpoint` if unusable or an image model."""
-    cli = _cli()
     try:
         model, config = engine.model_from_checkpoint(state, device)
     except checkpoints.CheckpointError as error:
-        raise cli.UsageError(f"{checkpoint}: {error}") from None
+        raise UsageError(f"{checkpoint}: {error}") from None
     if not isinstance(model, SipMaskVIS):
-        raise cli.UsageError(
+        raise UsageError(
             f"{checkpoint} is an image model (task 'image'): it has no tracking branch; "
             f"train one with --task vis"
         )
@@ -1216,8 +1213,7 @@ def _vis_model(
 
 def cmd_evaluate_vis(args: argparse.Namespace, state: dict[str, Any]) -> dict[str, Any]:
     """`evaluate --task vis`: video AP (and ID switches) of a checkpoint; OUT/results.json, metrics.json."""
-    cli = _cli()
-    device = cli._device(args.device)
+    device = checked_device(args.device)
     if args.ann is None and args.images is None:
         paths = synthetic_video_paths(args.data_root)
         dataset = _video_dataset(paths["val_ann"], paths["val_dir"], "frames", "evaluation set")
@@ -1225,12 +1221,12 @@ def cmd_evaluate_vis(args: argparse.Namespace, state: dict[str, Any]) -> dict[st
         dataset = _video_dataset(args.ann, args.images, "frames", "evaluation set")
     trained_on = state.get("dataset", {}).get("label_to_cat_id")
     if trained_on is not None:
-        cli._same_categories(
+        same_categories(
             trained_on, dataset.label_to_cat_id, f"checkpoint {args.checkpoint} and {dataset.ann_file}"
         )
     model, _config = _vis_model(state, args.checkpoint, device)
     if args.tracker not in TRACKERS:
-        raise cli.UsageError(f"unknown tracker {args.tracker!r}; choose one of {', '.join(TRACKERS)}")
+        raise UsageError(f"unknown tracker {args.tracker!r}; choose one of {', '.join(TRACKERS)}")
     annotated = bool(dataset.data.get("annotations"))  # a test JSON has none: nothing to count
     found = evaluate_vis(
         model, dataset, device, (args.tracker,), count_switches=annotated, progress=not args.quiet
@@ -1275,15 +1271,14 @@ def video_frame_paths(inputs: Sequence[str | os.PathLike]) -> list[Path]:
 
 def cmd_predict_video(args: argparse.Namespace) -> list[Path]:
     """`predict --video DIR_OR_FILES --out DIR`: OUT/<name>_strip.png, <name>.gif, <name>.json."""
-    cli = _cli()
-    device = cli._device(args.device)
+    device = checked_device(args.device)
     if args.tracker not in TRACKERS:
-        raise cli.UsageError(f"unknown tracker {args.tracker!r}; choose one of {', '.join(TRACKERS)}")
+        raise UsageError(f"unknown tracker {args.tracker!r}; choose one of {', '.join(TRACKERS)}")
     try:
         paths = video_frame_paths(args.video)
     except FileNotFoundError as error:
-        raise cli.UsageError(str(error)) from None
-    state = cli._checkpoint(args.checkpoint)
+        raise UsageError(str(error)) from None
+    state = checked_checkpoint(args.checkpoint)
     model, config = _vis_model(state, args.checkpoint, device)
     meta = state.get("dataset", {})
     class_names = meta.get("class_names")
@@ -1292,10 +1287,10 @@ def cmd_predict_video(args: argparse.Namespace) -> list[Path]:
         try:
             frames.append(load_rgb_image(path, None, str(path)))
         except OSError as error:
-            raise cli.UsageError(str(error)) from None
+            raise UsageError(str(error)) from None
     sizes = {tuple(f.shape[-2:]) for f in frames}
     if len(sizes) > 1:
-        raise cli.UsageError(f"the frames of a video must share one size, got {sorted(sizes)}")
+        raise UsageError(f"the frames of a video must share one size, got {sorted(sizes)}")
     detections = detect_frames(model, frames, device)
     for found in detections:  # keep what the tracker should see: the score threshold of the command
         if found is None:  # (no frame is missing here: all were read above)
