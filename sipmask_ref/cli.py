@@ -48,7 +48,8 @@ from .cli_common import (
 from .config import PRESETS, SipMaskConfig, preset
 from .data.coco import CocoInstances, load_rgb_image
 from .data.synthetic import make_data
-from .eval.coco import encode_masks, format_table, per_class_ap, save_metrics, save_results
+from .eval.coco import format_table, per_class_ap, save_metrics, save_results
+from .geometry import encode_masks
 from .model import SipMask
 from .tutorial import adjacent_example
 from .video import cmd_evaluate_vis, cmd_predict_video, cmd_train_vis

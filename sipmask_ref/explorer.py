@@ -36,6 +36,7 @@ from matplotlib.patches import Rectangle
 from torch import Tensor
 from torchvision.ops import box_iou
 
+from .geometry import mask_iou
 from .inference import paste_masks
 from .model import SipMask
 from .spatial_mask_prediction import assemble_masks
@@ -242,12 +243,6 @@ def match_detection(result: dict[str, Tensor], gt_box: Tensor, gt_label: int) ->
         return j, float(ious[j])
     j = int(ious.argmax())
     return (j, float(ious[j])) if float(ious[j]) > 0 else (None, 0.0)
-
-
-def mask_iou(a: Tensor, b: Tensor) -> float:
-    """IoU of two bool masks of the same size (0.0 when both are empty)."""
-    union = int((a | b).sum())
-    return int((a & b).sum()) / union if union else 0.0
 
 
 class Explorer:

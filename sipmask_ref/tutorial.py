@@ -138,7 +138,7 @@ def adjacent_example(
     `model.forward_intermediates(...)["detections"]`), index (the detection j), image_id, iou.
     """
     from .data.synthetic import adjacency_flags
-    from .model import paired_box_iou
+    from .geometry import paired_box_iou
 
     model.eval()
     best = None

@@ -89,8 +89,9 @@ from .data.synthetic import make_data
 from .data.ytvis import YTVISDataset
 from .eval.coco import evaluate_coco, predictions_to_coco_results, save_metrics
 from .eval.ytvis import evaluate_ytvis, format_table
+from .geometry import encode_mask
 from .model import SipMask
-from .tracking import IouTracker, TrackMatcher, VideoResultAccumulator, count_id_switches, encode_mask
+from .tracking import IouTracker, TrackMatcher, VideoResultAccumulator, count_id_switches
 from .video_model import SipMaskVIS, load_image_weights
 from .viz import draw_instances, instance_colors
 

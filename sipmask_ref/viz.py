@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from PIL import Image
 
-from sipmask_ref.data.synthetic import decode_segmentation
+from sipmask_ref.data.coco import decode_segmentation
 from sipmask_ref.files import read_json
 
 
@@ -300,7 +300,10 @@ def write_sample_figure(
         where = f"{ann_file} ({panel['title']})"
         masks = (
             np.stack(
-                [decode_segmentation(s, panel["height"], panel["width"], where) for s, _, _, _ in instances]
+                [
+                    decode_segmentation(s, panel["height"], panel["width"], where).astype(bool)
+                    for s, _, _, _ in instances
+                ]
             )
             if instances
             else None

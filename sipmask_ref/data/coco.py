@@ -63,6 +63,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..files import read_json
+from ..geometry import mask_box
 from .transforms import transformed_target
 
 Target = dict[str, Any] | None
@@ -215,9 +216,18 @@ def segmentation_to_rle(segmentation: Any, height: int, width: int) -> dict[str,
     return segmentation  # compressed RLE
 
 
-def decode_segmentation(segmentation: Any, height: int, width: int) -> np.ndarray:
-    """A checked segmentation -> uint8 mask [H, W] of 0 / 1."""
-    mask = mask_utils.decode(segmentation_to_rle(segmentation, height, width))  # [H, W]
+def decode_segmentation(segmentation: Any, height: int, width: int, where: str | None = None) -> np.ndarray:
+    """A segmentation (polygons, uncompressed or compressed RLE) -> uint8 mask [H, W] of 0 / 1.
+
+    Made for checked segmentations (:func:`check_segmentation`). ``where`` (e.g. "annotation 7")
+    turns pycocotools' error on a malformed one into a ValueError naming it.
+    """
+    try:
+        mask = mask_utils.decode(segmentation_to_rle(segmentation, height, width))  # [H, W]
+    except (TypeError, ValueError, KeyError, IndexError) as error:
+        if where is None:
+            raise
+        raise ValueError(f"{where}: cannot decode segmentation ({error})") from error
     return np.ascontiguousarray(mask, dtype=np.uint8)
 
 
@@ -244,12 +254,6 @@ def check_box(
     return (x1, y1, x2, y2), None
 
 
-def mask_box(segmentation: Any, height: int, width: int) -> tuple[float, float, float, float]:
-    """The xyxy box enclosing a checked, non-empty segmentation's mask."""
-    x, y, w, h = mask_utils.toBbox(segmentation_to_rle(segmentation, height, width)).tolist()
-    return (x, y, x + w, y + h)
-
-
 def parse_instance(
     ann_id: int,
     label: int,
@@ -271,7 +275,10 @@ def parse_instance(
     if segmentation is None:
         return None
     if bbox is None:
-        box = mask_box(segmentation, height, width)
+        # the box of the mask's pixels (pycocotools' toBbox); a polygon of positive area may still cover
+        # no pixel: a zero box then, as toBbox gives (the instance is dropped when its mask is decoded)
+        x0, y0, x1, y1 = mask_box(decode_segmentation(segmentation, height, width)) or (0, 0, 0, 0)
+        box = (float(x0), float(y0), float(x1), float(y1))
     else:
         checked, box_problem = check_box(bbox, height, width, where)
         if checked is None:

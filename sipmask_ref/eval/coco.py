@@ -28,11 +28,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from pycocotools import mask as mask_util
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from ..files import read_json, write_json
+
+# encode_masks lives in geometry.py; eval.coco.encode_masks stays importable
+from ..geometry import encode_masks
 
 STAT_NAMES: tuple[str, ...] = (
     "AP",
@@ -59,29 +61,6 @@ def _to_numpy(x: Any) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         return x.detach().cpu().numpy()
     return np.asarray(x)
-
-
-def encode_masks(masks: Any, threshold: float) -> list[dict]:
-    """Binarise masks (`> threshold`) and RLE-encode them, one JSON-ready RLE dict per mask.
-
-    masks: [N, 1, H, W] or [N, H, W] probabilities (tensor or array). Each RLE is
-    {'size': [H, W], 'counts': str} (counts decoded from bytes so `json.dump` works).
-    """
-    masks = _to_numpy(masks)
-    if masks.ndim == 4:
-        if masks.shape[1] != 1:
-            raise ValueError(f"masks must be [N, 1, H, W] or [N, H, W], got shape {masks.shape}")
-        masks = masks[:, 0]
-    if masks.ndim != 3:
-        raise ValueError(f"masks must be [N, 1, H, W] or [N, H, W], got shape {masks.shape}")
-    if masks.shape[0] == 0:
-        return []
-    binary = (masks > threshold).astype(np.uint8)  # [N, H, W]
-    # pycocotools wants a Fortran-ordered [H, W, N] uint8 array
-    rles = mask_util.encode(np.asfortranarray(binary.transpose(1, 2, 0)))
-    for rle in rles:
-        rle["counts"] = rle["counts"].decode("ascii")
-    return rles
 
 
 def predictions_to_coco_results(
