@@ -49,9 +49,9 @@ from .config import PRESETS, SipMaskConfig, preset
 from .data.coco import CocoInstances, load_rgb_image
 from .data.synthetic import make_data
 from .eval.coco import format_table, per_class_ap, save_metrics, save_results
+from .explorer import adjacent_example
 from .geometry import encode_masks
 from .model import SipMask
-from .tutorial import adjacent_example
 from .video import cmd_evaluate_vis, cmd_predict_video, cmd_train_vis
 from .viz import draw_instances, plot_spatial_mask_prediction, write_sample_figure
 
@@ -616,7 +616,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run records and checkpoints; finished "
         "runs found there are skipped (default: outputs/ablations)",
     )
-    p.add_argument("--data-root", help="folder holding synthetic/ (default: the repository's data/)")
+    p.add_argument("--data-root", help="folder holding synthetic/ (default: data, generated if missing)")
     p.add_argument("--only", nargs="+", metavar="VARIANT", help="train only these variant keys")
     p.add_argument(
         "--report-only",

@@ -87,7 +87,7 @@ from .backbone import BackboneWithFPN, build_backbone
 from .config import SipMaskConfig, preset
 from .data.coco import CocoInstances
 from .data.transforms import collate
-from .files import read_json_or_none
+from .files import read_json_or_none, relative_path
 from .model import SipMask
 from .reproduce import BASELINE, Variant, _config_json, _datasets, _write_json
 
@@ -686,12 +686,9 @@ def write_report(report: dict[str, Any], out: str | os.PathLike) -> tuple[Path, 
 
 
 def _relative(path: str | os.PathLike) -> str:
-    """`path` relative to the repository when inside it, else only its last component (a report
-    must not name one machine's folders)."""
-    from .tutorial import repo_relative
-
-    shown = repo_relative(path)
-    return Path(path).name if Path(shown).is_absolute() else shown
+    """`path` relative to the working directory (the repository root, where the command runs) when
+    inside it, else only its last component (a report must not name one machine's folders)."""
+    return relative_path(path, Path.cwd()) or Path(path).name
 
 
 def _command(budget_s: float, threads: int, only: Sequence[str] | None, lrs: dict[str, float]) -> str:

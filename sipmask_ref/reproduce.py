@@ -58,6 +58,7 @@ import torchvision
 from . import checkpoints, engine
 from .config import SipMaskConfig, preset
 from .data.coco import CocoInstances
+from .data.synthetic import make_data
 from .files import read_json, write_json
 from .model import SipMask
 
@@ -606,7 +607,8 @@ def reproduce(
 
     out: where ablations.json and ablations.md go. work_dir: run records (runs/*.json) and
     checkpoints; finished runs found there are skipped. data_root: folder holding synthetic/
-    (default: the repository's data/, generated if missing). only: variant keys to run (default all).
+    (default: data/ under the working directory, generated if missing). only: variant keys to run
+    (default all).
     jobs: runs in parallel, each in its own process with `threads` torch threads (default
     cpu_count // jobs); jobs=1 runs in this process and leaves its thread count alone unless
     `threads` is given. report_only: train nothing, assemble the runs already finished (a partial
@@ -615,10 +617,9 @@ def reproduce(
     started = time.perf_counter()
     if seeds < 1 or jobs < 1:
         raise ValueError(f"seeds and jobs must be >= 1, got seeds={seeds}, jobs={jobs}")
-    if data_root is None:
-        from .tutorial import synthetic_data
-
-        data_root = Path(synthetic_data()["train_ann"]).parents[2]
+    if data_root is None:  # data/ under the working directory, generated if missing
+        data_root = Path("data")
+        make_data(root=data_root, progress=False, verbose=False)
     data_root = Path(data_root)
     if not (data_root / "synthetic" / "annotations" / "instances_train.json").is_file():
         raise FileNotFoundError(

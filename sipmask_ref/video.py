@@ -16,7 +16,7 @@ Read top to bottom:
                          from-scratch schedule (IMAGE_STAGE_PRESETS: cpu_tiny_vis -> cpu_tiny's)
     train_image_stage    SipMask (image model) on the annotated frames of the training videos
     train_vis            engine.train on frame pairs, optionally starting from an image checkpoint
-    trained_vis_model    the notebooks' cached cpu_tiny_vis model
+    trained_vis_model    the notebooks' cached cpu_tiny_vis model (under workspace.repo_root())
     reproduce            the synthetic benchmark of the README: seeds x trackers -> results/video/
     cmd_*                the `--task vis` / `predict --video` command-line handlers (cli.py calls them)
 
@@ -74,7 +74,7 @@ from torch import Tensor
 from torchvision.ops import box_iou
 from tqdm.auto import tqdm
 
-from . import checkpoints, engine
+from . import checkpoints, engine, workspace
 from .cli_common import (
     UsageError,
     checked_checkpoint,
@@ -89,6 +89,7 @@ from .data.synthetic import make_data
 from .data.ytvis import YTVISDataset
 from .eval.coco import evaluate_coco, predictions_to_coco_results, save_metrics
 from .eval.ytvis import evaluate_ytvis, format_table
+from .files import relative_path
 from .geometry import encode_mask
 from .model import SipMask
 from .tracking import IouTracker, TrackMatcher, VideoResultAccumulator, count_id_switches
@@ -756,28 +757,40 @@ def synthetic_video_paths(root: str | os.PathLike = "data") -> dict[str, Path]:
     return paths
 
 
-def trained_vis_model(iters: int | None = None) -> tuple[SipMaskVIS, SipMaskConfig]:
-    """The notebooks' SipMaskVIS: cpu_tiny_vis fine-tuned from tutorial.trained_model(), cached.
+def trained_vis_model(
+    iters: int | None = None,
+    *,
+    root: str | os.PathLike | None = None,
+    image_checkpoint: str | os.PathLike | None = None,
+) -> tuple[SipMaskVIS, SipMaskConfig]:
+    """The notebooks' SipMaskVIS: cpu_tiny_vis fine-tuned from the notebooks' image model, cached.
 
-    Checkpoint: outputs/tutorial/cpu_tiny_vis[_fast]/. In fast mode (SIPMASK_FAST=1) the image model
-    and the fine-tuning are both short. A cached checkpoint older than the image model it starts from
-    (say, the image model was retrained after a preset changed) is fine-tuned again.
-    Returns the model in eval mode on the CPU and its config.
+    root: the folder holding data/ and outputs/ (default workspace.repo_root(): $SIPMASK_REPO, else
+    the repository found from the working directory, as the notebooks run in notebooks/).
+    image_checkpoint: the image model to start from (default workspace.trained_checkpoint(root=root),
+    the cpu_tiny model of tutorial.trained_model(), trained first if needed).
+    Checkpoint: <root>/outputs/tutorial/cpu_tiny_vis[_fast]/; data: the synthetic videos under
+    <root>/data. In fast mode (SIPMASK_FAST=1) the image model and the fine-tuning are both short. A
+    cached checkpoint older than the image model it starts from (say, the image model was retrained
+    after a preset changed) is fine-tuned again. Returns the model in eval mode on the CPU and its config.
     """
-    from . import tutorial  # tutorial imports engine; keep the import local like load_image_weights
-
-    out = tutorial.model_dir("cpu_tiny_vis")
+    root = workspace.repo_root() if root is None else Path(root)
+    out = workspace.model_dir("cpu_tiny_vis", root)
     checkpoint = out / checkpoints.CHECKPOINT_NAME
-    image_checkpoint = tutorial.trained_checkpoint()  # trains the image model first if needed
+    if image_checkpoint is None:
+        image_checkpoint = workspace.trained_checkpoint(root=root)  # trains the image model first if needed
+    image_checkpoint = Path(image_checkpoint)
     if checkpoint.is_file() and checkpoint.stat().st_mtime < image_checkpoint.stat().st_mtime:
         print(f"{checkpoint}: older than the image model {image_checkpoint}; fine-tuning again")
         checkpoint.unlink()
     if not checkpoint.is_file():
-        paths = synthetic_video_paths(tutorial.repo_root() / "data")
+        paths = synthetic_video_paths(root / "data")
         config = preset("cpu_tiny_vis")
         train_set = YTVISDataset(paths["train_ann"], paths["train_dir"], mode="pairs", seed=config.seed)
         config.num_classes = len(train_set.class_names)
-        steps = iters if iters is not None else (FAST_VIS_ITERS if tutorial.fast_mode() else config.max_iters)
+        steps = (
+            iters if iters is not None else (FAST_VIS_ITERS if workspace.fast_mode() else config.max_iters)
+        )
         with torch.enable_grad():  # even where the caller switched gradients off
             train_vis(
                 config,
@@ -803,11 +816,11 @@ def _environment(device: str | torch.device) -> dict[str, Any]:
     import pycocotools
     import torchvision
 
-    repo = Path(__file__).resolve().parent.parent
+    # the commit of the working directory's repository (the command runs from the repository root)
     try:
         commit = (
             subprocess.run(
-                ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=repo, timeout=10
+                ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
             ).stdout.strip()
             or None
         )
@@ -815,7 +828,6 @@ def _environment(device: str | torch.device) -> dict[str, Any]:
             ["git", "status", "--porcelain", "--untracked-files=no"],
             capture_output=True,
             text=True,
-            cwd=repo,
             timeout=10,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
@@ -881,9 +893,9 @@ def reproduce(
     out_dir: str | os.PathLike = "results/video",
     seeds: Sequence[int] = (0, 1, 2),
     iters: int | None = None,
-    data_root: str | os.PathLike | None = None,
+    data_root: str | os.PathLike = "data",
     image_checkpoint: str | os.PathLike | None = None,
-    work_dir: str | os.PathLike | None = None,
+    work_dir: str | os.PathLike = "outputs/video_reproduce",
     num_val_videos: int = 40,
     device: str | torch.device = "cpu",
     progress: bool = True,
@@ -895,17 +907,17 @@ def reproduce(
     default benchmark's; more validation videos make the table less noisy).
 
     Per seed: SipMaskVIS (cpu_tiny_vis, that seed) starts from ONE image checkpoint (default: the
-    notebooks' cpu_tiny model, tutorial.trained_model(), trained once with seed 0) and is fine-tuned
-    on frame pairs for `iters` steps (default the preset's max_iters); the val videos are detected
-    once and every tracker of TRACKERS runs on the same detections (the matcher ablations are
-    inference-only). Writes OUT/reproduce.json (per-seed numbers, summary, environment, wall time)
-    and OUT/README.md (the table). Runs go to work_dir (default outputs/video_reproduce).
+    notebooks' cpu_tiny model, workspace.trained_checkpoint(root="."), i.e.
+    outputs/tutorial/cpu_tiny[_fast]/checkpoint.pt under the working directory, trained once with
+    seed 0 on data/ if missing) and is fine-tuned on frame pairs for `iters` steps (default the
+    preset's max_iters); the val videos are detected once and every tracker of TRACKERS runs on the
+    same detections (the matcher ablations are inference-only). Writes OUT/reproduce.json (per-seed
+    numbers, summary, environment, wall time) and OUT/README.md (the table). Runs go to work_dir.
+    Every default path is relative to the working directory (run it from the repository root); the
+    paths in the record are relative to it too.
     """
-    from . import tutorial
-
     started = time.perf_counter()
-    root = Path(data_root) if data_root is not None else tutorial.repo_root() / "data"
-    work = Path(work_dir) if work_dir is not None else tutorial.repo_root() / "outputs" / "video_reproduce"
+    root, work = Path(data_root), Path(work_dir)
     made = make_data(
         root=root / "video_reproduce",
         num_train=1,
@@ -921,7 +933,7 @@ def reproduce(
         "val_dir": made["val_videos"],
     }
     if image_checkpoint is None:
-        image_checkpoint = tutorial.trained_checkpoint()
+        image_checkpoint = workspace.trained_checkpoint(root=Path.cwd())
     image_state = checkpoints.read_checkpoint(image_checkpoint)
     val_set = YTVISDataset(paths["val_ann"], paths["val_dir"], mode="frames")
     runs = []
@@ -975,13 +987,13 @@ def reproduce(
         ),
         "iterations": runs[0]["iterations"] if runs else 0,
         "image_checkpoint": {
-            "path": tutorial.repo_relative(image_checkpoint),
+            "path": _shown(image_checkpoint),
             "iteration": int(image_state["iteration"]),
             "seed": image_state["config"].get("seed"),
         },
         "data": {
-            "train": tutorial.repo_relative(paths["train_ann"]),
-            "val": tutorial.repo_relative(paths["val_ann"]),
+            "train": _shown(paths["train_ann"]),
+            "val": _shown(paths["val_ann"]),
             "val_videos": len(val_set.videos),
             "val_objects": runs[0]["trackers"]["sipmask"]["num_gt_objects"] if runs else 0,
             "val_crossing_objects": runs[0]["trackers"]["sipmask"]["num_crossing_objects"] if runs else 0,
@@ -1005,6 +1017,11 @@ def reproduce(
         print(markdown_table(summary_table, len(seeds)))
         print(f"written: {out / 'reproduce.json'}, {out / 'README.md'} ({record['wall_seconds']:.0f} s)")
     return record
+
+
+def _shown(path: str | os.PathLike) -> str:
+    """`path` as the record shows it: relative to the working directory when inside it, else as given."""
+    return relative_path(path, Path.cwd()) or str(path)
 
 
 def _results_markdown(record: dict[str, Any]) -> str:
@@ -1358,13 +1375,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", default="results/video", help="where reproduce.json and README.md go")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--iters", type=int, help="fine-tuning iterations per seed (default: cpu_tiny_vis's)")
-    p.add_argument("--data-root", help="where the synthetic benchmark lives (default: <repo>/data)")
+    p.add_argument("--data-root", default="data", help="where the synthetic benchmark lives (default: data)")
     p.add_argument(
         "--image-checkpoint",
         help="image SipMask checkpoint to start from (default: the "
-        "notebooks' cpu_tiny model, trained if missing)",
+        "notebooks' cpu_tiny model in outputs/tutorial/, trained if missing)",
     )
-    p.add_argument("--work-dir", help="training runs (default: <repo>/outputs/video_reproduce)")
+    p.add_argument(
+        "--work-dir",
+        default="outputs/video_reproduce",
+        help="training runs (default: outputs/video_reproduce)",
+    )
     p.add_argument("--num-val-videos", type=int, default=40, help="validation videos (default: 40)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--quiet", action="store_true")
