@@ -42,7 +42,7 @@ from .data.synthetic import adjacency_flags
 from .geometry import mask_iou, paired_box_iou
 from .inference import paste_masks
 from .model import SipMask
-from .spatial_mask_prediction import assemble_masks
+from .spatial_mask_prediction import assemble_masks, sub_region_maps
 from .viz import plot_spatial_mask_prediction
 
 # Pruning grids offered by the explorer, by name.
@@ -196,7 +196,7 @@ def instance_maps(
         coefficients = regrid_coefficients(coefficients, own, grid)  # [1, Q', M]
     basis = intermediates["basis_masks"][0].float()  # [M, H, W]
     box = detections["boxes"][index]  # [4] basis-map pixels
-    sub_region_maps = torch.sigmoid(torch.einsum("qm,mhw->qhw", coefficients[0], basis))  # [Q, H, W]
+    maps = sub_region_maps(basis, coefficients)[0]  # [Q, H, W] Eq. (2), unpruned
     instance_map = assemble_masks(basis, coefficients, box[None], grid)[0]  # [H, W]
     return InstanceMaps(
         image=network_image(intermediates, model.config.pixel_mean, model.config.pixel_std),
@@ -205,7 +205,7 @@ def instance_maps(
         score=float(detections["scores"][index]),
         sub_regions=grid,
         real=grid == own,
-        sub_region_maps=sub_region_maps,
+        sub_region_maps=maps,
         instance_map=instance_map,
         mask=instance_map > threshold,
         threshold=float(threshold),

@@ -28,7 +28,7 @@ from .data import transforms
 from .geometry import paired_box_iou
 from .head import HeadOutputs, SipMaskHead
 from .losses import box_loss, centerness_loss, focal_loss, mask_alignment_weight, mask_loss, valid_mask_boxes
-from .spatial_mask_prediction import assemble_masks
+from .spatial_mask_prediction import assemble_masks, sub_region_maps
 from .spatial_preservation import flatten_coefficients
 
 
@@ -345,9 +345,7 @@ class SipMask(nn.Module):
                     "coefficients": found.coefficients,
                     "labels": found.labels,
                     "scores": found.scores,
-                    "sub_region_maps": torch.sigmoid(
-                        torch.einsum("nqm,mhw->nqhw", found.coefficients, basis)
-                    ),
+                    "sub_region_maps": sub_region_maps(basis, found.coefficients),
                     "masks": assemble_masks(basis, found.coefficients, boxes, self.config.sub_regions),
                 }
             )
