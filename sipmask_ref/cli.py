@@ -26,7 +26,6 @@ code 2; a diverging run (NaN loss) exits with code 1.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from collections.abc import Sequence
@@ -37,44 +36,32 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from . import engine
+from . import checkpoints, compare, engine, reproduce
+from .cli_common import (
+    UsageError,
+    checked_checkpoint,
+    checked_device,
+    config_for_training,
+    same_categories,
+    train_target,
+)
 from .config import PRESETS, SipMaskConfig, preset
 from .data.coco import CocoInstances, load_rgb_image
 from .data.synthetic import make_data
-from .eval.coco import encode_masks, format_table, per_class_ap, save_metrics, save_results
+from .eval.coco import format_table, per_class_ap, save_metrics, save_results
+from .explorer import adjacent_example
+from .geometry import encode_masks
 from .model import SipMask
-from .tutorial import adjacent_example
+from .video import cmd_evaluate_vis, cmd_predict_video, cmd_train_vis
 from .viz import draw_instances, plot_spatial_mask_prediction, write_sample_figure
 
 PROG = "sipmask_ref"
 PER_CLASS_NAME = "per_class_ap.json"  # evaluate: COCO AP of each category, {iou type: {name: AP}}
 
 
-class UsageError(Exception):
-    """A mistake in the command line or its files: reported in one line, exit code 2."""
-
-
 # ----------------------------------------------------------------------------------------------------
-# shared helpers
+# shared helpers (those video.py needs too are in cli_common.py)
 # ----------------------------------------------------------------------------------------------------
-def _device(name: str | None) -> torch.device:
-    """The requested device, checked; default CUDA when available, else CPU."""
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UsageError(f"unknown device {name!r} (use cpu, cuda or cuda:N)") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise UsageError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise UsageError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s)")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise UsageError(f"--device {name}: MPS is not available on this machine")
-    return device
-
-
 def _preset(name: str) -> SipMaskConfig:
     try:
         return preset(name)
@@ -110,18 +97,6 @@ def _dataset(ann: Path | str | None, images: Path | str | None, what: str) -> Co
     return dataset
 
 
-def _same_categories(a: dict[int, int], b: dict[int, int], what: str) -> None:
-    if {int(k): int(v) for k, v in a.items()} != {int(k): int(v) for k, v in b.items()}:
-        raise UsageError(f"{what}: the category ids differ (label -> category id {dict(a)} vs {dict(b)})")
-
-
-def _checkpoint(path: str) -> dict[str, Any]:
-    try:
-        return engine.read_checkpoint(path)
-    except (FileNotFoundError, engine.CheckpointError) as error:
-        raise UsageError(str(error)) from None
-
-
 # ----------------------------------------------------------------------------------------------------
 # make-data
 # ----------------------------------------------------------------------------------------------------
@@ -148,43 +123,10 @@ def cmd_make_data(args: argparse.Namespace) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------------
 # train
 # ----------------------------------------------------------------------------------------------------
-def train_target(args: argparse.Namespace) -> tuple[torch.device, Path]:
-    """The device and output folder of `train`, after checking --resume and --iters."""
-    out = Path(args.out)
-    if args.resume and not (out / engine.CHECKPOINT_NAME).is_file():
-        raise UsageError(f"--resume: no checkpoint to resume from at {out / engine.CHECKPOINT_NAME}")
-    if args.iters is not None and args.iters < 0:
-        raise UsageError(f"--iters must be >= 0, got {args.iters}")
-    return _device(args.device), out
-
-
-def config_for_training(
-    config: SipMaskConfig, args: argparse.Namespace, train_set: Any, task: str
-) -> SipMaskConfig:
-    """The preset with `task`, the training set's class count and --batch-size / --seed / --lr."""
-    changes: dict[str, Any] = {"task": task}
-    num_classes = len(train_set.class_names)
-    if num_classes != config.num_classes:
-        print(
-            f"note: num_classes = {num_classes} from {train_set.ann_file} "
-            f"(preset {args.config} says {config.num_classes})"
-        )
-        changes["num_classes"] = num_classes
-    for field in ("batch_size", "seed", "lr"):
-        if getattr(args, field) is not None:
-            changes[field] = getattr(args, field)
-    try:
-        return dataclasses.replace(config, **changes)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
-
-
 def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     """Train a preset; see `python -m sipmask_ref train --help`."""
     config = _preset(args.config)
     if (args.task or config.task) == "vis":
-        from .video import cmd_train_vis  # video.py imports this module: import it at call time
-
         return cmd_train_vis(args, config)
     if args.init_from is not None:
         raise UsageError(
@@ -205,7 +147,7 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     elif no_data_args:
         val_set = _dataset(*_synthetic_split(root, "val"), "validation set")
     if val_set is not None:
-        _same_categories(train_set.label_to_cat_id, val_set.label_to_cat_id, "training and validation sets")
+        same_categories(train_set.label_to_cat_id, val_set.label_to_cat_id, "training and validation sets")
 
     config = config_for_training(config, args, train_set, task="image")
     num_classes = config.num_classes
@@ -247,11 +189,9 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------------
 def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     """COCO evaluation of a checkpoint; writes OUT/results.json and OUT/metrics.json."""
-    device = _device(args.device)
-    state = _checkpoint(args.checkpoint)
+    device = checked_device(args.device)
+    state = checked_checkpoint(args.checkpoint)
     if (args.task or state["config"].get("task", "image")) == "vis":
-        from .video import cmd_evaluate_vis  # video.py imports this module: import it at call time
-
         return cmd_evaluate_vis(args, state)
     if args.ann is None and args.images is None:
         dataset = _dataset(*_synthetic_split(Path(args.data_root), "val"), "evaluation set")
@@ -259,12 +199,12 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
         dataset = _dataset(args.ann, args.images, "evaluation set")
     trained_on = state.get("dataset", {}).get("label_to_cat_id")
     if trained_on is not None:
-        _same_categories(
+        same_categories(
             trained_on, dataset.label_to_cat_id, f"checkpoint {args.checkpoint} and {dataset.ann_file}"
         )
     try:
         model, config = engine.model_from_checkpoint(state, device)
-    except engine.CheckpointError as error:
+    except checkpoints.CheckpointError as error:
         raise UsageError(f"{args.checkpoint}: {error}") from None
 
     results, metrics = engine.evaluate(
@@ -342,20 +282,18 @@ def cmd_predict(args: argparse.Namespace) -> list[Path]:
     if args.video:
         if args.images:
             raise UsageError("predict: give image files or --video, not both")
-        from .video import cmd_predict_video  # video.py imports this module: import it at call time
-
         return cmd_predict_video(args)
     if not args.images:
         raise UsageError("predict: give image files, or --video DIR_OR_FRAMES")
-    device = _device(args.device)
+    device = checked_device(args.device)
     paths = [Path(p) for p in args.images]
     for path in paths:
         if not path.is_file():
             raise UsageError(f"image not found: {path}")
-    state = _checkpoint(args.checkpoint)
+    state = checked_checkpoint(args.checkpoint)
     try:
         model, config = engine.model_from_checkpoint(state, device)
-    except engine.CheckpointError as error:
+    except checkpoints.CheckpointError as error:
         raise UsageError(f"{args.checkpoint}: {error}") from None
     meta = state.get("dataset", {})
     class_names = meta.get("class_names")
@@ -452,7 +390,7 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
     parser = build_parser()
     present = (root / "synthetic" / "annotations" / "instances_train.json").is_file()
     cmd_make_data(parser.parse_args(["make-data", "--root", str(root)] + (["--quiet"] if present else [])))
-    checkpoint = out / engine.CHECKPOINT_NAME
+    checkpoint = out / checkpoints.CHECKPOINT_NAME
     train_argv = [
         "train",
         "--config",
@@ -491,10 +429,14 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
         + f" (lowest: {weakest})"
     )
 
-    model, config = engine.load_checkpoint(checkpoint, _device(args.device))
+    model, config = engine.load_checkpoint(checkpoint, checked_device(args.device))
     val_set = _dataset(*_synthetic_split(root, "val"), "validation set")
     figure = write_prediction_grid(
-        model, val_set, out / "predictions.png", _device(args.device), mask_threshold=config.mask_threshold
+        model,
+        val_set,
+        out / "predictions.png",
+        checked_device(args.device),
+        mask_threshold=config.mask_threshold,
     )
     print(f"figure: {figure}")
     example = adjacent_example(model.cpu(), val_set)
@@ -674,7 +616,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run records and checkpoints; finished "
         "runs found there are skipped (default: outputs/ablations)",
     )
-    p.add_argument("--data-root", help="folder holding synthetic/ (default: the repository's data/)")
+    p.add_argument("--data-root", help="folder holding synthetic/ (default: data, generated if missing)")
     p.add_argument("--only", nargs="+", metavar="VARIANT", help="train only these variant keys")
     p.add_argument(
         "--report-only",
@@ -725,8 +667,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_reproduce(args: argparse.Namespace) -> dict[str, Any]:
     """Train the unique ablation variants x seeds (resumable) and write the tables with verdicts."""
-    from . import reproduce
-
     iters = reproduce.ABLATION_ITERS if args.iters is None else args.iters
     if args.seeds < 1 or args.jobs < 1 or iters < 1:
         raise UsageError(f"--seeds, --jobs and --iters must be >= 1 (got {args.seeds}, {args.jobs}, {iters})")
@@ -763,8 +703,6 @@ def _learning_rates(pairs: Sequence[str]) -> dict[str, float]:
 def cmd_compare(args: argparse.Namespace) -> dict[str, Any]:
     """Train SipMask, the YOLACT-like baseline and Mask R-CNN for one budget each (resumable); write the
     speed / accuracy table."""
-    from . import compare
-
     if not args.budget_s > 0 or args.threads < 1:
         raise UsageError(f"--budget-s must be > 0 and --threads >= 1 (got {args.budget_s}, {args.threads})")
     lrs = _learning_rates(args.lr)
@@ -794,7 +732,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exit_.code or 0)
     try:
         args.func(args)
-    except (UsageError, FileNotFoundError, engine.CheckpointError) as error:
+    except (UsageError, FileNotFoundError, checkpoints.CheckpointError) as error:
         print(f"{PROG} {args.command}: error: {error}", file=sys.stderr)
         return 2
     except engine.NonFiniteLossError as error:

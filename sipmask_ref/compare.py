@@ -82,11 +82,12 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHe
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.ops import MultiScaleRoIAlign
 
-from . import engine
+from . import checkpoints, engine
 from .backbone import BackboneWithFPN, build_backbone
 from .config import SipMaskConfig, preset
 from .data.coco import CocoInstances
 from .data.transforms import collate
+from .files import read_json_or_none, relative_path
 from .model import SipMask
 from .reproduce import BASELINE, Variant, _config_json, _datasets, _write_json
 
@@ -246,12 +247,14 @@ def load_mask_rcnn(path: str | os.PathLike) -> MaskRCNN:
 
     engine.load_checkpoint cannot do this: it builds SipMask from the stored config.
     """
-    state = engine.read_checkpoint(path)
-    model = build_mask_rcnn(engine.config_from_dict(state["config"], source=str(path)))
+    state = checkpoints.read_checkpoint(path)
+    model = build_mask_rcnn(checkpoints.config_from_dict(state["config"], source=str(path)))
     try:
-        model.load_state_dict(engine.evaluation_weights(state))
+        model.load_state_dict(checkpoints.evaluation_weights(state))
     except RuntimeError as error:
-        raise engine.CheckpointError(f"{path}: the weights do not fit build_mask_rcnn: {error}") from None
+        raise checkpoints.CheckpointError(
+            f"{path}: the weights do not fit build_mask_rcnn: {error}"
+        ) from None
     return model.eval()
 
 
@@ -390,14 +393,6 @@ def time_inference(
 # ----------------------------------------------------------------------------------------------------
 # one model
 # ----------------------------------------------------------------------------------------------------
-def _read_json(path: Path) -> Any:
-    """The JSON at `path`, or None when it is missing or unreadable (then it is simply redone)."""
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-
-
 def record_path(work_dir: str | os.PathLike, name: str) -> Path:
     """WORK/records/<name>.json: the record of a finished model."""
     return Path(work_dir) / "records" / f"{name}.json"
@@ -436,7 +431,7 @@ def run_settings(
 
 def load_finished_record(path: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
     """The record at `path` if it is a finished model of exactly these settings; None otherwise."""
-    record = _read_json(path)
+    record = read_json_or_none(path)
     if isinstance(record, dict) and record.get("format") == RUN_FORMAT and record.get("settings") == settings:
         return record
     return None
@@ -453,7 +448,7 @@ def _calibrate(
     """The step time of the model: read from folder/calibration.json when measured under the same
     settings, else measured on a throw-away model and written there."""
     path = folder / "calibration.json"
-    saved = _read_json(path)
+    saved = read_json_or_none(path)
     if isinstance(saved, dict) and saved.get("settings") == settings:
         return saved["timing"]
     engine.seed_everything(config.seed)
@@ -478,16 +473,16 @@ def _train(
     """Train to config.max_iters in chunks of CHECKPOINT_EVERY iterations, continuing a checkpoint of
     the same config; returns {'train_s', 'resumed_from_iteration', 'train_s_estimated', 'losses'}."""
     iters = config.max_iters
-    checkpoint, progress_path = folder / engine.CHECKPOINT_NAME, folder / "progress.json"
+    checkpoint, progress_path = folder / checkpoints.CHECKPOINT_NAME, folder / "progress.json"
     config_json = _config_json(config)
     done, seconds, estimated = 0, 0.0, False
     if checkpoint.is_file():
-        state = engine.read_checkpoint(checkpoint)
+        state = checkpoints.read_checkpoint(checkpoint)
         if state["config"] == dataclasses.asdict(config) and 0 < state["iteration"] <= iters:
             done = int(state["iteration"])
         del state
     if done:
-        progress = _read_json(progress_path)
+        progress = read_json_or_none(progress_path)
         if (
             isinstance(progress, dict)
             and progress.get("config") == config_json
@@ -575,7 +570,7 @@ def run_model(
         )
         training = _train(spec, trained_config, train_set, folder, timing["mean_s"], log)
 
-        model = load_model(spec, folder / engine.CHECKPOINT_NAME)
+        model = load_model(spec, folder / checkpoints.CHECKPOINT_NAME)
         speed = time_inference(model, val_set, images=inference[1], warmup=inference[0])
         started = time.perf_counter()
         threshold = spec.mask_threshold if spec.mask_threshold is not None else trained_config.mask_threshold
@@ -691,12 +686,9 @@ def write_report(report: dict[str, Any], out: str | os.PathLike) -> tuple[Path, 
 
 
 def _relative(path: str | os.PathLike) -> str:
-    """`path` relative to the repository when inside it, else only its last component (a report
-    must not name one machine's folders)."""
-    from .tutorial import repo_relative
-
-    shown = repo_relative(path)
-    return Path(path).name if Path(shown).is_absolute() else shown
+    """`path` relative to the working directory (the repository root, where the command runs) when
+    inside it, else only its last component (a report must not name one machine's folders)."""
+    return relative_path(path, Path.cwd()) or Path(path).name
 
 
 def _command(budget_s: float, threads: int, only: Sequence[str] | None, lrs: dict[str, float]) -> str:

@@ -7,9 +7,8 @@ warm-up, x0.1 steps), written iteration by iteration. Read top to bottom:
     build_optimizer      SGD with the bias lr / weight-decay multipliers of the 800-pixel configs
     WeightAverage        an exponential moving average of the weights (config.ema_decay)
     TrainSamples         the training stream: sample p is a pure function of (seed, p)
-    save_checkpoint      atomic write (temp file, fsync, os.replace)
-    read_checkpoint      validated load; load_checkpoint -> (model, config) for evaluate / predict
-    evaluation_weights   the weights a checkpoint is evaluated with (its weight average if any)
+    model_from_checkpoint  a checkpoint dict -> (model, config); load_checkpoint the same from a file
+                         (writing and reading the files: checkpoints.py, re-exported here)
     train                the loop: AMP on CUDA, non-finite-loss guard, checkpoints, resume, DDP
     evaluate             eval mode over a dataset -> COCO results + the 12 COCO numbers per type
 
@@ -52,20 +51,24 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+# Checkpoint files live in checkpoints.py; these names stay importable from engine (notebooks, tests).
+from .checkpoints import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_NAME,
+    CheckpointError,
+    config_from_dict,
+    evaluation_weights,
+    read_checkpoint,
+    save_checkpoint,
+)
 from .config import SipMaskConfig
 from .data.transforms import RandomHorizontalFlip, apply_same_transform, collate
 from .eval.coco import evaluate_coco, predictions_to_coco_results, save_metrics
 from .model import SipMask
 from .video_model import SipMaskVIS
 
-CHECKPOINT_FORMAT = "sipmask_ref.checkpoint/1"  # the marker every checkpoint carries
-CHECKPOINT_NAME = "checkpoint.pt"
 METRICS_NAME = "metrics.json"
 LOG_NAME = "train_log.jsonl"
-
-
-class CheckpointError(ValueError):
-    """A file that is not a (usable) sipmask_ref checkpoint."""
 
 
 class SizedDataset(Protocol):
@@ -257,73 +260,6 @@ class _StepBatches:
 # ----------------------------------------------------------------------------------------------------
 # checkpoints
 # ----------------------------------------------------------------------------------------------------
-def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
-    """torch.save `state` to `path` atomically: a crash mid-write leaves the previous file intact.
-
-    Writes a temporary file in the same folder, fsyncs it, then os.replace()s it over `path`
-    (atomic on POSIX and Windows); the temporary file is removed if anything fails.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable (POSIX)
-        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    return path
-
-
-def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Load a checkpoint dict (on CPU), checking that it is a sipmask_ref checkpoint.
-
-    Raises FileNotFoundError when the file is missing and CheckpointError when it is not a
-    sipmask_ref checkpoint. Loaded with weights_only=True: no code in the file is executed.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - torch.load raises many types for a non-checkpoint
-        reason = type(error).__name__  # torch's own message is pages long for a non-checkpoint
-        raise CheckpointError(f"{path} is not a sipmask_ref checkpoint (torch.load: {reason})") from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not a sipmask_ref checkpoint (no '{CHECKPOINT_FORMAT}' marker)")
-    missing = {"model", "config", "iteration"} - set(state)
-    if missing:
-        raise CheckpointError(f"{path}: sipmask_ref checkpoint lacks {sorted(missing)}")
-    return state
-
-
-def config_from_dict(values: dict[str, Any], source: str = "checkpoint") -> SipMaskConfig:
-    """A SipMaskConfig from `dataclasses.asdict` output; unknown keys are dropped with a warning."""
-    known = {f.name for f in dataclasses.fields(SipMaskConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        warnings.warn(f"{source}: ignoring config fields unknown to this version: {unknown}", stacklevel=2)
-    try:
-        return SipMaskConfig(**{k: v for k, v in values.items() if k in known})
-    except (TypeError, ValueError) as error:
-        raise CheckpointError(f"{source}: invalid config: {error}") from None
-
-
-def evaluation_weights(state: dict[str, Any]) -> dict[str, Tensor]:
-    """The state dict a checkpoint's model is evaluated with: the weight average (config.ema_decay)
-    when the run kept one, else the trained weights themselves."""
-    return state["ema"] if state.get("ema") is not None else state["model"]
-
-
 def model_from_checkpoint(
     state: dict[str, Any], device: str | torch.device = "cpu"
 ) -> tuple[SipMask, SipMaskConfig]:

@@ -12,6 +12,7 @@ be computed, and checked, without a widget:
     render                 the figure of a state (paper Fig. 4 for that instance)
     describe               one line of text for a state
     build_widgets          the ipywidgets front end (notebook only)
+    adjacent_example       an instance beside a same-class neighbour and its detection (the demo's Fig. 4)
 
 What is real and what is a thought experiment. A model trained with k_h x k_w sub-regions predicts
 exactly k_h * k_w sets of coefficients per box; pruning its maps with its own grid is what the model
@@ -36,9 +37,12 @@ from matplotlib.patches import Rectangle
 from torch import Tensor
 from torchvision.ops import box_iou
 
+from .data.coco import CocoInstances
+from .data.synthetic import adjacency_flags
+from .geometry import mask_iou, paired_box_iou
 from .inference import paste_masks
 from .model import SipMask
-from .spatial_mask_prediction import assemble_masks
+from .spatial_mask_prediction import assemble_masks, sub_region_maps
 from .viz import plot_spatial_mask_prediction
 
 # Pruning grids offered by the explorer, by name.
@@ -192,7 +196,7 @@ def instance_maps(
         coefficients = regrid_coefficients(coefficients, own, grid)  # [1, Q', M]
     basis = intermediates["basis_masks"][0].float()  # [M, H, W]
     box = detections["boxes"][index]  # [4] basis-map pixels
-    sub_region_maps = torch.sigmoid(torch.einsum("qm,mhw->qhw", coefficients[0], basis))  # [Q, H, W]
+    maps = sub_region_maps(basis, coefficients)[0]  # [Q, H, W] Eq. (2), unpruned
     instance_map = assemble_masks(basis, coefficients, box[None], grid)[0]  # [H, W]
     return InstanceMaps(
         image=network_image(intermediates, model.config.pixel_mean, model.config.pixel_std),
@@ -201,7 +205,7 @@ def instance_maps(
         score=float(detections["scores"][index]),
         sub_regions=grid,
         real=grid == own,
-        sub_region_maps=sub_region_maps,
+        sub_region_maps=maps,
         instance_map=instance_map,
         mask=instance_map > threshold,
         threshold=float(threshold),
@@ -242,12 +246,6 @@ def match_detection(result: dict[str, Tensor], gt_box: Tensor, gt_label: int) ->
         return j, float(ious[j])
     j = int(ious.argmax())
     return (j, float(ious[j])) if float(ious[j]) > 0 else (None, 0.0)
-
-
-def mask_iou(a: Tensor, b: Tensor) -> float:
-    """IoU of two bool masks of the same size (0.0 when both are empty)."""
-    union = int((a | b).sum())
-    return int((a & b).sum()) / union if union else 0.0
 
 
 class Explorer:
@@ -499,12 +497,63 @@ def first_matched_instances(
     return found
 
 
+def adjacent_example(
+    model: SipMask, dataset: CocoInstances, max_images: int = 50, min_iou: float = 0.5
+) -> dict | None:
+    """An instance beside a same-class neighbour, and the model's detection of it (for paper Fig. 4;
+    the `demo` command draws it).
+
+    Scans the first `max_images` images for ground-truth instances that are *adjacent* (at least
+    10% of their box covered by another instance of the same class, `synthetic.adjacency_flags`)
+    and returns the one whose best-matching detection of the right class has the highest score,
+    with that detection's IoU >= min_iou. Returns None if there is none.
+
+    Returns a dict: image [3, H, W] (the network input, unnormalised), detection (one entry of
+    `model.forward_intermediates(...)["detections"]`), index (the detection j), image_id, iou.
+    """
+    model.eval()
+    best = None
+    for k in range(min(max_images, len(dataset))):
+        image, target = dataset[k]
+        flags = adjacency_flags(target["masks"].bool().numpy(), target["labels"].tolist())
+        if not flags.any():
+            continue
+        with torch.no_grad():
+            found = model.forward_intermediates([image])
+        detection = found["detections"][0]
+        sx, sy = found["scale_factors"][0]  # original -> input pixels
+        to_basis = torch.tensor([sx, sy, sx, sy]) / 2  # input -> basis-map pixels (stride 2)
+        for g in flags.nonzero()[0].tolist():
+            gt_box = target["boxes"][g] * to_basis  # [4] in basis-map pixels
+            same = (detection["labels"] == target["labels"][g]).nonzero().squeeze(1)
+            if same.numel() == 0:
+                continue
+            ious = paired_box_iou(detection["boxes"][same], gt_box.expand(same.numel(), 4))
+            j = int(same[ious.argmax()])
+            iou, score = float(ious.max()), float(detection["scores"][j])
+            if iou >= min_iou and (best is None or score > best["score"]):
+                h, w = found["image_sizes"][0]
+                image_in = torch.nn.functional.interpolate(
+                    image[None], size=(h, w), mode="bilinear", align_corners=False
+                )[0]
+                best = {
+                    "image": image_in,
+                    "detection": detection,
+                    "index": j,
+                    "score": score,
+                    "image_id": target["image_id"],
+                    "iou": iou,
+                }
+    return best
+
+
 __all__ = [
     "GRIDS",
     "MATCH_IOU",
     "Explorer",
     "ExplorerState",
     "InstanceMaps",
+    "adjacent_example",
     "build_widgets",
     "describe",
     "first_matched_instances",

@@ -37,6 +37,7 @@ from torchvision.ops import batched_nms
 
 from .config import SipMaskConfig
 from .fcos import decode_boxes
+from .geometry import pairwise_box_iou
 from .spatial_mask_prediction import assemble_masks
 
 # Detections are pasted to full resolution this many at a time, to bound memory.
@@ -55,22 +56,6 @@ class Detections(NamedTuple):
     scores: Tensor
     labels: Tensor
     coefficients: Tensor
-
-
-def pairwise_iou(boxes: Tensor) -> Tensor:
-    """IoU between all pairs of boxes in each group: [C, N, 4] -> [C, N, N] (no +1 widths).
-
-    The [C, N, N] temporaries are updated in place (Fast NMS calls this on 80 x 200 x 200).
-    """
-    x1, y1, x2, y2 = boxes.unbind(dim=-1)  # [C, N] each
-    areas = (x2 - x1).clamp(min=0) * (y2 - y1).clamp(min=0)  # [C, N]
-    inter_w = torch.minimum(x2[:, :, None], x2[:, None, :])  # [C, N, N]
-    inter_w.sub_(torch.maximum(x1[:, :, None], x1[:, None, :])).clamp_(min=0)
-    inter_h = torch.minimum(y2[:, :, None], y2[:, None, :])  # [C, N, N]
-    inter_h.sub_(torch.maximum(y1[:, :, None], y1[:, None, :])).clamp_(min=0)
-    intersection = inter_w.mul_(inter_h)  # [C, N, N]
-    union = (areas[:, :, None] + areas[:, None, :]).sub_(intersection)  # [C, N, N]
-    return intersection.div_(union.clamp_(min=torch.finfo(boxes.dtype).tiny))
 
 
 def fast_nms(
@@ -111,7 +96,7 @@ def fast_nms(
     classes_per_chunk = max(1, FAST_NMS_CHUNK // (k * k))
     max_iou = torch.cat(
         [
-            pairwise_iou(class_boxes[c : c + classes_per_chunk]).tril_(diagonal=-1).amax(dim=2)
+            pairwise_box_iou(class_boxes[c : c + classes_per_chunk]).tril_(diagonal=-1).amax(dim=2)
             for c in range(0, num_classes, classes_per_chunk)
         ]
     )  # [C, N]: largest IoU of each box with a higher-scored box of its class

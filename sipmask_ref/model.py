@@ -23,9 +23,12 @@ from .backbone import build_backbone
 from .basis_masks import ContextualBasisMasks
 from .config import SipMaskConfig
 from .data import transforms
+
+# paired_box_iou lives in geometry.py; model.paired_box_iou stays importable (notebook 05, tests)
+from .geometry import paired_box_iou
 from .head import HeadOutputs, SipMaskHead
 from .losses import box_loss, centerness_loss, focal_loss, mask_alignment_weight, mask_loss, valid_mask_boxes
-from .spatial_mask_prediction import assemble_masks
+from .spatial_mask_prediction import assemble_masks, sub_region_maps
 from .spatial_preservation import flatten_coefficients
 
 
@@ -342,9 +345,7 @@ class SipMask(nn.Module):
                     "coefficients": found.coefficients,
                     "labels": found.labels,
                     "scores": found.scores,
-                    "sub_region_maps": torch.sigmoid(
-                        torch.einsum("nqm,mhw->nqhw", found.coefficients, basis)
-                    ),
+                    "sub_region_maps": sub_region_maps(basis, found.coefficients),
                     "masks": assemble_masks(basis, found.coefficients, boxes, self.config.sub_regions),
                 }
             )
@@ -374,17 +375,6 @@ def flatten_outputs(outputs: HeadOutputs) -> tuple[Tensor, Tensor, Tensor, Tenso
     ctr = torch.cat([x.flatten(1) for x in outputs.centerness], dim=1)
     coefficients = torch.cat([flatten_coefficients(x) for x in outputs.coefficients], dim=1)
     return cls, reg, ctr, coefficients
-
-
-def paired_box_iou(boxes_a: Tensor, boxes_b: Tensor) -> Tensor:
-    """IoU of boxes_a[j] with boxes_b[j] (xyxy, no +1 widths): [N, 4], [N, 4] -> [N]."""
-    top_left = torch.maximum(boxes_a[:, :2], boxes_b[:, :2])  # [N, 2]
-    bottom_right = torch.minimum(boxes_a[:, 2:], boxes_b[:, 2:])  # [N, 2]
-    intersection = (bottom_right - top_left).clamp(min=0).prod(dim=1)  # [N]
-    area_a = (boxes_a[:, 2:] - boxes_a[:, :2]).clamp(min=0).prod(dim=1)  # [N]
-    area_b = (boxes_b[:, 2:] - boxes_b[:, :2]).clamp(min=0).prod(dim=1)  # [N]
-    union = (area_a + area_b - intersection).clamp(min=torch.finfo(boxes_a.dtype).tiny)
-    return intersection / union
 
 
 def basis_size_gt_masks(masks: Tensor, basis_size: tuple[int, int]) -> Tensor:

@@ -55,9 +55,11 @@ from typing import Any
 import torch
 import torchvision
 
-from . import engine
+from . import checkpoints, engine
 from .config import SipMaskConfig, preset
 from .data.coco import CocoInstances
+from .data.synthetic import make_data
+from .files import read_json, write_json
 from .model import SipMask
 
 FORMAT = "sipmask_ref.ablations/1"  # marker of results/ablations.json
@@ -272,16 +274,12 @@ def run_record_path(work_dir: str | os.PathLike, variant: Variant, seed: int) ->
 
 def run_checkpoint_path(work_dir: str | os.PathLike, variant: Variant, seed: int) -> Path:
     """WORK/<variant>/seed<k>/checkpoint.pt: the weights of a run (e.g. for the Fig. 6 analogue)."""
-    return Path(work_dir) / variant.key / f"seed{seed}" / engine.CHECKPOINT_NAME
+    return Path(work_dir) / variant.key / f"seed{seed}" / checkpoints.CHECKPOINT_NAME
 
 
 def _write_json(obj: Any, path: Path) -> Path:
-    """Write JSON atomically (temporary file + os.replace): a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n")
-    os.replace(tmp, path)
-    return path
+    """Write a record or report as JSON (indent 1, a final newline), atomically (files.write_json)."""
+    return write_json(obj, path, indent=1, end="\n")
 
 
 def _config_json(config: SipMaskConfig) -> dict[str, Any]:
@@ -298,8 +296,8 @@ def load_finished_run(path: Path, config: SipMaskConfig) -> dict[str, Any] | Non
     if not path.is_file():
         return None
     try:
-        record = json.loads(path.read_text())
-    except json.JSONDecodeError:
+        record = read_json(path, "run record")
+    except ValueError:
         warnings.warn(f"{path}: not valid JSON; running it again", stacklevel=2)
         return None
     if record.get("format") != RUN_FORMAT or record.get("config") != _config_json(config):
@@ -341,10 +339,10 @@ def run_one(
             return done | {"skipped": True}
 
         out = run_checkpoint_path(work_dir, variant, seed).parent
-        checkpoint = out / engine.CHECKPOINT_NAME
+        checkpoint = out / checkpoints.CHECKPOINT_NAME
         resume_from = 0
         if checkpoint.is_file():
-            state = engine.read_checkpoint(checkpoint)
+            state = checkpoints.read_checkpoint(checkpoint)
             if state["config"] == dataclasses.asdict(config) and 0 < state["iteration"] <= iters:
                 resume_from = int(state["iteration"])
             del state
@@ -612,7 +610,8 @@ def reproduce(
 
     out: where ablations.json and ablations.md go. work_dir: run records (runs/*.json) and
     checkpoints; finished runs found there are skipped. data_root: folder holding synthetic/
-    (default: the repository's data/, generated if missing). only: variant keys to run (default all).
+    (default: data/ under the working directory, generated if missing). only: variant keys to run
+    (default all).
     jobs: runs in parallel, each in its own process with `threads` torch threads (default
     cpu_count // jobs); jobs=1 runs in this process and leaves its thread count alone unless
     `threads` is given. report_only: train nothing, assemble the runs already finished (a partial
@@ -621,10 +620,9 @@ def reproduce(
     started = time.perf_counter()
     if seeds < 1 or jobs < 1:
         raise ValueError(f"seeds and jobs must be >= 1, got seeds={seeds}, jobs={jobs}")
-    if data_root is None:
-        from .tutorial import synthetic_data
-
-        data_root = Path(synthetic_data()["train_ann"]).parents[2]
+    if data_root is None:  # data/ under the working directory, generated if missing
+        data_root = Path("data")
+        make_data(root=data_root, progress=False, verbose=False)
     data_root = Path(data_root)
     if not (data_root / "synthetic" / "annotations" / "instances_train.json").is_file():
         raise FileNotFoundError(
@@ -668,7 +666,7 @@ def reproduce(
 
     if report_only:
         train_ann = data_root / "synthetic" / "annotations" / "instances_train.json"
-        num_classes = len(json.loads(train_ann.read_text())["categories"])
+        num_classes = len(read_json(train_ann, "annotation")["categories"])
         for variant, seed in plan:
             config = ablation_config(variant, seed, iters, num_classes=num_classes)
             record = load_finished_run(run_record_path(work_dir, variant, seed), config)
@@ -724,9 +722,8 @@ def _report(
     """The JSON document of a reproduction: settings, environment, runs, configs, tables."""
     base = ablation_config(FULL, 0, iters)
     params_file = data_root / "synthetic" / "params.json"
-    val_images = len(
-        json.loads((data_root / "synthetic" / "annotations" / "instances_val.json").read_text())["images"]
-    )
+    val_ann = data_root / "synthetic" / "annotations" / "instances_val.json"
+    val_images = len(read_json(val_ann, "annotation")["images"])
     run_walls = [r["wall_s"] for r in records]
     fresh = [r for r in records if not r["skipped"]]
     environment = _environment(jobs, threads) | {
@@ -753,7 +750,7 @@ def _report(
         "val_images": val_images,
         "spread": "std = sample standard deviation over seeds (ddof 1); min and max also given",
         "verdict_rule": f"holds when delta > {NOISE_FACTOR:g} * se, se = sqrt(sum c_k^2 std_k^2 / n_k)",
-        "benchmark": json.loads(params_file.read_text()) if params_file.is_file() else None,
+        "benchmark": read_json(params_file, "benchmark parameters") if params_file.is_file() else None,
     }
     runs = [
         {k: v for k, v in r.items() if k not in ("config", "skipped")}
@@ -773,7 +770,7 @@ def load_report(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no ablation results at {path} (python -m sipmask_ref reproduce)")
-    report = json.loads(path.read_text())
+    report = read_json(path, "ablation report")
     if report.get("format") != FORMAT:
         raise ValueError(f"{path} is not a sipmask_ref ablation report (no '{FORMAT}' marker)")
     return report

@@ -19,8 +19,10 @@ moves the split a few hundredths of a pixel; sipmask_ref deliberately uses the e
 Boxes are not clipped to the map before splitting: a box partly outside the map keeps its
 sub-regions where the whole box puts them, and only the pixels that exist are filled.
 
-`assemble_masks` is the fast path; `assemble_masks_reference` is Eq. (2) written literally with
-loops over boxes and sub-regions, for the tests (which prove the two equal).
+`sub_region_maps` is Eq. (2) itself, every M_ij over the whole map before pruning (what Fig. 4
+shows; model.forward_intermediates and the explorer return it). `assemble_masks` is the fast path to
+the pruned and summed masks; `assemble_masks_reference` is the same written literally with loops over
+boxes and sub-regions, for the tests (which prove the two equal).
 
 Cost of the fast path. Eq. (2) written literally computes B x C_i over the whole H x W map for
 every box and every sub-region: N * Q * M * H * W multiply-adds, although a pixel only ever uses
@@ -295,6 +297,19 @@ def _full_map_is_cheaper(basis_masks: Tensor, coefficients: Tensor, rectangles: 
         return False
     num_pixels = int((rectangles.height * rectangles.width).sum())
     return num_pixels > FULL_MAP_COVERAGE * coefficients.shape[0] * basis_masks[0].numel()
+
+
+def sub_region_maps(basis_masks: Tensor, coefficients: Tensor) -> Tensor:
+    """§3.3 Eq. (2), M_ij = sigma(B x c_ij): the map of every sub-region i of every box j over the
+    whole basis map, not pruned (paper Fig. 4 shows these beside the pruned sum).
+
+    Args:
+        basis_masks: [M, H, W] basis masks B of one image.
+        coefficients: [N, Q, M] spatial coefficients, sub-regions row-major.
+    Returns:
+        [N, Q, H, W] probabilities.
+    """
+    return torch.sigmoid(torch.einsum("nqm,mhw->nqhw", coefficients, basis_masks))
 
 
 def assemble_mask_logits(

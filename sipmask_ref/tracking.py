@@ -45,6 +45,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import box_iou
 
+from .geometry import encode_mask, mask_iou
+
 # ----------------------------------------------------------------------------------------------------
 # The tracking branch
 # ----------------------------------------------------------------------------------------------------
@@ -395,13 +397,6 @@ class IouTracker:
 # ----------------------------------------------------------------------------------------------------
 
 
-def encode_mask(mask: Tensor) -> dict[str, Any]:
-    """A boolean [H, W] mask -> COCO RLE dict {'size': [H, W], 'counts': str} (JSON-ready)."""
-    array = np.asfortranarray(mask.detach().cpu().numpy().astype(np.uint8))
-    rle = mask_utils.encode(array)
-    return {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
-
-
 class VideoResultAccumulator:
     """Collect one video's tracked detections frame by frame, then emit YouTube-VIS results.
 
@@ -497,9 +492,7 @@ def _region_iou(a: Tensor | dict[str, Any], b: Tensor | dict[str, Any]) -> float
     if a_is_box and isinstance(a, Tensor) and isinstance(b, Tensor):  # both boxes (checked above)
         return float(box_iou(a[None].float(), b[None].float())[0, 0])
     ma = _as_mask(a)
-    mb = _as_mask(b).to(ma.device)
-    union = (ma | mb).sum()
-    return float((ma & mb).sum()) / float(union) if union > 0 else 0.0
+    return mask_iou(ma, _as_mask(b).to(ma.device))
 
 
 def count_id_switches(

@@ -16,7 +16,7 @@ Read top to bottom:
                          from-scratch schedule (IMAGE_STAGE_PRESETS: cpu_tiny_vis -> cpu_tiny's)
     train_image_stage    SipMask (image model) on the annotated frames of the training videos
     train_vis            engine.train on frame pairs, optionally starting from an image checkpoint
-    trained_vis_model    the notebooks' cached cpu_tiny_vis model
+    trained_vis_model    the notebooks' cached cpu_tiny_vis model (under workspace.repo_root())
     reproduce            the synthetic benchmark of the README: seeds x trackers -> results/video/
     cmd_*                the `--task vis` / `predict --video` command-line handlers (cli.py calls them)
 
@@ -74,15 +74,25 @@ from torch import Tensor
 from torchvision.ops import box_iou
 from tqdm.auto import tqdm
 
-from . import engine
+from . import checkpoints, engine, workspace
+from .cli_common import (
+    UsageError,
+    checked_checkpoint,
+    checked_device,
+    config_for_training,
+    same_categories,
+    train_target,
+)
 from .config import SipMaskConfig, preset
 from .data.coco import load_rgb_image
 from .data.synthetic import make_data
 from .data.ytvis import YTVISDataset
 from .eval.coco import evaluate_coco, predictions_to_coco_results, save_metrics
 from .eval.ytvis import evaluate_ytvis, format_table
+from .files import relative_path
+from .geometry import encode_mask
 from .model import SipMask
-from .tracking import IouTracker, TrackMatcher, VideoResultAccumulator, count_id_switches, encode_mask
+from .tracking import IouTracker, TrackMatcher, VideoResultAccumulator, count_id_switches
 from .video_model import SipMaskVIS, load_image_weights
 from .viz import draw_instances, instance_colors
 
@@ -588,8 +598,8 @@ def _reuse_problem(state: dict[str, Any], config: SipMaskConfig, dataset: YTVISD
     The length (max_iters) may differ: a shorter stage is continued, a longer one is used as it is.
     """
     try:
-        saved = dataclasses.asdict(engine.config_from_dict(state["config"], "image stage checkpoint"))
-    except engine.CheckpointError as error:
+        saved = dataclasses.asdict(checkpoints.config_from_dict(state["config"], "image stage checkpoint"))
+    except checkpoints.CheckpointError as error:
         return str(error)
     current = dataclasses.asdict(config)
     changed = sorted(k for k in current if k != "max_iters" and saved.get(k) != current[k])
@@ -632,12 +642,12 @@ def train_image_stage(
     if config.task != "image":
         config = dataclasses.replace(config, task="image")
     out = Path(out_dir) / IMAGE_STAGE_DIR
-    checkpoint = out / engine.CHECKPOINT_NAME
+    checkpoint = out / checkpoints.CHECKPOINT_NAME
     length = config.max_iters if iters is None else int(iters)
     dataset = YTVISDataset(train_ann, train_dir, mode="images", seed=config.seed)
     continue_it = False
     if resume and checkpoint.is_file():
-        state = engine.read_checkpoint(checkpoint)
+        state = checkpoints.read_checkpoint(checkpoint)
         done = int(state["iteration"])
         problem = _reuse_problem(state, config, dataset)
         if problem is not None:
@@ -670,7 +680,7 @@ def train_image_stage(
 def _image_weights(init_from: str | os.PathLike) -> dict[str, Tensor]:
     """The weights of an image checkpoint to start from: its weight average when the run kept one
     (the weights it is evaluated with), else its trained weights."""
-    return engine.evaluation_weights(engine.read_checkpoint(init_from))
+    return checkpoints.evaluation_weights(checkpoints.read_checkpoint(init_from))
 
 
 def train_vis(
@@ -747,28 +757,40 @@ def synthetic_video_paths(root: str | os.PathLike = "data") -> dict[str, Path]:
     return paths
 
 
-def trained_vis_model(iters: int | None = None) -> tuple[SipMaskVIS, SipMaskConfig]:
-    """The notebooks' SipMaskVIS: cpu_tiny_vis fine-tuned from tutorial.trained_model(), cached.
+def trained_vis_model(
+    iters: int | None = None,
+    *,
+    root: str | os.PathLike | None = None,
+    image_checkpoint: str | os.PathLike | None = None,
+) -> tuple[SipMaskVIS, SipMaskConfig]:
+    """The notebooks' SipMaskVIS: cpu_tiny_vis fine-tuned from the notebooks' image model, cached.
 
-    Checkpoint: outputs/tutorial/cpu_tiny_vis[_fast]/. In fast mode (SIPMASK_FAST=1) the image model
-    and the fine-tuning are both short. A cached checkpoint older than the image model it starts from
-    (say, the image model was retrained after a preset changed) is fine-tuned again.
-    Returns the model in eval mode on the CPU and its config.
+    root: the folder holding data/ and outputs/ (default workspace.repo_root(): $SIPMASK_REPO, else
+    the repository found from the working directory, as the notebooks run in notebooks/).
+    image_checkpoint: the image model to start from (default workspace.trained_checkpoint(root=root),
+    the cpu_tiny model of tutorial.trained_model(), trained first if needed).
+    Checkpoint: <root>/outputs/tutorial/cpu_tiny_vis[_fast]/; data: the synthetic videos under
+    <root>/data. In fast mode (SIPMASK_FAST=1) the image model and the fine-tuning are both short. A
+    cached checkpoint older than the image model it starts from (say, the image model was retrained
+    after a preset changed) is fine-tuned again. Returns the model in eval mode on the CPU and its config.
     """
-    from . import tutorial  # tutorial imports engine; keep the import local like load_image_weights
-
-    out = tutorial.model_dir("cpu_tiny_vis")
-    checkpoint = out / engine.CHECKPOINT_NAME
-    image_checkpoint = tutorial.trained_checkpoint()  # trains the image model first if needed
+    root = workspace.repo_root() if root is None else Path(root)
+    out = workspace.model_dir("cpu_tiny_vis", root)
+    checkpoint = out / checkpoints.CHECKPOINT_NAME
+    if image_checkpoint is None:
+        image_checkpoint = workspace.trained_checkpoint(root=root)  # trains the image model first if needed
+    image_checkpoint = Path(image_checkpoint)
     if checkpoint.is_file() and checkpoint.stat().st_mtime < image_checkpoint.stat().st_mtime:
         print(f"{checkpoint}: older than the image model {image_checkpoint}; fine-tuning again")
         checkpoint.unlink()
     if not checkpoint.is_file():
-        paths = synthetic_video_paths(tutorial.repo_root() / "data")
+        paths = synthetic_video_paths(root / "data")
         config = preset("cpu_tiny_vis")
         train_set = YTVISDataset(paths["train_ann"], paths["train_dir"], mode="pairs", seed=config.seed)
         config.num_classes = len(train_set.class_names)
-        steps = iters if iters is not None else (FAST_VIS_ITERS if tutorial.fast_mode() else config.max_iters)
+        steps = (
+            iters if iters is not None else (FAST_VIS_ITERS if workspace.fast_mode() else config.max_iters)
+        )
         with torch.enable_grad():  # even where the caller switched gradients off
             train_vis(
                 config,
@@ -781,7 +803,7 @@ def trained_vis_model(iters: int | None = None) -> tuple[SipMaskVIS, SipMaskConf
             )
     model, config = engine.load_checkpoint(checkpoint, "cpu")
     if not isinstance(model, SipMaskVIS):
-        raise engine.CheckpointError(f"{checkpoint} holds an image model, not SipMaskVIS")
+        raise checkpoints.CheckpointError(f"{checkpoint} holds an image model, not SipMaskVIS")
     return model.eval(), config
 
 
@@ -794,11 +816,11 @@ def _environment(device: str | torch.device) -> dict[str, Any]:
     import pycocotools
     import torchvision
 
-    repo = Path(__file__).resolve().parent.parent
+    # the commit of the working directory's repository (the command runs from the repository root)
     try:
         commit = (
             subprocess.run(
-                ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=repo, timeout=10
+                ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
             ).stdout.strip()
             or None
         )
@@ -806,7 +828,6 @@ def _environment(device: str | torch.device) -> dict[str, Any]:
             ["git", "status", "--porcelain", "--untracked-files=no"],
             capture_output=True,
             text=True,
-            cwd=repo,
             timeout=10,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
@@ -872,9 +893,9 @@ def reproduce(
     out_dir: str | os.PathLike = "results/video",
     seeds: Sequence[int] = (0, 1, 2),
     iters: int | None = None,
-    data_root: str | os.PathLike | None = None,
+    data_root: str | os.PathLike = "data",
     image_checkpoint: str | os.PathLike | None = None,
-    work_dir: str | os.PathLike | None = None,
+    work_dir: str | os.PathLike = "outputs/video_reproduce",
     num_val_videos: int = 40,
     device: str | torch.device = "cpu",
     progress: bool = True,
@@ -886,17 +907,17 @@ def reproduce(
     default benchmark's; more validation videos make the table less noisy).
 
     Per seed: SipMaskVIS (cpu_tiny_vis, that seed) starts from ONE image checkpoint (default: the
-    notebooks' cpu_tiny model, tutorial.trained_model(), trained once with seed 0) and is fine-tuned
-    on frame pairs for `iters` steps (default the preset's max_iters); the val videos are detected
-    once and every tracker of TRACKERS runs on the same detections (the matcher ablations are
-    inference-only). Writes OUT/reproduce.json (per-seed numbers, summary, environment, wall time)
-    and OUT/README.md (the table). Runs go to work_dir (default outputs/video_reproduce).
+    notebooks' cpu_tiny model, workspace.trained_checkpoint(root="."), i.e.
+    outputs/tutorial/cpu_tiny[_fast]/checkpoint.pt under the working directory, trained once with
+    seed 0 on data/ if missing) and is fine-tuned on frame pairs for `iters` steps (default the
+    preset's max_iters); the val videos are detected once and every tracker of TRACKERS runs on the
+    same detections (the matcher ablations are inference-only). Writes OUT/reproduce.json (per-seed
+    numbers, summary, environment, wall time) and OUT/README.md (the table). Runs go to work_dir.
+    Every default path is relative to the working directory (run it from the repository root); the
+    paths in the record are relative to it too.
     """
-    from . import tutorial
-
     started = time.perf_counter()
-    root = Path(data_root) if data_root is not None else tutorial.repo_root() / "data"
-    work = Path(work_dir) if work_dir is not None else tutorial.repo_root() / "outputs" / "video_reproduce"
+    root, work = Path(data_root), Path(work_dir)
     made = make_data(
         root=root / "video_reproduce",
         num_train=1,
@@ -912,8 +933,8 @@ def reproduce(
         "val_dir": made["val_videos"],
     }
     if image_checkpoint is None:
-        image_checkpoint = tutorial.trained_checkpoint()
-    image_state = engine.read_checkpoint(image_checkpoint)
+        image_checkpoint = workspace.trained_checkpoint(root=Path.cwd())
+    image_state = checkpoints.read_checkpoint(image_checkpoint)
     val_set = YTVISDataset(paths["val_ann"], paths["val_dir"], mode="frames")
     runs = []
     for seed in seeds:
@@ -935,7 +956,7 @@ def reproduce(
         train_seconds = time.perf_counter() - seed_start
         model, _ = engine.load_checkpoint(summary["checkpoint"], device)
         if not isinstance(model, SipMaskVIS):
-            raise engine.CheckpointError(f"{summary['checkpoint']} holds an image model, not SipMaskVIS")
+            raise checkpoints.CheckpointError(f"{summary['checkpoint']} holds an image model, not SipMaskVIS")
         found = evaluate_vis(model, val_set, device, TRACKERS, frame_ap=True, progress=progress)
         runs.append(
             {
@@ -966,13 +987,13 @@ def reproduce(
         ),
         "iterations": runs[0]["iterations"] if runs else 0,
         "image_checkpoint": {
-            "path": tutorial.repo_relative(image_checkpoint),
+            "path": _shown(image_checkpoint),
             "iteration": int(image_state["iteration"]),
             "seed": image_state["config"].get("seed"),
         },
         "data": {
-            "train": tutorial.repo_relative(paths["train_ann"]),
-            "val": tutorial.repo_relative(paths["val_ann"]),
+            "train": _shown(paths["train_ann"]),
+            "val": _shown(paths["val_ann"]),
             "val_videos": len(val_set.videos),
             "val_objects": runs[0]["trackers"]["sipmask"]["num_gt_objects"] if runs else 0,
             "val_crossing_objects": runs[0]["trackers"]["sipmask"]["num_crossing_objects"] if runs else 0,
@@ -996,6 +1017,11 @@ def reproduce(
         print(markdown_table(summary_table, len(seeds)))
         print(f"written: {out / 'reproduce.json'}, {out / 'README.md'} ({record['wall_seconds']:.0f} s)")
     return record
+
+
+def _shown(path: str | os.PathLike) -> str:
+    """`path` as the record shows it: relative to the working directory when inside it, else as given."""
+    return relative_path(path, Path.cwd()) or str(path)
 
 
 def _results_markdown(record: dict[str, Any]) -> str:
@@ -1057,30 +1083,23 @@ def _results_markdown(record: dict[str, Any]) -> str:
 # ----------------------------------------------------------------------------------------------------
 
 
-def _cli():
-    from . import cli  # cli imports this module lazily; importing it here at call time avoids a cycle
-
-    return cli
-
-
 def _video_dataset(
     ann: str | os.PathLike | None, video_dir: str | os.PathLike | None, mode: str, what: str, seed: int = 0
 ) -> YTVISDataset:
     """A YTVISDataset with both paths checked; bad files become one-line usage errors."""
-    cli = _cli()
     if ann is None or video_dir is None:
-        raise cli.UsageError(f"{what}: give both the YouTube-VIS JSON and the video folder")
+        raise UsageError(f"{what}: give both the YouTube-VIS JSON and the video folder")
     ann, video_dir = Path(ann), Path(video_dir)
     if not ann.is_file():
-        raise cli.UsageError(f"{what}: annotation file not found: {ann}")
+        raise UsageError(f"{what}: annotation file not found: {ann}")
     if not video_dir.is_dir():
-        raise cli.UsageError(f"{what}: video folder not found: {video_dir}")
+        raise UsageError(f"{what}: video folder not found: {video_dir}")
     try:
         dataset = YTVISDataset(ann, video_dir, mode=mode, seed=seed)
     except (ValueError, FileNotFoundError) as error:
-        raise cli.UsageError(f"{what}: {error}") from None
+        raise UsageError(f"{what}: {error}") from None
     if len(dataset.videos) == 0 or (mode == "pairs" and len(dataset) == 0):
-        raise cli.UsageError(f"{what}: {ann} holds no {'annotated frames' if mode == 'pairs' else 'videos'}")
+        raise UsageError(f"{what}: {ann} holds no {'annotated frames' if mode == 'pairs' else 'videos'}")
     return dataset
 
 
@@ -1096,23 +1115,22 @@ def cmd_train_vis(args: argparse.Namespace, config: SipMaskConfig) -> dict[str, 
     then starts the fine-tuning, or continues the fine-tuning (its checkpoint holds the weights: the
     stage is not run). --no-image-stage: fine-tune from random weights.
     """
-    cli = _cli()
     out = Path(args.out)
     image_stage = args.init_from is None and args.image_stage
     stage_iters = args.image_stage_iters
     if stage_iters is not None and stage_iters < 0:
-        raise cli.UsageError(f"--image-stage-iters must be >= 0, got {stage_iters}")
+        raise UsageError(f"--image-stage-iters must be >= 0, got {stage_iters}")
     resume = args.resume
     if (
         resume
         and image_stage
-        and not (out / engine.CHECKPOINT_NAME).is_file()
-        and (out / IMAGE_STAGE_DIR / engine.CHECKPOINT_NAME).is_file()
+        and not (out / checkpoints.CHECKPOINT_NAME).is_file()
+        and (out / IMAGE_STAGE_DIR / checkpoints.CHECKPOINT_NAME).is_file()
     ):
         resume = False  # stopped in the image stage: it is continued below, the fine-tuning starts afresh
-    device, out = cli.train_target(argparse.Namespace(**{**vars(args), "resume": resume}))
+    device, out = train_target(argparse.Namespace(**{**vars(args), "resume": resume}))
     if args.init_from is not None and not Path(args.init_from).is_file():
-        raise cli.UsageError(f"--init-from: checkpoint not found: {args.init_from}")
+        raise UsageError(f"--init-from: checkpoint not found: {args.init_from}")
     seed = args.seed if args.seed is not None else config.seed
     no_data_args = args.train_ann is None and args.train_images is None
     if no_data_args:
@@ -1127,11 +1145,9 @@ def cmd_train_vis(args: argparse.Namespace, config: SipMaskConfig) -> dict[str, 
     elif no_data_args:
         val_set = _video_dataset(paths["val_ann"], paths["val_dir"], "frames", "validation set")
     if val_set is not None:
-        cli._same_categories(
-            train_set.label_to_cat_id, val_set.label_to_cat_id, "training and validation sets"
-        )
+        same_categories(train_set.label_to_cat_id, val_set.label_to_cat_id, "training and validation sets")
 
-    config = cli.config_for_training(config, args, train_set, task="vis")
+    config = config_for_training(config, args, train_set, task="vis")
     num_classes = config.num_classes
     init_from = args.init_from
     train_kwargs = {
@@ -1163,7 +1179,7 @@ def cmd_train_vis(args: argparse.Namespace, config: SipMaskConfig) -> dict[str, 
             )
         elif image_stage:
             print(
-                f"resuming the fine-tuning: {out / engine.CHECKPOINT_NAME} holds its weights, the image "
+                f"resuming the fine-tuning: {out / checkpoints.CHECKPOINT_NAME} holds its weights, the image "
                 f"stage is not run"
             )
         iters = config.max_iters if args.iters is None else args.iters
@@ -1186,8 +1202,8 @@ def cmd_train_vis(args: argparse.Namespace, config: SipMaskConfig) -> dict[str, 
             eval_every=args.eval_every,
             **train_kwargs,
         )
-    except engine.CheckpointError as error:
-        raise cli.UsageError(str(error)) from None
+    except checkpoints.CheckpointError as error:
+        raise UsageError(str(error)) from None
     print(
         f"checkpoint: {summary['checkpoint']} (iteration {summary['iteration']}, {summary['seconds']:.0f} s)"
     )
@@ -1201,13 +1217,12 @@ def _vis_model(
     state: dict[str, Any], checkpoint: str, device: torch.device
 ) -> tuple[SipMaskVIS, SipMaskConfig]:
     """The SipMaskVIS of a checkpoint dict; a UsageError naming `checkpoint` if unusable or an image model."""
-    cli = _cli()
     try:
         model, config = engine.model_from_checkpoint(state, device)
-    except engine.CheckpointError as error:
-        raise cli.UsageError(f"{checkpoint}: {error}") from None
+    except checkpoints.CheckpointError as error:
+        raise UsageError(f"{checkpoint}: {error}") from None
     if not isinstance(model, SipMaskVIS):
-        raise cli.UsageError(
+        raise UsageError(
             f"{checkpoint} is an image model (task 'image'): it has no tracking branch; "
             f"train one with --task vis"
         )
@@ -1216,8 +1231,7 @@ def _vis_model(
 
 def cmd_evaluate_vis(args: argparse.Namespace, state: dict[str, Any]) -> dict[str, Any]:
     """`evaluate --task vis`: video AP (and ID switches) of a checkpoint; OUT/results.json, metrics.json."""
-    cli = _cli()
-    device = cli._device(args.device)
+    device = checked_device(args.device)
     if args.ann is None and args.images is None:
         paths = synthetic_video_paths(args.data_root)
         dataset = _video_dataset(paths["val_ann"], paths["val_dir"], "frames", "evaluation set")
@@ -1225,12 +1239,12 @@ def cmd_evaluate_vis(args: argparse.Namespace, state: dict[str, Any]) -> dict[st
         dataset = _video_dataset(args.ann, args.images, "frames", "evaluation set")
     trained_on = state.get("dataset", {}).get("label_to_cat_id")
     if trained_on is not None:
-        cli._same_categories(
+        same_categories(
             trained_on, dataset.label_to_cat_id, f"checkpoint {args.checkpoint} and {dataset.ann_file}"
         )
     model, _config = _vis_model(state, args.checkpoint, device)
     if args.tracker not in TRACKERS:
-        raise cli.UsageError(f"unknown tracker {args.tracker!r}; choose one of {', '.join(TRACKERS)}")
+        raise UsageError(f"unknown tracker {args.tracker!r}; choose one of {', '.join(TRACKERS)}")
     annotated = bool(dataset.data.get("annotations"))  # a test JSON has none: nothing to count
     found = evaluate_vis(
         model, dataset, device, (args.tracker,), count_switches=annotated, progress=not args.quiet
@@ -1275,15 +1289,14 @@ def video_frame_paths(inputs: Sequence[str | os.PathLike]) -> list[Path]:
 
 def cmd_predict_video(args: argparse.Namespace) -> list[Path]:
     """`predict --video DIR_OR_FILES --out DIR`: OUT/<name>_strip.png, <name>.gif, <name>.json."""
-    cli = _cli()
-    device = cli._device(args.device)
+    device = checked_device(args.device)
     if args.tracker not in TRACKERS:
-        raise cli.UsageError(f"unknown tracker {args.tracker!r}; choose one of {', '.join(TRACKERS)}")
+        raise UsageError(f"unknown tracker {args.tracker!r}; choose one of {', '.join(TRACKERS)}")
     try:
         paths = video_frame_paths(args.video)
     except FileNotFoundError as error:
-        raise cli.UsageError(str(error)) from None
-    state = cli._checkpoint(args.checkpoint)
+        raise UsageError(str(error)) from None
+    state = checked_checkpoint(args.checkpoint)
     model, config = _vis_model(state, args.checkpoint, device)
     meta = state.get("dataset", {})
     class_names = meta.get("class_names")
@@ -1292,10 +1305,10 @@ def cmd_predict_video(args: argparse.Namespace) -> list[Path]:
         try:
             frames.append(load_rgb_image(path, None, str(path)))
         except OSError as error:
-            raise cli.UsageError(str(error)) from None
+            raise UsageError(str(error)) from None
     sizes = {tuple(f.shape[-2:]) for f in frames}
     if len(sizes) > 1:
-        raise cli.UsageError(f"the frames of a video must share one size, got {sorted(sizes)}")
+        raise UsageError(f"the frames of a video must share one size, got {sorted(sizes)}")
     detections = detect_frames(model, frames, device)
     for found in detections:  # keep what the tracker should see: the score threshold of the command
         if found is None:  # (no frame is missing here: all were read above)
@@ -1362,13 +1375,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", default="results/video", help="where reproduce.json and README.md go")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--iters", type=int, help="fine-tuning iterations per seed (default: cpu_tiny_vis's)")
-    p.add_argument("--data-root", help="where the synthetic benchmark lives (default: <repo>/data)")
+    p.add_argument("--data-root", default="data", help="where the synthetic benchmark lives (default: data)")
     p.add_argument(
         "--image-checkpoint",
         help="image SipMask checkpoint to start from (default: the "
-        "notebooks' cpu_tiny model, trained if missing)",
+        "notebooks' cpu_tiny model in outputs/tutorial/, trained if missing)",
     )
-    p.add_argument("--work-dir", help="training runs (default: <repo>/outputs/video_reproduce)")
+    p.add_argument(
+        "--work-dir",
+        default="outputs/video_reproduce",
+        help="training runs (default: outputs/video_reproduce)",
+    )
     p.add_argument("--num-val-videos", type=int, default=40, help="validation videos (default: 40)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--quiet", action="store_true")

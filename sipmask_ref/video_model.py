@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 
 from . import fcos
+from .checkpoints import read_checkpoint
 from .config import SipMaskConfig
 from .head import HeadOutputs
 from .losses import valid_mask_boxes
@@ -281,8 +282,6 @@ def load_image_weights(
     Returns {'loaded': names, 'skipped': 'name (reason)' entries, 'not_in_source': names}.
     """
     if isinstance(source, (str, os.PathLike)):
-        from .engine import read_checkpoint  # engine imports this module: import here, not at the top
-
         source = read_checkpoint(source)
     state = source.get("model", source) if isinstance(source, dict) else None
     if not isinstance(state, dict):

@@ -13,7 +13,6 @@ Nothing here selects a matplotlib backend: pass in an axis from your own figure 
 from __future__ import annotations
 
 import colorsys
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from PIL import Image
 
-from sipmask_ref.data.synthetic import decode_segmentation
+from sipmask_ref.data.coco import decode_segmentation
+from sipmask_ref.files import read_json
 
 
 def _to_numpy(array: Any) -> np.ndarray:
@@ -284,7 +284,7 @@ def write_sample_figure(
     """
     ann_file, default_dir = _resolve_annotations(Path(source))
     folder = Path(image_dir) if image_dir is not None else default_dir
-    data = json.loads(ann_file.read_text(encoding="utf-8"))
+    data = read_json(ann_file, "annotation")
     names = {c["id"]: c["name"] for c in data["categories"]}
     panels = _frames_to_draw(data, folder, n)
     if not panels:
@@ -300,7 +300,10 @@ def write_sample_figure(
         where = f"{ann_file} ({panel['title']})"
         masks = (
             np.stack(
-                [decode_segmentation(s, panel["height"], panel["width"], where) for s, _, _, _ in instances]
+                [
+                    decode_segmentation(s, panel["height"], panel["width"], where).astype(bool)
+                    for s, _, _, _ in instances
+                ]
             )
             if instances
             else None

@@ -10,6 +10,7 @@ from sipmask_ref.spatial_mask_prediction import (
     box_pixel_mask,
     crop_to_boxes,
     sub_region_index,
+    sub_region_maps,
 )
 
 
@@ -23,6 +24,27 @@ def _random_boxes(generator: torch.Generator, num: int, height: int, width: int)
     boxes[0] = torch.tensor([0.0, 0.0, width, height])  # the whole map, touching every edge
     boxes[1] = torch.tensor([-3.0, 2.0, 5.0, height + 3.0])  # over the left, bottom edges
     return torch.round(boxes * 8) / 8
+
+
+@pytest.mark.parametrize("sub_regions", [(1, 1), (2, 2), (3, 3)])
+def test_sub_region_maps_are_eq_2_and_prune_and_sum_to_the_masks(sub_regions):
+    generator = torch.Generator().manual_seed(5)
+    num_basis, height, width, num_boxes = 6, 19, 21, 4
+    q = sub_regions[0] * sub_regions[1]
+    basis = torch.rand(num_basis, height, width, generator=generator)
+    coefficients = torch.randn(num_boxes, q, num_basis, generator=generator)
+    boxes = _random_boxes(generator, num_boxes, height, width)
+    maps = sub_region_maps(basis, coefficients)  # [N, Q, H, W]
+    assert maps.shape == (num_boxes, q, height, width)
+    for j in range(num_boxes):
+        for i in range(q):  # M_ij = sigma(B x c_ij), written out
+            literal = torch.sigmoid((coefficients[j, i][:, None, None] * basis).sum(dim=0))
+            torch.testing.assert_close(maps[j, i], literal)
+    inside, index = sub_region_index(boxes, height, width, sub_regions)  # [N, H, W] each
+    own = maps.gather(1, index[:, None]).squeeze(1)  # each pixel's own sub-region: pruned, summed
+    torch.testing.assert_close(
+        torch.where(inside, own, 0.0), assemble_masks(basis, coefficients, boxes, sub_regions)
+    )
 
 
 @pytest.mark.parametrize("sub_regions", [(1, 1), (1, 2), (2, 1), (2, 2), (3, 3), (4, 4)])

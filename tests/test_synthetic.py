@@ -130,7 +130,7 @@ def _coco_from_masks(masks: list[np.ndarray], category_ids: list[int]) -> dict:
     """A one-image COCO dict holding ``masks`` as RLE annotations."""
     anns = []
     for k, (mask, cat) in enumerate(zip(masks, category_ids, strict=True)):
-        rle, bbox, area = S.encode_mask(mask)
+        rle, bbox, area = S.annotation_fields(mask)
         anns.append(
             {
                 "id": k + 1,

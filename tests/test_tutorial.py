@@ -6,22 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from sipmask_ref import assemble_masks, engine, preset, tutorial
+from sipmask_ref import assemble_masks, engine, explorer, preset, tutorial, workspace
 from sipmask_ref.data.coco import CocoInstances
 from sipmask_ref.data.synthetic import generate_image_dataset
 from sipmask_ref.viz import _zoom_window, plot_spatial_mask_prediction
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"), [("", False), ("0", False), ("false", False), ("1", True), ("yes", True)]
-)
-def test_fast_mode_reads_the_environment(monkeypatch, value, expected):
-    monkeypatch.setenv(tutorial.FAST_ENV, value)
-    assert tutorial.fast_mode() is expected
-
-
-def test_repo_root_holds_the_project():
-    assert (tutorial.repo_root() / "pyproject.toml").is_file()
 
 
 @pytest.mark.parametrize("sub_regions", [(2, 2), (1, 1), (3, 3)])
@@ -57,27 +45,26 @@ def test_trained_model_trains_once_with_grad_off_and_again_when_the_config_chang
 ):
     paths = generate_image_dataset(tmp_path / "data", num_train=4, num_val=1, image_size=64, progress=False)
     small = CocoInstances(paths["train_annotations"], paths["train_images"])
-    monkeypatch.setattr(tutorial, "repo_root", lambda: tmp_path)
-    monkeypatch.setattr(tutorial, "synthetic_dataset", lambda split="val": small)
+    monkeypatch.setenv(tutorial.REPO_ENV, str(tmp_path))  # outputs/tutorial/ goes under tmp_path
     monkeypatch.delenv(tutorial.FAST_ENV, raising=False)
     config = dataclasses.replace(
         preset("cpu_tiny"), input_size=(64, 64), batch_size=2, warmup_iters=1, lr_steps=(2,)
     )
     checkpoint = tmp_path / "outputs" / "tutorial" / "tiny" / "checkpoint.pt"
     with torch.no_grad():  # as a notebook that switched gradients off before asking for a model
-        model, loaded = tutorial.trained_model(config, name="tiny", iters=2)
+        model, loaded = tutorial.trained_model(config, name="tiny", iters=2, train_set=small)
     assert checkpoint.is_file() and not model.training
     assert loaded.num_classes == len(small.class_names)
     first = checkpoint.stat().st_mtime_ns
-    tutorial.trained_model(config, name="tiny", iters=2)  # cached: loaded, not trained
+    tutorial.trained_model(config, name="tiny", iters=2, train_set=small)  # cached: loaded, not trained
     assert checkpoint.stat().st_mtime_ns == first
     assert "training again" not in capsys.readouterr().out
-    tutorial.trained_model(dataclasses.replace(config, lr=1e-3), name="tiny", iters=2)
+    tutorial.trained_model(dataclasses.replace(config, lr=1e-3), name="tiny", iters=2, train_set=small)
     assert "training again" in capsys.readouterr().out
     assert engine.read_checkpoint(checkpoint)["config"]["lr"] == 1e-3
 
 
-def test_repo_relative_paths_do_not_name_this_machine(tmp_path):
-    root = tutorial.repo_root()
-    assert tutorial.repo_relative(root / "outputs" / "x.pt") == "outputs/x.pt"
-    assert tutorial.repo_relative(tmp_path / "elsewhere.json") == str(tmp_path / "elsewhere.json")
+def test_the_notebook_names_are_one_implementation_each():
+    for name in ("repo_root", "fast_mode", "model_dir", "synthetic_data", "trained_checkpoint"):
+        assert getattr(tutorial, name) is getattr(workspace, name)
+    assert tutorial.adjacent_example is explorer.adjacent_example

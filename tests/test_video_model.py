@@ -11,7 +11,7 @@ from typing import ClassVar
 import pytest
 import torch
 
-from sipmask_ref import engine, video_model
+from sipmask_ref import engine, video, video_model, workspace
 from sipmask_ref.config import preset
 from sipmask_ref.data.ytvis import YTVISDataset
 from sipmask_ref.model import SipMask
@@ -257,7 +257,6 @@ def test_engine_flips_both_frames_of_a_pair_together():
 
 
 def test_trained_vis_model_fine_tunes_again_after_the_image_model_changes(ytvis_files, tmp_path, monkeypatch):
-    from sipmask_ref import tutorial, video
 
     image_checkpoint = tmp_path / "outputs" / "tutorial" / "cpu_tiny" / engine.CHECKPOINT_NAME
     image_checkpoint.parent.mkdir(parents=True)
@@ -278,8 +277,6 @@ def test_trained_vis_model_fine_tunes_again_after_the_image_model_changes(ytvis_
             Path(out) / engine.CHECKPOINT_NAME,
         )
 
-    monkeypatch.setattr(tutorial, "repo_root", lambda: tmp_path)
-    monkeypatch.setattr(tutorial, "trained_checkpoint", lambda: image_checkpoint)
     monkeypatch.setattr(
         video,
         "synthetic_video_paths",
@@ -291,14 +288,16 @@ def test_trained_vis_model_fine_tunes_again_after_the_image_model_changes(ytvis_
         },
     )
     monkeypatch.setattr(video, "train_vis", fake_train_vis)
-    monkeypatch.delenv(tutorial.FAST_ENV, raising=False)
+    monkeypatch.delenv(workspace.FAST_ENV, raising=False)
+    monkeypatch.setenv(workspace.REPO_ENV, str(tmp_path))  # the notebooks' call: no paths given
 
     with torch.no_grad():  # as a notebook that switched gradients off
-        model, _ = video.trained_vis_model(iters=1)
+        model, _ = video.trained_vis_model(iters=1, image_checkpoint=image_checkpoint)
     assert isinstance(model, SipMaskVIS) and calls == [{"init_from": image_checkpoint, "grad": True}]
-    video.trained_vis_model(iters=1)  # cached, and newer than the image model: loaded
+    assert (tmp_path / "outputs" / "tutorial" / "cpu_tiny_vis" / engine.CHECKPOINT_NAME).is_file()
+    video.trained_vis_model(iters=1, image_checkpoint=image_checkpoint)  # cached, newer than the image model
     assert len(calls) == 1
     later = image_checkpoint.stat().st_mtime + 10
     os.utime(image_checkpoint, (later, later))  # the image model was trained again
-    video.trained_vis_model(iters=1)
+    video.trained_vis_model(iters=1, root=tmp_path, image_checkpoint=image_checkpoint)
     assert len(calls) == 2

@@ -48,7 +48,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
-import json
 import math
 import warnings
 from collections.abc import Callable, Sequence
@@ -63,6 +62,8 @@ from pycocotools.coco import COCO
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from ..files import read_json
+from ..geometry import mask_box
 from .transforms import transformed_target
 
 Target = dict[str, Any] | None
@@ -83,19 +84,8 @@ class InstanceRecord(NamedTuple):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Helpers shared with ytvis.py: reading JSON and images, checking and decoding segmentations.
+# Helpers shared with ytvis.py: reading images, checking and decoding segmentations.
 # ---------------------------------------------------------------------------------------------------------
-
-
-def read_json(path: Path) -> Any:
-    """Parse a JSON file; FileNotFoundError / ValueError naming the file."""
-    if not path.is_file():
-        raise FileNotFoundError(f"annotation file {path} does not exist")
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"annotation file {path} is not valid JSON: {err}") from err
 
 
 def is_int(value: Any) -> bool:
@@ -226,9 +216,18 @@ def segmentation_to_rle(segmentation: Any, height: int, width: int) -> dict[str,
     return segmentation  # compressed RLE
 
 
-def decode_segmentation(segmentation: Any, height: int, width: int) -> np.ndarray:
-    """A checked segmentation -> uint8 mask [H, W] of 0 / 1."""
-    mask = mask_utils.decode(segmentation_to_rle(segmentation, height, width))  # [H, W]
+def decode_segmentation(segmentation: Any, height: int, width: int, where: str | None = None) -> np.ndarray:
+    """A segmentation (polygons, uncompressed or compressed RLE) -> uint8 mask [H, W] of 0 / 1.
+
+    Made for checked segmentations (:func:`check_segmentation`). ``where`` (e.g. "annotation 7")
+    turns pycocotools' error on a malformed one into a ValueError naming it.
+    """
+    try:
+        mask = mask_utils.decode(segmentation_to_rle(segmentation, height, width))  # [H, W]
+    except (TypeError, ValueError, KeyError, IndexError) as error:
+        if where is None:
+            raise
+        raise ValueError(f"{where}: cannot decode segmentation ({error})") from error
     return np.ascontiguousarray(mask, dtype=np.uint8)
 
 
@@ -255,12 +254,6 @@ def check_box(
     return (x1, y1, x2, y2), None
 
 
-def mask_box(segmentation: Any, height: int, width: int) -> tuple[float, float, float, float]:
-    """The xyxy box enclosing a checked, non-empty segmentation's mask."""
-    x, y, w, h = mask_utils.toBbox(segmentation_to_rle(segmentation, height, width)).tolist()
-    return (x, y, x + w, y + h)
-
-
 def parse_instance(
     ann_id: int,
     label: int,
@@ -282,7 +275,10 @@ def parse_instance(
     if segmentation is None:
         return None
     if bbox is None:
-        box = mask_box(segmentation, height, width)
+        # the box of the mask's pixels (pycocotools' toBbox); a polygon of positive area may still cover
+        # no pixel: a zero box then, as toBbox gives (the instance is dropped when its mask is decoded)
+        x0, y0, x1, y1 = mask_box(decode_segmentation(segmentation, height, width)) or (0, 0, 0, 0)
+        box = (float(x0), float(y0), float(x1), float(y1))
     else:
         checked, box_problem = check_box(bbox, height, width, where)
         if checked is None:
@@ -420,7 +416,7 @@ class CocoInstances(Dataset):
         self.transforms = transforms
         self.skip_invalid = skip_invalid
 
-        data = read_json(self.ann_file)
+        data = read_json(self.ann_file, "annotation")
         validate_coco_instances(data, self.ann_file)
         self.cat_id_to_label, self.label_to_cat_id, self.class_names = category_maps(data["categories"])
         self.images: list[dict[str, Any]] = list(data["images"])

@@ -61,8 +61,11 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from pycocotools import mask as mask_utils
 from tqdm.auto import tqdm
+
+from ..files import read_json, write_atomic
+from ..geometry import encode_mask, mask_box
+from .coco import decode_segmentation
 
 SHAPE_CLASSES: tuple[str, ...] = ("disc", "square", "triangle", "ellipse", "ring", "star")
 CATEGORY_IDS: dict[str, int] = {name: 10 * (k + 1) for k, name in enumerate(SHAPE_CLASSES)}
@@ -642,16 +645,8 @@ def sample_video(config: SyntheticVideoConfig, index: int, split: str = "train")
 # ----------------------------------------------------------------------------------------------
 
 
-def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
-    """Tightest box (x0, y0, x1, y1) around a bool mask [H, W], x1 and y1 exclusive; None when empty."""
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    if rows.size == 0:
-        return None
-    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
-
-
-def encode_mask(mask: np.ndarray) -> tuple[dict[str, Any], list[float], int]:
-    """(RLE, bbox, area) of a non-empty bool mask [H, W], as COCO stores them.
+def annotation_fields(mask: np.ndarray) -> tuple[dict[str, Any], list[float], int]:
+    """(RLE, bbox, area) of a non-empty bool mask [H, W], as a COCO annotation stores them.
 
     RLE is pycocotools' compressed form with ``counts`` decoded to str (JSON-ready); bbox is
     [x, y, w, h] of the mask's pixels, so that the xyxy box [x, y, x + w, y + h] holds pixel (x', y')
@@ -659,12 +654,10 @@ def encode_mask(mask: np.ndarray) -> tuple[dict[str, Any], list[float], int]:
     """
     box = mask_box(mask)
     if box is None:
-        raise ValueError("encode_mask: the mask is empty")
+        raise ValueError("annotation_fields: the mask is empty")
     x0, y0, x1, y1 = box
     bbox = [float(x0), float(y0), float(x1 - x0), float(y1 - y0)]
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    rle = {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
-    return rle, bbox, int(mask.sum())
+    return encode_mask(mask), bbox, int(mask.sum())
 
 
 def _categories(classes: Sequence[str]) -> list[dict[str, Any]]:
@@ -677,9 +670,9 @@ def _categories(classes: Sequence[str]) -> list[dict[str, Any]]:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON with sorted keys and fixed separators, so that equal data gives equal bytes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes((json.dumps(data, sort_keys=True, separators=(",", ":")) + "\n").encode("ascii"))
+    """Write JSON with sorted keys and fixed separators, so that equal data gives equal bytes (atomically)."""
+    text = (json.dumps(data, sort_keys=True, separators=(",", ":")) + "\n").encode("ascii")
+    write_atomic(path, lambda f: f.write(text))
 
 
 def _write_png(path: Path, image: np.ndarray) -> None:
@@ -726,7 +719,7 @@ def generate_image_dataset(
                 }
             )
             for mask, name in zip(sample.masks, sample.class_names, strict=True):
-                rle, bbox, area = encode_mask(mask)
+                rle, bbox, area = annotation_fields(mask)
                 annotations.append(
                     {
                         "id": len(annotations) + 1,
@@ -787,7 +780,7 @@ def generate_video_dataset(
                 {"id": video_id, "width": size, "height": size, "length": frames, "file_names": file_names}
             )
             for name, per_frame in zip(sample.class_names, sample.masks, strict=True):
-                encoded = [encode_mask(m) if m is not None else (None, None, None) for m in per_frame]
+                encoded = [annotation_fields(m) if m is not None else (None, None, None) for m in per_frame]
                 annotations.append(
                     {
                         "id": len(annotations) + 1,
@@ -855,23 +848,6 @@ def adjacency_flags(
     return flags
 
 
-def decode_segmentation(segmentation: Any, height: int, width: int, where: str) -> np.ndarray:
-    """bool [H, W] of a COCO segmentation (compressed RLE, uncompressed RLE or polygons).
-
-    ``where`` names the annotation in the error raised for a malformed segmentation.
-    """
-    try:
-        if isinstance(segmentation, dict) and isinstance(segmentation.get("counts"), list):
-            rle = mask_utils.frPyObjects(segmentation, height, width)
-        elif isinstance(segmentation, dict):
-            rle = segmentation
-        else:
-            rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
-        return mask_utils.decode(rle).astype(bool)
-    except (TypeError, ValueError, KeyError, IndexError) as error:
-        raise ValueError(f"{where}: cannot decode segmentation ({error})") from error
-
-
 _AREA_BINS = (("small", 32**2), ("medium", 96**2), ("large", math.inf))  # COCO's area ranges
 _SIDE_BINS = (("<16", 16), ("16-32", 32), ("32-64", 64), (">=64", math.inf))  # longest box side, px
 
@@ -907,7 +883,7 @@ def adjacency_stats(coco: dict[str, Any], threshold: float = ADJACENCY_THRESHOLD
             [
                 decode_segmentation(
                     a["segmentation"], image["height"], image["width"], f"annotation {a['id']}"
-                )
+                ).astype(bool)
                 for a in anns
             ]
         )
@@ -1043,14 +1019,6 @@ def format_stats(stats: dict[str, Any], title: str = "") -> str:
 # ----------------------------------------------------------------------------------------------
 
 
-def _load_json(path: Path) -> dict[str, Any]:
-    """Read a JSON file, naming it in the error when it is malformed."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not valid JSON ({error})") from error
-
-
 def _ensure(
     out_dir: Path, config: Any, generate: Any, ann_files: list[Path], force: bool, progress: bool
 ) -> bool:
@@ -1064,7 +1032,7 @@ def _ensure(
         not force
         and params_file.exists()
         and all(p.exists() for p in ann_files)
-        and _load_json(params_file) == params
+        and read_json(params_file, "benchmark parameters") == params
     ):
         return False
     params_file.unlink(missing_ok=True)
@@ -1146,7 +1114,9 @@ def make_data(
             entry[f"{split}_{media}"] = out_dir / media / split
         ann_files = [entry[f"{split}_annotations"] for split in SPLITS]
         entry["generated"] = _ensure(out_dir, config, generate, ann_files, force, progress)
-        entry["stats"] = {split: stats_fn(_load_json(entry[f"{split}_annotations"])) for split in SPLITS}
+        entry["stats"] = {
+            split: stats_fn(read_json(entry[f"{split}_annotations"], "annotation")) for split in SPLITS
+        }
         if verbose:
             state = "generated" if entry["generated"] else "up to date, not regenerated"
             print(f"{out_dir} ({state})")

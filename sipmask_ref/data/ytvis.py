@@ -46,6 +46,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from ..files import read_json
 from .coco import (
     AnnotationWarning,
     InstanceRecord,
@@ -56,7 +57,6 @@ from .coco import (
     is_int,
     load_rgb_image,
     parse_instance,
-    read_json,
 )
 from .transforms import apply_same_transform, transform_with_seed, transformed_target
 
@@ -161,7 +161,7 @@ class YTVISDataset(Dataset):
         self.epoch = 0
         self.skip_invalid = skip_invalid
 
-        self.data = read_json(self.ann_file)  # the parsed JSON, e.g. for evaluation
+        self.data = read_json(self.ann_file, "annotation")  # the parsed JSON, e.g. for evaluation
         validate_ytvis(self.data, self.ann_file)
         self.cat_id_to_label, self.label_to_cat_id, self.class_names = category_maps(self.data["categories"])
         self.videos: list[dict[str, Any]] = list(self.data["videos"])

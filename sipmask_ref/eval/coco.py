@@ -21,18 +21,20 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import json
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from pycocotools import mask as mask_util
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
+
+from ..files import read_json, write_json
+
+# encode_masks lives in geometry.py; eval.coco.encode_masks stays importable
+from ..geometry import encode_masks
 
 STAT_NAMES: tuple[str, ...] = (
     "AP",
@@ -59,29 +61,6 @@ def _to_numpy(x: Any) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         return x.detach().cpu().numpy()
     return np.asarray(x)
-
-
-def encode_masks(masks: Any, threshold: float) -> list[dict]:
-    """Binarise masks (`> threshold`) and RLE-encode them, one JSON-ready RLE dict per mask.
-
-    masks: [N, 1, H, W] or [N, H, W] probabilities (tensor or array). Each RLE is
-    {'size': [H, W], 'counts': str} (counts decoded from bytes so `json.dump` works).
-    """
-    masks = _to_numpy(masks)
-    if masks.ndim == 4:
-        if masks.shape[1] != 1:
-            raise ValueError(f"masks must be [N, 1, H, W] or [N, H, W], got shape {masks.shape}")
-        masks = masks[:, 0]
-    if masks.ndim != 3:
-        raise ValueError(f"masks must be [N, 1, H, W] or [N, H, W], got shape {masks.shape}")
-    if masks.shape[0] == 0:
-        return []
-    binary = (masks > threshold).astype(np.uint8)  # [N, H, W]
-    # pycocotools wants a Fortran-ordered [H, W, N] uint8 array
-    rles = mask_util.encode(np.asfortranarray(binary.transpose(1, 2, 0)))
-    for rle in rles:
-        rle["counts"] = rle["counts"].decode("ascii")
-    return rles
 
 
 def predictions_to_coco_results(
@@ -142,14 +121,6 @@ def _quiet(verbose: bool) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
 
 
-def _load_json(path: str | os.PathLike, what: str) -> Any:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} file not found: {path}")
-    with open(path) as f:
-        return json.load(f)
-
-
 def _load_gt(coco_gt: COCO | str | os.PathLike, verbose: bool) -> COCO:
     """The ground truth as a COCO object whose annotation ids are all >= 1.
 
@@ -157,7 +128,7 @@ def _load_gt(coco_gt: COCO | str | os.PathLike, verbose: bool) -> COCO:
     annotation with id 0 would silently count as a miss; such a dataset is renumbered 1..G (a copy).
     """
     if not isinstance(coco_gt, COCO):
-        dataset = _load_json(coco_gt, "COCO ground-truth")
+        dataset = read_json(coco_gt, "COCO ground-truth")
         with _quiet(verbose):
             coco_gt = COCO()
             coco_gt.dataset = dataset
@@ -245,7 +216,7 @@ def evaluate_coco(
     coco_gt = _load_gt(coco_gt, verbose)
     _check_gt(coco_gt, iou_types)
     if not isinstance(results, list):
-        results = _load_json(results, "results")
+        results = read_json(results, "results")
         if not isinstance(results, list):
             raise ValueError("a results JSON must hold a list of result dicts")
     _check_results(results, coco_gt, iou_types)
@@ -327,27 +298,11 @@ def format_table(metrics: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def _write_json_atomic(obj: Any, path: str | os.PathLike) -> Path:
-    """json.dump to a temporary file next to `path`, then os.replace it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=None if isinstance(obj, list) else 2)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
-
-
 def save_results(results: list[dict], path: str | os.PathLike) -> Path:
-    """Write COCO (or YouTube-VIS) result dicts as JSON, atomically. Returns the path."""
-    return _write_json_atomic(results, path)
+    """Write COCO (or YouTube-VIS) result dicts as JSON (one line), atomically. Returns the path."""
+    return write_json(results, path, indent=None)
 
 
 def save_metrics(metrics: dict, path: str | os.PathLike) -> Path:
     """Write a metrics dict as indented JSON, atomically. Returns the path."""
-    return _write_json_atomic(metrics, path)
+    return write_json(metrics, path, indent=2)

@@ -24,11 +24,9 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
 from collections import defaultdict
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,6 +35,7 @@ from pycocotools.cocoeval import COCOeval
 
 from sipmask_ref.eval.coco import STAT_NAMES
 from sipmask_ref.eval.coco import format_table as _format_rows
+from sipmask_ref.files import read_json
 
 # (min, max) mean track area of the size classes 'all', 'small', 'medium', 'large' (YouTube-VIS)
 VIDEO_AREA_RANGES: list[list[float]] = [[0, 1e5**2], [0, 128**2], [128**2, 256**2], [256**2, 1e5**2]]
@@ -111,13 +110,8 @@ def sequence_iou_matrix(pred_tracks: list[list[Rle | None]], gt_tracks: list[lis
 # loading + validation
 # ----------------------------------------------------------------------------------------------------
 def _load_json(source: Any, what: str) -> Any:
-    if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if not path.is_file():
-            raise FileNotFoundError(f"{what} file not found: {path}")
-        with open(path) as f:
-            return json.load(f)
-    return source
+    """A path is read (files.read_json); anything else is taken as the parsed JSON itself."""
+    return read_json(source, what) if isinstance(source, (str, os.PathLike)) else source
 
 
 def _to_rle(segmentation: Any, height: int, width: int, where: str) -> Rle | None:

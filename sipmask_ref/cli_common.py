@@ -1,0 +1,92 @@
+"""What the command-line handlers share: the usage error and the checks of devices, files and configs.
+
+Not a paper section. cli.py (image commands) and video.py (`--task vis`, `predict --video`) both
+handle commands; they import these helpers from here, so that neither imports the other's
+internals (cli.py imports video.py's handlers; video.py imports nothing of cli.py).
+
+    UsageError           a mistake in the command line or its files: one line on stderr, exit code 2
+    checked_device       the --device argument as a torch.device, checked against this machine
+    same_categories      two label -> category id maps must agree (training vs validation set, ...)
+    checked_checkpoint   a checkpoint dict, with a missing or foreign file as a UsageError
+    train_target         the device and output folder of `train`, after checking --resume and --iters
+    config_for_training  the preset with the task, the training set's class count and the overrides
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import checkpoints
+from .config import SipMaskConfig
+
+
+class UsageError(Exception):
+    """A mistake in the command line or its files: reported in one line, exit code 2."""
+
+
+def checked_device(name: str | None) -> torch.device:
+    """The requested device, checked; default CUDA when available, else CPU."""
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"unknown device {name!r} (use cpu, cuda or cuda:N)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UsageError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise UsageError(f"--device {name}: MPS is not available on this machine")
+    return device
+
+
+def same_categories(a: dict[int, int], b: dict[int, int], what: str) -> None:
+    """A UsageError naming `what` unless the two label -> category id maps are equal."""
+    if {int(k): int(v) for k, v in a.items()} != {int(k): int(v) for k, v in b.items()}:
+        raise UsageError(f"{what}: the category ids differ (label -> category id {dict(a)} vs {dict(b)})")
+
+
+def checked_checkpoint(path: str) -> dict[str, Any]:
+    """checkpoints.read_checkpoint, with a missing or foreign file as a UsageError."""
+    try:
+        return checkpoints.read_checkpoint(path)
+    except (FileNotFoundError, checkpoints.CheckpointError) as error:
+        raise UsageError(str(error)) from None
+
+
+def train_target(args: argparse.Namespace) -> tuple[torch.device, Path]:
+    """The device and output folder of `train`, after checking --resume and --iters."""
+    out = Path(args.out)
+    if args.resume and not (out / checkpoints.CHECKPOINT_NAME).is_file():
+        raise UsageError(f"--resume: no checkpoint to resume from at {out / checkpoints.CHECKPOINT_NAME}")
+    if args.iters is not None and args.iters < 0:
+        raise UsageError(f"--iters must be >= 0, got {args.iters}")
+    return checked_device(args.device), out
+
+
+def config_for_training(
+    config: SipMaskConfig, args: argparse.Namespace, train_set: Any, task: str
+) -> SipMaskConfig:
+    """The preset with `task`, the training set's class count and --batch-size / --seed / --lr."""
+    changes: dict[str, Any] = {"task": task}
+    num_classes = len(train_set.class_names)
+    if num_classes != config.num_classes:
+        print(
+            f"note: num_classes = {num_classes} from {train_set.ann_file} "
+            f"(preset {args.config} says {config.num_classes})"
+        )
+        changes["num_classes"] = num_classes
+    for field in ("batch_size", "seed", "lr"):
+        if getattr(args, field) is not None:
+            changes[field] = getattr(args, field)
+    try:
+        return dataclasses.replace(config, **changes)
+    except ValueError as error:
+        raise UsageError(str(error)) from None

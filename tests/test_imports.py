@@ -1,0 +1,97 @@
+"""The package's import graph: one way only (no cycles), all at the top of each file, tutorial on top.
+
+Parsed from the source with `ast`, nothing is imported: an edge A -> B is any `import` or `from ... import`
+in module A that names module B of sipmask_ref (or a name defined in B).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "sipmask_ref"
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _targets(module: str, node: ast.Import | ast.ImportFrom) -> list[str]:
+    """The package modules an import statement of `module` names."""
+    if isinstance(node, ast.Import):
+        names = [alias.name for alias in node.names]
+    else:
+        package = module.split(".") if MODULES[module].name == "__init__.py" else module.split(".")[:-1]
+        base = ".".join(package[: len(package) - node.level + 1] if node.level else [])
+        stem = ".".join(part for part in (base, node.module or "") if part)
+        names = [
+            f"{stem}.{alias.name}" if f"{stem}.{alias.name}" in MODULES else stem for alias in node.names
+        ]
+    found = []
+    for name in names:
+        while name not in MODULES and "." in name:
+            name = name.rsplit(".", 1)[0]
+        if name in MODULES and name != module and name != "sipmask_ref":
+            found.append(name)
+    return found
+
+
+def _imports() -> tuple[dict[str, set[str]], list[str]]:
+    """(module -> the package modules it imports, 'module:line -> target' of imports inside functions)."""
+    edges: dict[str, set[str]] = {name: set() for name in MODULES}
+    late = []
+    for module, path in MODULES.items():
+        tree = ast.parse(path.read_text(), filename=str(path))
+        top = {id(node) for node in tree.body}
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                for target in _targets(module, node):
+                    edges[module].add(target)
+                    if id(node) not in top:
+                        late.append(f"{module}:{node.lineno} -> {target}")
+    return edges, late
+
+
+EDGES, LATE = _imports()
+
+
+def test_the_graph_was_read():
+    assert "sipmask_ref.checkpoints" in EDGES["sipmask_ref.video_model"]
+    assert "sipmask_ref.data.coco" in EDGES["sipmask_ref.data.ytvis"]
+    assert len(MODULES) > 30
+
+
+def test_no_function_level_imports_of_package_modules():
+    assert LATE == []
+
+
+def test_no_import_cycles():
+    """Depth-first search; a grey module met again closes a cycle."""
+    state: dict[str, str] = {}
+    cycles = []
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = "grey"
+        for target in sorted(EDGES[module]):
+            if state.get(target) == "grey":
+                cycles.append(path[path.index(target) :] + [target])
+            elif target not in state:
+                visit(target, path + [target])
+        state[module] = "black"
+
+    for module in sorted(MODULES):
+        if module not in state:
+            visit(module, [module])
+    assert cycles == []
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_nothing_imports_tutorial_and_nothing_locates_itself(module):
+    assert "sipmask_ref.tutorial" not in EDGES[module], "tutorial.py is the top layer: import from below it"
+    assert "__file__" not in MODULES[module].read_text(), "the library is handed paths (workspace.repo_root)"
