@@ -9,7 +9,9 @@ warm-up, x0.1 steps), written iteration by iteration. Read top to bottom:
     TrainSamples         the training stream: sample p is a pure function of (seed, p)
     model_from_checkpoint  a checkpoint dict -> (model, config); load_checkpoint the same from a file
                          (writing and reading the files: checkpoints.py, re-exported here)
-    train                the loop: AMP on CUDA, non-finite-loss guard, checkpoints, resume, DDP
+    train                the loop; its pieces: _Run (what a checkpoint holds: start = resume or seed,
+                         save), _train_step (forward, loss guard, backward, AMP scaler, optimizer,
+                         weight average), _Progress (bar and log), _Evaluation, DDP helpers
     evaluate             eval mode over a dataset -> COCO results + the 12 COCO numbers per type
 
 Determinism. Which image step i trains on, and whether it is flipped, depends only on
@@ -375,6 +377,15 @@ def _to_device(target: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in target.items()}
 
 
+def _batch_to(batch: Sequence[Sequence[Any]], device: torch.device) -> list[list[Any]]:
+    """A collated batch on `device`: (images, targets), or (images, targets, ref_images, ref_targets)
+    for video pairs (§3.5); images are tensors, targets dicts of tensors."""
+    return [
+        [_to_device(x, device) if isinstance(x, dict) else x.to(device, non_blocking=True) for x in field]
+        for field in batch
+    ]
+
+
 def _config_differences(saved: dict[str, Any], config: SipMaskConfig) -> list[str]:
     current = dataclasses.asdict(config)
     ignored = {"max_iters"}  # resuming to a later end point is what --resume --iters is for
@@ -393,6 +404,237 @@ def _write_log(path: Path, records: list[dict[str, Any]], keep_until: int | None
     with open(path, "a") as f:
         for record in records:
             f.write(json.dumps(record) + "\n")
+
+
+class _Run:
+    """What a run trains and a checkpoint holds: the model (never the DDP wrapper), its optimizer,
+    the lr schedule, the AMP scaler (enabled when config.amp and the device is CUDA) and the weight
+    average (config.ema_decay > 0; made by `start`, after the weights are final)."""
+
+    def __init__(self, model: nn.Module, config: SipMaskConfig, device: torch.device) -> None:
+        self.config, self.device = config, device
+        self.model = model.to(device)
+        self.optimizer = build_optimizer(model, config)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda it: lr_factor(it, config))
+        self.use_amp = config.amp and device.type == "cuda"
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.use_amp)
+        self.average: WeightAverage | None = None
+
+    def start(self, checkpoint_path: Path, resume: bool, warn: bool) -> int:
+        """Resume from checkpoint_path, or seed a fresh run with config.seed; the step to start from.
+
+        Resume restores the weights, optimizer, scheduler, scaler, RNG states and weight average
+        (FileNotFoundError without a checkpoint; a config that differs from the saved one is used,
+        with a warning). A fresh run warns (when `warn`) that it overwrites an existing checkpoint.
+        """
+        state: dict[str, Any] = {}
+        if resume:
+            if not checkpoint_path.is_file():
+                raise FileNotFoundError(f"--resume: no checkpoint to resume from at {checkpoint_path}")
+            state = read_checkpoint(checkpoint_path)
+            changed = _config_differences(state["config"], self.config)
+            if changed:
+                warnings.warn(
+                    f"resuming {checkpoint_path} with a config that differs in {changed}; "
+                    f"using the new values",
+                    stacklevel=3,
+                )
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            if state["scaler"]:  # empty when saved without AMP (e.g. on CPU)
+                self.scaler.load_state_dict(state["scaler"])
+            _set_rng_states(state["rng"])
+        else:
+            if checkpoint_path.is_file() and warn:
+                warnings.warn(
+                    f"{checkpoint_path} exists and will be overwritten by this fresh run "
+                    f"(resume=True continues it instead)",
+                    stacklevel=3,
+                )
+            seed_everything(self.config.seed)
+        if self.config.ema_decay > 0:
+            self.average = WeightAverage(self.model, self.config.ema_decay)
+            if state.get("ema") is not None:
+                self.average.state = {k: v.to(self.device) for k, v in state["ema"].items()}
+        return int(state["iteration"]) if resume else 0
+
+    def save(self, iteration: int, path: Path, dataset: SizedDataset) -> None:
+        """Write the checkpoint of step `iteration` (atomically, see checkpoints.py)."""
+        save_checkpoint(
+            {
+                "format": CHECKPOINT_FORMAT,
+                "iteration": iteration,
+                "model": self.model.state_dict(),
+                "ema": self.average.state if self.average is not None else None,  # the weights to evaluate
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "config": dataclasses.asdict(self.config),
+                "rng": _rng_states(),
+                "dataset": _dataset_meta(dataset),
+            },
+            path,
+        )
+
+
+@dataclasses.dataclass
+class _LossGuard:
+    """Stops a run at the first NaN / infinite loss, on every process, before its backward pass."""
+
+    max_iters: int
+    rank: int
+    world_size: int
+    device: torch.device
+    checkpoint_path: Path
+    last_saved: int | None  # the step of the checkpoint on disk
+
+    def check(self, step: int, names: list[str], values: Tensor) -> None:
+        """Raise NonFiniteLossError naming the step, the losses and the checkpoint left on disk."""
+        if _all_finite(values, self.world_size, self.device):
+            return
+        bad = ", ".join(f"{k} = {v:g}" for k, v in zip(names, values.tolist(), strict=True))
+        kept = (
+            f"the last good checkpoint, {self.checkpoint_path} (step {self.last_saved}), is untouched"
+            if self.last_saved is not None
+            else "no checkpoint had been written yet"
+        )
+        raise NonFiniteLossError(
+            f"non-finite loss at step {step} of {self.max_iters} on rank {self.rank} ({bad}); training "
+            f"stopped, {kept}. Lower config.lr or raise warmup_iters, then resume."
+        )
+
+
+def _train_step(
+    net: nn.Module, run: _Run, batch: list[list[Any]], step: int, guard: _LossGuard, grad_clip: float | None
+) -> tuple[list[str], Tensor, float]:
+    """One step: forward (autocast under AMP), the loss guard, backward of the summed losses through
+    the AMP scaler, optional gradient clipping, the optimizer step, the weight average, the lr schedule.
+
+    net: run.model, or its DDP wrapper. Returns (loss names, their values [len(names)] on the CPU,
+    the lr this step used).
+    """
+    with torch.autocast(guard.device.type, enabled=run.use_amp):
+        losses = net(*batch)
+    names = list(losses)
+    values = torch.stack([losses[k].detach().float() for k in names]).cpu()  # one sync per step
+    guard.check(step, names, values)
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(sum(losses.values())).backward()
+    if grad_clip is not None:
+        run.scaler.unscale_(run.optimizer)
+        nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    if run.average is not None:
+        run.average.update(run.model, step)
+    lr: float = run.optimizer.param_groups[0]["lr"]  # the lr this step used
+    run.scheduler.step()
+    return names, values, lr
+
+
+class _Progress:
+    """The progress bar and the loss log: mean losses over windows of `every` steps (and the last
+    step) as OUT/train_log.jsonl records (written when `write`, i.e. on rank 0) and the bar's postfix.
+    Writing, it first creates OUT and drops the log's lines after step `start` (a resumed run rewrites
+    what followed its checkpoint)."""
+
+    def __init__(self, out_dir: Path, every: int, start: int, last: int, show: bool, write: bool) -> None:
+        self.path, self.every, self.last, self.write = out_dir / LOG_NAME, every, last, write
+        if write:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            _write_log(self.path, [], keep_until=start)
+        self.bar = tqdm(
+            total=last, initial=min(start, last), desc="train", dynamic_ncols=True, disable=not show
+        )
+        self.window_sum: Tensor | None = None
+        self.window_steps = 0
+        self.records: list[dict[str, Any]] = []  # this call's records
+        self.means: dict[str, float] = {}  # the last logged means
+
+    def add(self, step: int, names: list[str], values: Tensor, lr: float) -> None:
+        """Count step `step`'s losses (values [len(names)]) and log the window when it is full."""
+        self.window_sum = values if self.window_sum is None else self.window_sum + values
+        self.window_steps += 1
+        self.bar.update(1)
+        if step % self.every != 0 and step != self.last:
+            return
+        self.means = {k: float(v) / self.window_steps for k, v in zip(names, self.window_sum, strict=True)}
+        record = {"iteration": step, "lr": lr, **self.means, "loss": sum(self.means.values())}
+        self.records.append(record)
+        self.bar.set_postfix(
+            {k.removeprefix("loss_"): f"{v:.3f}" for k, v in self.means.items()} | {"lr": f"{lr:.2e}"}
+        )
+        if self.write:
+            _write_log(self.path, [record])
+        self.window_sum, self.window_steps = None, 0
+
+
+class _Evaluation:
+    """Evaluation during and at the end of training (rank 0): OUT/metrics.json (the layout `evaluate`
+    writes) and a record in OUT/train_log.jsonl. evaluator: (model, val_dataset) -> metrics."""
+
+    def __init__(
+        self,
+        evaluator: Callable[[nn.Module, Any], dict[str, Any]],
+        val_dataset: SizedDataset,
+        out_dir: Path,
+    ) -> None:
+        self.evaluator, self.val_dataset, self.out_dir = evaluator, val_dataset, out_dir
+
+    def run(self, net: nn.Module, weights: dict[str, Tensor] | None, iteration: int) -> dict[str, Any]:
+        """Metrics of the model of step `iteration` (of a copy holding `weights`, the weight average,
+        if given); net is left in train mode."""
+        evaluated = _unwrap(net)
+        if weights is not None:
+            evaluated = copy.deepcopy(evaluated)
+            evaluated.load_state_dict(weights)
+        metrics = self.evaluator(evaluated, self.val_dataset)
+        net.train()
+        save_metrics(metrics, self.out_dir / METRICS_NAME)
+        _write_log(self.out_dir / LOG_NAME, [{"iteration": iteration, "metrics": metrics}])
+        return metrics
+
+
+def _data_loader(
+    dataset: SizedDataset,
+    config: SipMaskConfig,
+    start: int,
+    stop: int,
+    rank: int,
+    world_size: int,
+    num_workers: int,
+    device: torch.device,
+) -> DataLoader[Any]:
+    """The batches of steps start .. stop-1 for this rank, from the stream TrainSamples defines."""
+    return DataLoader(
+        TrainSamples(dataset, config.seed, config.hflip_prob),
+        batch_sampler=_StepBatches(start, stop, config.batch_size, rank, world_size),
+        collate_fn=collate,
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+        generator=torch.Generator().manual_seed(config.seed),  # keeps the global generator untouched
+    )
+
+
+def _wrap_for_processes(model: nn.Module, device: torch.device, world_size: int) -> nn.Module:
+    """The model in DistributedDataParallel under torchrun (world_size > 1), else the model itself."""
+    if world_size == 1:
+        return model
+    return nn.parallel.DistributedDataParallel(
+        model,
+        device_ids=[device.index] if device.type == "cuda" else None,
+        find_unused_parameters=True,  # e.g. a batch without positives leaves branches unused
+    )
+
+
+def _leave_process_group(created: bool, wait_for: int = 1) -> None:
+    """Wait for all `wait_for` processes (when more than one), then destroy the process group if this
+    run created it (see _join_process_group)."""
+    if wait_for > 1:
+        dist.barrier()
+    if created:
+        dist.destroy_process_group()
 
 
 def train(
@@ -415,223 +657,63 @@ def train(
 ) -> dict[str, Any]:
     """Train `model` on `train_dataset`; write OUT/checkpoint.pt (and OUT/metrics.json with a val set).
 
-    model: follows the model contract (train mode: model(images, targets) -> dict of scalar losses,
-        summed for the gradient; for a dataset of video pairs, model(images, targets, ref_images,
-        ref_targets), as SipMaskVIS). Build it after seed_everything(config.seed) for a reproducible init.
-    config: schedule and optimizer fields (lr, momentum, weight_decay, bias_*, warmup_*, lr_steps,
-        max_iters, batch_size per process, amp, seed, hflip_prob). The flip is applied here (see
-        TrainSamples), so train_dataset should not flip by itself.
-    iters: stop after this many steps in total (default config.max_iters). The schedule is NOT
-        rescaled: config.lr_steps stay where they are.
-    resume: continue from OUT/checkpoint.pt (model, optimizer, scheduler, AMP scaler, RNG states,
-        step); FileNotFoundError if there is none. On CPU the result is bit-identical to an
-        uninterrupted run. A config that differs from the saved one is used, with a warning.
-        A fresh run (resume False) first seeds torch, numpy and random with config.seed.
-    log_every: steps between progress-bar / OUT/train_log.jsonl records (mean losses over the window).
-    checkpoint_every: steps between checkpoints; one is always written at the end.
-    eval_every: with val_dataset, also evaluate every this many steps (the final evaluation always runs).
-    eval_fn: (model, val_dataset) -> metrics dict; default: `evaluate` with config.batch_size.
-    grad_clip: max L2 norm of all gradients (clip_grad_norm_); None (the authors' setting) = no clipping.
-    num_workers: DataLoader worker processes; the data order does not depend on it.
-    AMP (torch.autocast + GradScaler) is used when config.amp and the device is CUDA.
-    config.ema_decay > 0 keeps a WeightAverage of the weights: checkpoints hold it as 'ema' beside the
-    trained weights ('model', what a resume continues), evaluation uses it, and `model` ends holding it.
-
-    A NaN / infinite loss raises NonFiniteLossError naming the step and the loss; the checkpoint on disk
-    stays the last good one. Returns {'iteration', 'checkpoint', 'losses' (last logged means),
-    'log' (this call's records), 'metrics' (None without val set), 'seconds'}.
+    model: model(images, targets) -> dict of scalar losses, summed (video pairs: model(images, targets,
+        ref_images, ref_targets), SipMaskVIS); built after seed_everything(config.seed), reproducible.
+    config: the schedule and optimizer fields, batch_size per process, amp, seed, hflip_prob (the flip
+        is applied here, see TrainSamples: train_dataset should not flip by itself), ema_decay.
+    iters: stop after this many steps in total (default config.max_iters); config.lr_steps stay put.
+    resume: continue from OUT/checkpoint.pt (see _Run.start); bit-identical to an uninterrupted run on CPU.
+    log_every / checkpoint_every: steps between OUT/train_log.jsonl records (mean losses) / checkpoints
+        (one is always written at the end). eval_every: with val_dataset, also evaluate that often.
+    eval_fn: (model, val_dataset) -> metrics; default `evaluate`. grad_clip: max gradient L2 norm (None:
+        the authors' no clipping). num_workers: DataLoader processes; the data order does not depend on it.
+    config.ema_decay > 0: checkpoints hold the WeightAverage as 'ema' beside 'model' (what a resume
+    continues), evaluation uses it, `model` ends holding it. A NaN / infinite loss raises NonFiniteLossError
+    (the checkpoint on disk stays the last good one). Returns {'iteration', 'checkpoint', 'losses' (last
+    logged means), 'log' (this call's records), 'metrics', 'seconds'}.
     """
-    started = time.perf_counter()
-    out_dir = Path(out_dir)
+    started, out_dir = time.perf_counter(), Path(out_dir)
     rank, world_size, device, created_group = _join_process_group(torch.device(device))
-    is_main = rank == 0
-    max_iters = config.max_iters if iters is None else int(iters)
+    is_main, max_iters = rank == 0, config.max_iters if iters is None else int(iters)
     if max_iters < 0:
         raise ValueError(f"iters must be >= 0, got {max_iters}")
-    checkpoint_path = out_dir / CHECKPOINT_NAME
-    log_path = out_dir / LOG_NAME
-
-    model.to(device)
-    optimizer = build_optimizer(model, config)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(it, config))
-    use_amp = config.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
-
-    start = 0
-    if resume:
-        if not checkpoint_path.is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint to resume from at {checkpoint_path}")
-        state = read_checkpoint(checkpoint_path)
-        changed = _config_differences(state["config"], config)
-        if changed:
-            warnings.warn(
-                f"resuming {checkpoint_path} with a config that differs in {changed}; using the new values",
-                stacklevel=2,
-            )
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if state["scaler"]:  # empty when saved without AMP (e.g. on CPU)
-            scaler.load_state_dict(state["scaler"])
-        _set_rng_states(state["rng"])
-        start = int(state["iteration"])
-    else:
-        if checkpoint_path.is_file() and is_main:
-            warnings.warn(
-                f"{checkpoint_path} exists and will be overwritten by this fresh run "
-                f"(resume=True continues it instead)",
-                stacklevel=2,
-            )
-        seed_everything(config.seed)
-    average = WeightAverage(model, config.ema_decay) if config.ema_decay > 0 else None
-    if average is not None and resume and state.get("ema") is not None:
-        average.state = {k: v.to(device) for k, v in state["ema"].items()}
-    if is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        _write_log(log_path, [], keep_until=start)  # a resumed run rewrites what followed the checkpoint
-
-    if world_size > 1:
-        model = nn.parallel.DistributedDataParallel(
-            model,
-            device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=True,  # e.g. a batch without positives leaves branches unused
-        )
-    samples = TrainSamples(train_dataset, config.seed, config.hflip_prob)
-    loader = DataLoader(
-        samples,
-        batch_sampler=_StepBatches(start, max_iters, config.batch_size, rank, world_size),
-        collate_fn=collate,
-        num_workers=num_workers,
-        pin_memory=device.type == "cuda",
-        generator=torch.Generator().manual_seed(config.seed),  # keeps the global generator untouched
-    )
-
-    def checkpoint(iteration: int) -> None:
-        save_checkpoint(
-            {
-                "format": CHECKPOINT_FORMAT,
-                "iteration": iteration,
-                "model": _unwrap(model).state_dict(),
-                "ema": average.state if average is not None else None,  # the weights to evaluate
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(),
-                "config": dataclasses.asdict(config),
-                "rng": _rng_states(),
-                "dataset": _dataset_meta(train_dataset),
-            },
-            checkpoint_path,
-        )
-
-    def run_eval(iteration: int, val_dataset: SizedDataset) -> dict[str, Any]:
-        evaluator = eval_fn or (lambda m, d: evaluate(m, d, device, config.batch_size, progress=progress)[1])
-        evaluated = _unwrap(model)
-        if average is not None and iteration != final:  # at the end the model holds the average already
-            evaluated = copy.deepcopy(evaluated)
-            evaluated.load_state_dict(average.state)
-        metrics = evaluator(evaluated, val_dataset)
-        model.train()
-        save_metrics(metrics, out_dir / METRICS_NAME)  # the same layout as `evaluate` writes
-        _write_log(log_path, [{"iteration": iteration, "metrics": metrics}])
-        return metrics
-
-    last_saved = start if resume else None  # the step of the checkpoint on disk
-    final = max(start, max_iters)
-    names: list[str] = []
-    window_sum: Tensor | None = None
-    window_steps = 0
-    records: list[dict[str, Any]] = []
-    means: dict[str, float] = {}
-    metrics: dict[str, Any] | None = None
-    bar = tqdm(
-        total=max_iters,
-        initial=min(start, max_iters),
-        desc="train",
-        dynamic_ncols=True,
-        disable=not (progress and is_main),
-    )
-    model.train()
-    # _StepBatches yields exactly the steps start .. max_iters-1: strict=True fails loudly if they ever differ
-    for iteration, batch in zip(range(start, max_iters), loader, strict=True):
-        step = iteration + 1  # steps completed after this one
-        # (images, targets), or (images, targets, ref_images, ref_targets) for video pairs (§3.5)
-        batch = [
-            [_to_device(x, device) if isinstance(x, dict) else x.to(device, non_blocking=True) for x in field]
-            for field in batch
-        ]
-        with torch.autocast(device.type, enabled=use_amp):
-            losses = model(*batch)
-        names = list(losses)
-        values = torch.stack([losses[k].detach().float() for k in names]).cpu()  # one sync per step
-        if not _all_finite(values, world_size, device):
-            bad = ", ".join(f"{k} = {v:g}" for k, v in zip(names, values.tolist(), strict=True))
-            kept = (
-                f"the last good checkpoint, {checkpoint_path} (step {last_saved}), is untouched"
-                if last_saved is not None
-                else "no checkpoint had been written yet"
-            )
-            bar.close()
-            if created_group:
-                dist.destroy_process_group()
-            raise NonFiniteLossError(
-                f"non-finite loss at step {step} of {max_iters} on rank {rank} ({bad}); training stopped, "
-                f"{kept}. Lower config.lr or raise warmup_iters, then resume."
-            )
-
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(sum(losses.values())).backward()
-        if grad_clip is not None:
-            scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
-        if average is not None:
-            average.update(_unwrap(model), step)
-        lr = optimizer.param_groups[0]["lr"]  # the lr this step used
-        scheduler.step()
-
-        window_sum = values if window_sum is None else window_sum + values
-        window_steps += 1
-        bar.update(1)
-        if step % log_every == 0 or step == max_iters:
-            means = {k: float(v) / window_steps for k, v in zip(names, window_sum, strict=True)}
-            record = {"iteration": step, "lr": lr, **means, "loss": sum(means.values())}
-            records.append(record)
-            bar.set_postfix(
-                {k.removeprefix("loss_"): f"{v:.3f}" for k, v in means.items()} | {"lr": f"{lr:.2e}"}
-            )
-            if is_main:
-                _write_log(log_path, [record])
-            window_sum, window_steps = None, 0
-        if is_main and (step % checkpoint_every == 0 or step == max_iters):
-            checkpoint(step)
-            last_saved = step
-        if (
-            val_dataset is not None
-            and eval_every
-            and step % eval_every == 0
-            and step != max_iters
-            and is_main
-        ):
-            metrics = run_eval(step, val_dataset)
-            bar.write(f"step {step}: " + _metrics_line(metrics))
-    bar.close()
-
-    if is_main and last_saved != final:
-        checkpoint(final)  # e.g. iters=0 on a fresh run: still leave an (untrained) checkpoint
-    if average is not None:  # the run's result is the averaged model (the checkpoint keeps both)
-        _unwrap(model).load_state_dict(average.state)
-    if val_dataset is not None and is_main:
-        metrics = run_eval(final, val_dataset)
-    if world_size > 1:
-        dist.barrier()
-    if created_group:
-        dist.destroy_process_group()
+    run, checkpoint_path = _Run(model, config, device), out_dir / CHECKPOINT_NAME
+    start = run.start(checkpoint_path, resume, warn=is_main)
+    net = _wrap_for_processes(run.model, device, world_size)
+    loader = _data_loader(train_dataset, config, start, max_iters, rank, world_size, num_workers, device)
+    guard = _LossGuard(max_iters, rank, world_size, device, checkpoint_path, start if resume else None)
+    shown = _Progress(out_dir, log_every, start, max_iters, show=progress and is_main, write=is_main)
+    evaluator = eval_fn or (lambda m, d: evaluate(m, d, device, config.batch_size, progress=progress)[1])
+    evaluation = _Evaluation(evaluator, val_dataset, out_dir) if val_dataset is not None and is_main else None
+    metrics, final = None, max(start, max_iters)
+    net.train()
+    try:  # _StepBatches yields exactly the steps start .. max_iters-1: strict=True fails if they differ
+        for iteration, batch in zip(range(start, max_iters), loader, strict=True):
+            step = iteration + 1  # steps completed after this one
+            shown.add(step, *_train_step(net, run, _batch_to(batch, device), step, guard, grad_clip))
+            if is_main and (step % checkpoint_every == 0 or step == max_iters):
+                run.save(step, checkpoint_path, train_dataset)
+                guard.last_saved = step
+            if evaluation and eval_every and step % eval_every == 0 and step != max_iters:
+                metrics = evaluation.run(net, run.average.state if run.average else None, step)
+                shown.bar.write(f"step {step}: " + _metrics_line(metrics))
+    except NonFiniteLossError:
+        shown.bar.close()
+        _leave_process_group(created_group)
+        raise
+    shown.bar.close()
+    if is_main and guard.last_saved != final:
+        run.save(final, checkpoint_path, train_dataset)  # e.g. iters=0 on a fresh run: an untrained one
+    if run.average is not None:  # the run's result is the averaged model (the checkpoint keeps both)
+        run.model.load_state_dict(run.average.state)
+    if evaluation:
+        metrics = evaluation.run(net, None, final)
+    _leave_process_group(created_group, world_size)
     return {
         "iteration": final,
         "checkpoint": str(checkpoint_path),
-        "losses": means,
-        "log": records,
+        "losses": shown.means,
+        "log": shown.records,
         "metrics": metrics,
         "seconds": time.perf_counter() - started,
     }
