@@ -15,6 +15,7 @@ same thread count, interleaved round by round so that machine noise hits them al
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import statistics
 import time
@@ -44,9 +45,11 @@ def _timed(fn: Callable[[], object], device: torch.device) -> float:
 
 
 def build_models(device: torch.device) -> dict[str, torch.nn.Module]:
-    config = preset("paper_r50_544")
-    config.score_threshold = 0.0  # fill all 100 detection slots with random weights
-    config.pretrained_backbone = False  # random weights: nothing is downloaded
+    config = dataclasses.replace(
+        preset("paper_r50_544"),
+        score_threshold=0.0,  # fill all 100 detection slots with random weights
+        pretrained_backbone=False,  # random weights: nothing is downloaded
+    )
     sipmask = SipMask(config)
     fcos = torchvision.models.detection.fcos_resnet50_fpn(
         weights=None,

@@ -45,13 +45,20 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # COCO train2017 images that keep at least one annotation (mmdet drops the others for training).
 COCO_TRAIN_IMAGES = 117_266
 
+# Strides of the FPN levels P3..P7 in input pixels: the only pyramid the backbones build (backbone.py).
+# A field of SipMaskConfig (checkpoints store it) validated to be exactly this.
+FPN_STRIDES = (8, 16, 32, 64, 128)
+
 # FCOS regress ranges of the paper (P3..P7), in input pixels.
 PAPER_REGRESS_RANGES = ((-1.0, 64.0), (64.0, 128.0), (128.0, 256.0), (256.0, 512.0), (512.0, 1e8))
 
 
-@dataclass
+@dataclass(frozen=True)
 class SipMaskConfig:
-    """Every setting of SipMask. Defaults are the paper's R50 800 model (`paper_r50_800`)."""
+    """Every setting of SipMask. Defaults are the paper's R50 800 model (`paper_r50_800`).
+
+    Frozen: a changed config is a new one, `dataclasses.replace(config, field=value)` (which validates
+    it again)."""
 
     # ---- model -------------------------------------------------------------------------------
     num_classes: int = 80  # C foreground classes; labels are 1..C, 0 is background
@@ -65,7 +72,7 @@ class SipMaskConfig:
     num_basis: int = 32  # M basis masks (m in the paper)
     basis_hidden_channels: int = 512  # channels of the 1x1 conv in the basis-mask branch
     basis_activation: str = "relu"  # last activation of the basis branch: 'relu' (authors) | 'softplus'
-    strides: tuple[int, ...] = (8, 16, 32, 64, 128)  # strides of P3..P7 in input pixels
+    strides: tuple[int, ...] = FPN_STRIDES  # strides of P3..P7 in input pixels: always FPN_STRIDES
 
     # ---- ablation switches (paper §4.3) ------------------------------------------------------
     sub_regions: tuple[int, int] = (2, 2)  # (k_h, k_w) sub-regions per box; (1, 1) = YOLACT-like
@@ -125,14 +132,19 @@ class SipMaskConfig:
 
     def __post_init__(self) -> None:
         # Lists from a JSON/YAML file become tuples, so that configs compare and hash the same. The
-        # casts name the fields' declared lengths, which _validate() checks next.
-        self.sub_regions = cast(tuple[int, int], tuple(self.sub_regions))
-        self.strides = tuple(self.strides)
-        self.regress_ranges = tuple(cast(tuple[float, float], tuple(r)) for r in self.regress_ranges)
-        self.input_size = cast(tuple[int, int], tuple(self.input_size))
-        self.pixel_mean = cast(tuple[float, float, float], tuple(self.pixel_mean))
-        self.pixel_std = cast(tuple[float, float, float], tuple(self.pixel_std))
-        self.lr_steps = tuple(self.lr_steps)
+        # casts name the fields' declared lengths, which _validate() checks next. object.__setattr__:
+        # the dataclass is frozen, and this is its construction.
+        tuples = {
+            "sub_regions": cast(tuple[int, int], tuple(self.sub_regions)),
+            "strides": tuple(self.strides),
+            "regress_ranges": tuple(cast(tuple[float, float], tuple(r)) for r in self.regress_ranges),
+            "input_size": cast(tuple[int, int], tuple(self.input_size)),
+            "pixel_mean": cast(tuple[float, float, float], tuple(self.pixel_mean)),
+            "pixel_std": cast(tuple[float, float, float], tuple(self.pixel_std)),
+            "lr_steps": tuple(self.lr_steps),
+        }
+        for name, value in tuples.items():
+            object.__setattr__(self, name, value)
         self._validate()
 
     def _validate(self) -> None:
@@ -156,10 +168,8 @@ class SipMaskConfig:
         _positive_int("num_basis", self.num_basis)
         _positive_int("basis_hidden_channels", self.basis_hidden_channels)
         _one_of("basis_activation", self.basis_activation, BASIS_ACTIVATIONS)
-        if self.strides != (8, 16, 32, 64, 128):
-            raise ValueError(
-                f"SipMaskConfig.strides must be (8, 16, 32, 64, 128) (FPN P3-P7), got {self.strides}"
-            )
+        if self.strides != FPN_STRIDES:
+            raise ValueError(f"SipMaskConfig.strides must be {FPN_STRIDES} (FPN P3-P7), got {self.strides}")
 
         if len(self.sub_regions) != 2:
             raise ValueError(f"SipMaskConfig.sub_regions must be (k_h, k_w), got {self.sub_regions}")

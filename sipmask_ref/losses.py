@@ -18,12 +18,14 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.ops import sigmoid_focal_loss
 
+from sipmask_ref.config import ALIGNMENT_WEIGHTS, BOX_LOSSES
 from sipmask_ref.spatial_mask_prediction import assemble_mask_logits, crop_to_boxes
 
 # IoU is clamped at this value before the log, so that -log IoU stays finite (as mmdet's IoULoss).
 IOU_EPS = 1e-6
 
-ALIGNMENT_MODES = ("none", "cls", "loc", "cls+loc")
+# The values of config.alignment_weight; home config.py. Notebook 05 reads losses.ALIGNMENT_MODES.
+ALIGNMENT_MODES = ALIGNMENT_WEIGHTS
 
 
 def focal_loss(
@@ -92,13 +94,13 @@ def box_loss(pred_ltrb: Tensor, target_ltrb: Tensor, weight: Tensor, kind: str =
         pred_ltrb: [N, 4] predicted distances (l, t, r, b) in pixels.
         target_ltrb: [N, 4] target distances (positive).
         weight: [N] per-positive weights (centerness targets).
-        kind: 'iou' or 'giou'.
+        kind: one of config.BOX_LOSSES, 'iou' or 'giou' (config.box_loss; notebook 02 passes kind=).
     Returns:
         scalar; with no positives (N = 0, or weights summing to 0) a zero still connected to
         `pred_ltrb`, so that backward works.
     """
-    if kind not in ("iou", "giou"):
-        raise ValueError(f"box_loss: kind must be 'iou' or 'giou', got {kind!r}")
+    if kind not in BOX_LOSSES:
+        raise ValueError(f"box_loss: kind must be one of {BOX_LOSSES}, got {kind!r}")
     if pred_ltrb.shape != target_ltrb.shape or pred_ltrb.shape[-1:] != (4,):
         raise ValueError(
             f"box_loss: pred_ltrb and target_ltrb must both be [N, 4], got {tuple(pred_ltrb.shape)} "
@@ -137,7 +139,7 @@ def centerness_loss(logits: Tensor, target: Tensor) -> Tensor:
     return F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype), reduction="mean")
 
 
-def mask_alignment_weight(scores: Tensor, ious: Tensor, mode: str = "cls+loc") -> Tensor:
+def mask_alignment_weight(scores: Tensor, ious: Tensor, alignment_weight: str = "cls+loc") -> Tensor:
     """§3.4 mask alignment weighting: alpha_j = o_j * s_j, normalised, without gradient.
 
     "The weighting factor alpha_j is then obtained by multiplying the overlap o_j and the
@@ -147,12 +149,16 @@ def mask_alignment_weight(scores: Tensor, ious: Tensor, mode: str = "cls+loc") -
     Args:
         scores: [N] s_j, classification probability of the GT class at each positive.
         ious: [N] o_j, IoU of each predicted box with its ground truth.
-        mode: 'cls+loc' (s*o, the paper), 'cls' (s), 'loc' (o) or 'none' (1): the ablation.
+        alignment_weight: config.alignment_weight, one of config.ALIGNMENT_WEIGHTS: 'cls+loc' (s*o,
+            the paper), 'cls' (s), 'loc' (o) or 'none' (1): the ablation.
     Returns:
         [N] weights (detached).
     """
-    if mode not in ALIGNMENT_MODES:
-        raise ValueError(f"mask_alignment_weight: mode must be one of {ALIGNMENT_MODES}, got {mode!r}")
+    if alignment_weight not in ALIGNMENT_WEIGHTS:
+        raise ValueError(
+            f"mask_alignment_weight: alignment_weight must be one of {ALIGNMENT_WEIGHTS}, "
+            f"got {alignment_weight!r}"
+        )
     if scores.shape != ious.shape or scores.ndim != 1:
         raise ValueError(
             f"mask_alignment_weight: scores and ious must both be [N], got {tuple(scores.shape)} "
@@ -160,11 +166,11 @@ def mask_alignment_weight(scores: Tensor, ious: Tensor, mode: str = "cls+loc") -
         )
     with torch.no_grad():
         scores, ious = scores.detach(), ious.detach().to(scores.dtype)
-        if mode == "cls+loc":
+        if alignment_weight == "cls+loc":
             alpha = scores * ious
-        elif mode == "cls":
+        elif alignment_weight == "cls":
             alpha = scores.clone()
-        elif mode == "loc":
+        elif alignment_weight == "loc":
             alpha = ious.clone()
         else:
             alpha = torch.ones_like(scores)

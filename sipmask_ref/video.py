@@ -151,7 +151,7 @@ def make_tracker(name: str, config: SipMaskConfig) -> TrackMatcher | IouTracker:
 class FrameDetections:
     """The detections of one frame, on the CPU, in original frame pixels (None: the frame is missing).
 
-    boxes [N, 4] xyxy, labels [N] int64 1..C, scores [N], embeds [N, D], masks bool [N, H, W]
+    boxes [N, 4] xyxy, labels [N] int64 1..C, scores [N], embeds [N, E], masks bool [N, H, W]
     (binarised at config.mask_threshold).
     """
 
@@ -292,7 +292,7 @@ def ground_truth_detections(
             out.append(None)
             continue
         if len(target["boxes"]):
-            embeds = model.embeddings_at([frame.to(device)], [target["boxes"].to(device)])[0].cpu()  # [G, D]
+            embeds = model.embeddings_at([frame.to(device)], [target["boxes"].to(device)])[0].cpu()  # [G, E]
         else:
             embeds = torch.zeros(0, model.config.embed_dim)
         out.append(
@@ -787,7 +787,7 @@ def trained_vis_model(
         paths = synthetic_video_paths(root / "data")
         config = preset("cpu_tiny_vis")
         train_set = YTVISDataset(paths["train_ann"], paths["train_dir"], mode="pairs", seed=config.seed)
-        config.num_classes = len(train_set.class_names)
+        config = dataclasses.replace(config, num_classes=len(train_set.class_names))
         steps = (
             iters if iters is not None else (FAST_VIS_ITERS if workspace.fast_mode() else config.max_iters)
         )
@@ -859,7 +859,7 @@ REPORTED = ("AP", "AP50", "AP75", "AR1", "AR10")
 SWITCHES = ("id_switches", "id_switches_crossing", "gt_box_id_switches", "gt_box_id_switches_crossing")
 
 
-def summarise(per_seed: Sequence[dict[str, dict[str, Any]]]) -> dict[str, dict[str, dict[str, float]]]:
+def summarize(per_seed: Sequence[dict[str, dict[str, Any]]]) -> dict[str, dict[str, dict[str, float]]]:
     """{tracker: {metric: mean/std/min/max over seeds}} from evaluate_vis outputs (one per seed)."""
     summary: dict[str, dict[str, dict[str, float]]] = {}
     for name in per_seed[0]:
@@ -938,9 +938,10 @@ def reproduce(
     val_set = YTVISDataset(paths["val_ann"], paths["val_dir"], mode="frames")
     runs = []
     for seed in seeds:
-        config = dataclasses.replace(preset("cpu_tiny_vis"), seed=int(seed))
         train_set = YTVISDataset(paths["train_ann"], paths["train_dir"], mode="pairs", seed=int(seed))
-        config.num_classes = len(train_set.class_names)
+        config = dataclasses.replace(
+            preset("cpu_tiny_vis"), seed=int(seed), num_classes=len(train_set.class_names)
+        )
         seed_start = time.perf_counter()
         summary = train_vis(
             config,
@@ -977,7 +978,7 @@ def reproduce(
                 f"seed {seed}: "
                 + ", ".join(f"{n} AP {100 * r['metrics']['AP']:.1f}" for n, r in found.items())
             )
-    summary_table = summarise([run["trackers"] for run in runs])
+    summary_table = summarize([run["trackers"] for run in runs])
     record = {
         "what": "video AP of SipMask-VIS (cpu_tiny_vis) on the synthetic video val split, per tracker",
         "trackers": {name: TRACKER_DESCRIPTIONS[name] for name in TRACKERS},

@@ -15,7 +15,7 @@ Training, one step (the authors' SipMask-VIS recipe: docs/authors_implementation
          reference: embeddings at the GT boxes, jittered
       -> loss_track = cross-entropy over [new object, reference objects]   (tracking.tracking_loss)
 
-Eval mode returns the image detections plus each detection's embedding ('embeds' [N, D]); identities
+Eval mode returns the image detections plus each detection's embedding ('embeds' [N, E]); identities
 across frames are assigned outside the model, frame by frame (video.py: TrackMatcher / IouTracker).
 
 `load_image_weights` initialises SipMaskVIS from an image SipMask checkpoint where shapes match (the
@@ -55,7 +55,7 @@ class SipMaskVIS(SipMask):
 
     Eval mode: `model(images)` returns SipMask's detections (config: score > 0.03, at most 10, masks
     binarised at 0.5 in the VIS presets) with one more key per image:
-        embeds  float32 [N, D]  the tracking embedding at each detection's box centre.
+        embeds  float32 [N, E]  the tracking embedding at each detection's box centre.
 
     `embedding_maps(images)` and `embeddings_at(images, boxes)` expose the tracking features for
     teaching (similarity matrices between frames).
@@ -167,7 +167,7 @@ class SipMaskVIS(SipMask):
         or 0 ("new") when that object is absent there. The FCOS assignment is recomputed here (the
         same call as in compute_losses; it is cheap next to the network).
 
-        embed_cur, embed_ref: [B, D, H, W] tracking maps; targets / ref_targets: preprocessed (boxes
+        embed_cur, embed_ref: [B, E, H, W] tracking maps; targets / ref_targets: preprocessed (boxes
         in input pixels); obj_ids / ref_obj_ids: [G] per image, aligned with the targets' boxes.
         """
         cfg = self.config
@@ -187,9 +187,9 @@ class SipMaskVIS(SipMask):
                 boxes = fcos.decode_boxes(points[positives], reg[b, positives]).detach()  # [N, 4]
                 keep = valid_mask_boxes(boxes / 2)  # the mask-loss positives
                 positives, boxes = positives[keep], boxes[keep]
-                cur = embeddings_at_boxes(embed_cur[b].float(), boxes, self.embed_stride)  # [N, D]
+                cur = embeddings_at_boxes(embed_cur[b].float(), boxes, self.embed_stride)  # [N, E]
                 ref_boxes = jitter_boxes(ref_targets[b]["boxes"])  # [G, 4], global torch RNG
-                ref = embeddings_at_boxes(embed_ref[b].float(), ref_boxes, self.embed_stride)  # [G, D]
+                ref = embeddings_at_boxes(embed_ref[b].float(), ref_boxes, self.embed_stride)  # [G, E]
                 labels = tracking_targets(obj_ids[b][assigned.matched_gt[positives]], ref_obj_ids[b])
                 losses.append(tracking_loss(cur, ref, labels))
             return torch.stack(losses).mean()
@@ -204,7 +204,7 @@ class SipMaskVIS(SipMask):
 
     @torch.no_grad()
     def embeddings_at(self, images: list[Tensor], boxes: list[Tensor]) -> list[Tensor]:
-        """Embeddings [N, D] at given boxes [N, 4] (xyxy, ORIGINAL image pixels) of each image."""
+        """Embeddings [N, E] at given boxes [N, 4] (xyxy, ORIGINAL image pixels) of each image."""
         maps, batch = self.embedding_maps(images)
         out = []
         for b, image_boxes in enumerate(boxes):
@@ -215,7 +215,7 @@ class SipMaskVIS(SipMask):
 
     @torch.no_grad()
     def detect_with_embeddings(self, images: list[Tensor]) -> list[dict[str, Tensor]]:
-        """SipMask's detections of each image plus 'embeds' [N, D] at each box centre."""
+        """SipMask's detections of each image plus 'embeds' [N, E] at each box centre."""
         batch = self.preprocess(images)
         features, outputs, basis_masks = self.run_network(batch.images)
         embed_maps = self.tracking(*features[:3]).float()  # [B, D, Hp/8, Wp/8]

@@ -1,5 +1,6 @@
 """SipMaskConfig presets and field validation."""
 
+import dataclasses
 from dataclasses import replace
 
 import pytest
@@ -7,7 +8,7 @@ import pytest
 from sipmask_ref.config import PRESETS, SipMaskConfig, preset
 
 
-def test_every_preset_constructs_and_is_a_fresh_object():
+def test_every_preset_constructs_and_is_frozen():
     assert PRESETS == (
         "paper_r50_800",
         "paper_r101_800",
@@ -23,8 +24,12 @@ def test_every_preset_constructs_and_is_a_fresh_object():
         assert config.num_sub_regions == 4
         assert config.strides == (8, 16, 32, 64, 128)
     first = preset("cpu_tiny")
-    first.num_basis = 8
-    assert preset("cpu_tiny").num_basis == 16
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        first.num_basis = 8  # type: ignore[misc]
+    changed = dataclasses.replace(first, num_basis=8)  # a changed config is a new, validated one
+    assert (changed.num_basis, first.num_basis, preset("cpu_tiny").num_basis) == (8, 16, 16)
+    with pytest.raises(ValueError, match="num_basis"):
+        dataclasses.replace(first, num_basis=0)
 
 
 def test_preset_table_matches_the_authors_settings():

@@ -105,7 +105,7 @@ def test_mask_alignment_weight_modes():
     # s * o = 0.72, 0.20, 0.12: the ranking survives the normalisation.
     product = mask_alignment_weight(scores, ious, "cls+loc")
     assert product[0] > product[1] > product[2]
-    with pytest.raises(ValueError, match="mode"):
+    with pytest.raises(ValueError, match="alignment_weight must be one of"):
         mask_alignment_weight(scores, ious, "both")
 
 
