@@ -1,4 +1,4 @@
-"""Command line: `python -m sipmask_ref {make-data, train, evaluate, predict, demo} ...`.
+"""Command line: `python -m sipmask_ref {make-data, train, evaluate, predict, demo, ...} ...`.
 
     make-data   generate the synthetic benchmark (data/synthetic, data/synthetic_video), print its
                 statistics and draw sample figures
@@ -13,6 +13,8 @@
     compare     Table 1 on this machine: SipMask, the YOLACT-like baseline and torchvision's Mask
                 R-CNN trained for the same CPU budget, box / mask AP and ms per image, into
                 results/speed_accuracy.json and results/speed_accuracy.md (see compare.py)
+    reproduce-video  the tracker comparison of §3.5 on the synthetic videos, several seeds, into
+                results/video/ (video.reproduce; `python -m sipmask_ref.video reproduce` forwards here)
 
 `train --task vis` / `evaluate --task vis` (§3.5, video instance segmentation, handled in video.py)
 train SipMaskVIS on frame pairs of a YouTube-VIS set (default: the synthetic videos) and report
@@ -52,7 +54,13 @@ from .eval.coco import format_table, per_class_ap, save_metrics, save_results
 from .explorer import adjacent_example
 from .geometry import encode_masks
 from .model import SipMask
-from .video import cmd_evaluate_vis, cmd_predict_video, cmd_train_vis
+from .video import (
+    add_reproduce_arguments,
+    cmd_evaluate_vis,
+    cmd_predict_video,
+    cmd_reproduce_video,
+    cmd_train_vis,
+)
 from .viz import draw_instances, plot_spatial_mask_prediction, write_sample_figure
 
 PROG = "sipmask_ref"
@@ -624,6 +632,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="train nothing: write the tables of the runs already finished in --work-dir",
     )
     p.set_defaults(func=cmd_reproduce)
+
+    p = commands.add_parser(
+        "reproduce-video", help="the tracker comparison on the synthetic videos (§3.5, results/video/)"
+    )
+    add_reproduce_arguments(p)
+    p.set_defaults(func=cmd_reproduce_video)
 
     p = commands.add_parser(
         "compare",

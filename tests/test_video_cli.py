@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from sipmask_ref import cli, engine
+from sipmask_ref import cli, engine, video
 from sipmask_ref.config import preset
 from sipmask_ref.data.synthetic import make_data
 from sipmask_ref.data.ytvis import YTVISDataset
@@ -499,3 +499,16 @@ def test_no_predictions_gives_zeros_not_a_crash(ytvis_files):
     # Association alone (the ground truth as detections): object 11 leaves at frame 2 and comes back at
     # frame 3; the IoU baseline remembers only the previous frame, so it gives it a new identity.
     assert found["iou_greedy"]["gt_box_id_switches"] == 1
+
+
+def test_reproduce_video_is_a_verb_of_the_main_command_and_the_old_one_forwards(monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(video, "reproduce", lambda *args, **kwargs: calls.append((args, kwargs)) or {})
+    argv = ["--seeds", "4", "5", "--iters", "3", "--out", "somewhere", "--quiet"]
+    assert cli.main(["reproduce-video", *argv]) == 0
+    assert video.main(["reproduce", *argv]) == 0
+    assert "python -m sipmask_ref reproduce-video" in capsys.readouterr().err  # the old command says the new
+    defaults = ("data", None, "outputs/video_reproduce", 40, "cpu")  # data root ... device
+    expected = (("somewhere", [4, 5], 3, *defaults), {"progress": False})
+    assert calls == [expected, expected]
+    assert cli.main(["reproduce-video", "--iters", "-1"]) == 2
