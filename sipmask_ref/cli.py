@@ -46,6 +46,7 @@ from .cli_common import (
     config_for_training,
     same_categories,
     train_target,
+    training_config,
 )
 from .config import PRESETS, SipMaskConfig, preset
 from .data.coco import CocoInstances, load_rgb_image
@@ -109,21 +110,47 @@ def _dataset(ann: Path | str | None, images: Path | str | None, what: str) -> Co
 # make-data
 # ----------------------------------------------------------------------------------------------------
 def cmd_make_data(args: argparse.Namespace) -> dict[str, Any]:
-    """Generate the synthetic benchmark, print statistics, write samples.png next to each dataset."""
-    made = make_data(
-        root=args.root,
+    """`make-data`: make_synthetic_data with the command's options."""
+    return make_synthetic_data(
+        args.root,
         seed=args.seed,
         image_size=args.image_size,
         num_train=args.num_train,
         num_val=args.num_val,
         video=args.video,
         force=args.force,
-        verbose=not args.quiet,
-        progress=not args.quiet,
+        quiet=args.quiet,
+    )
+
+
+def make_synthetic_data(
+    root: str | Path,
+    *,
+    seed: int = 0,
+    image_size: int = 128,
+    num_train: int = 2000,
+    num_val: int = 150,
+    video: bool = True,
+    force: bool = False,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Generate the synthetic benchmark, print statistics, write samples.png next to each dataset.
+
+    The defaults are make-data's (and its parser's)."""
+    made = make_data(
+        root=root,
+        seed=seed,
+        image_size=image_size,
+        num_train=num_train,
+        num_val=num_val,
+        video=video,
+        force=force,
+        verbose=not quiet,
+        progress=not quiet,
     )
     for entry in made.values():
         figure = write_sample_figure(entry["root"], Path(entry["root"]) / "samples.png")
-        if not args.quiet:
+        if not quiet:
             print(f"sample figure: {figure}")
     return made
 
@@ -158,14 +185,46 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
         same_categories(train_set.label_to_cat_id, val_set.label_to_cat_id, "training and validation sets")
 
     config = config_for_training(config, args, train_set, task="image")
-    num_classes = config.num_classes
+    return train_image_model(
+        config,
+        args.config,
+        train_set,
+        val_set,
+        out,
+        device,
+        iters=args.iters,
+        resume=args.resume,
+        progress=not args.quiet,
+        log_every=args.log_every,
+        checkpoint_every=args.checkpoint_every,
+        eval_every=args.eval_every,
+        grad_clip=args.grad_clip,
+        num_workers=args.num_workers,
+    )
 
+
+def train_image_model(
+    config: SipMaskConfig,
+    name: str,
+    train_set: CocoInstances,
+    val_set: CocoInstances | None,
+    out: Path,
+    device: torch.device,
+    *,
+    iters: int | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    **options: Any,
+) -> dict[str, Any]:
+    """Seed, build SipMask(config) and engine.train it (options: engine.train's log_every,
+    checkpoint_every, eval_every, grad_clip, num_workers), printing what runs and what came out.
+    name: the preset's, for the message."""
     engine.seed_everything(config.seed)  # the initial weights depend on the seed only
     model = SipMask(config)
-    iters = config.max_iters if args.iters is None else args.iters
+    steps = config.max_iters if iters is None else iters
     print(
-        f"train {args.config}: {len(train_set)} images, {num_classes} classes, {iters} iterations of "
-        f"{config.batch_size} images on {device}" + (" (resuming)" if args.resume else "") + f" -> {out}"
+        f"train {name}: {len(train_set)} images, {config.num_classes} classes, {steps} iterations of "
+        f"{config.batch_size} images on {device}" + (" (resuming)" if resume else "") + f" -> {out}"
     )
     summary = engine.train(
         model,
@@ -173,15 +232,11 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
         train_set,
         out,
         val_dataset=val_set,
-        iters=args.iters,
+        iters=iters,
         device=device,
-        resume=args.resume,
-        log_every=args.log_every,
-        checkpoint_every=args.checkpoint_every,
-        eval_every=args.eval_every,
-        grad_clip=args.grad_clip,
-        num_workers=args.num_workers,
-        progress=not args.quiet,
+        resume=resume,
+        progress=progress,
+        **options,
     )
     print(
         f"checkpoint: {summary['checkpoint']} (iteration {summary['iteration']}, {summary['seconds']:.0f} s)"
@@ -205,26 +260,42 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
         dataset = _dataset(*_synthetic_split(Path(args.data_root), "val"), "evaluation set")
     else:
         dataset = _dataset(args.ann, args.images, "evaluation set")
+    return evaluate_checkpoint(
+        state, args.checkpoint, dataset, Path(args.out), device, args.batch_size, progress=not args.quiet
+    )
+
+
+def evaluate_checkpoint(
+    state: dict[str, Any],
+    checkpoint: str,
+    dataset: CocoInstances,
+    out: Path,
+    device: torch.device,
+    batch_size: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """COCO evaluation of a checkpoint dict (read from path `checkpoint`) on `dataset`: writes
+    OUT/results.json, OUT/metrics.json and OUT/per_class_ap.json, prints the tables; returns the
+    metrics with 'per_class'. batch_size: default the checkpoint config's."""
     trained_on = state.get("dataset", {}).get("label_to_cat_id")
     if trained_on is not None:
         same_categories(
-            trained_on, dataset.label_to_cat_id, f"checkpoint {args.checkpoint} and {dataset.ann_file}"
+            trained_on, dataset.label_to_cat_id, f"checkpoint {checkpoint} and {dataset.ann_file}"
         )
     try:
         model, config = engine.model_from_checkpoint(state, device)
     except checkpoints.CheckpointError as error:
-        raise UsageError(f"{args.checkpoint}: {error}") from None
+        raise UsageError(f"{checkpoint}: {error}") from None
 
     results, metrics = engine.evaluate(
-        model, dataset, device, args.batch_size or config.batch_size, progress=not args.quiet
+        model, dataset, device, batch_size or config.batch_size, progress=progress
     )
-    out = Path(args.out)
     results_path = save_results(results, out / "results.json")
     metrics_path = save_metrics(metrics, out / engine.METRICS_NAME)
     per_class = per_class_ap(dataset.coco, results)
     per_class_path = save_metrics(per_class, out / PER_CLASS_NAME)
     print(
-        f"{args.checkpoint} (iteration {state['iteration']}) on {dataset.ann_file}: "
+        f"{checkpoint} (iteration {state['iteration']}) on {dataset.ann_file}: "
         f"{len(dataset)} images, {len(results)} detections"
     )
     print(format_table(metrics))
@@ -395,36 +466,21 @@ def write_prediction_grid(
 def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
     """make-data -> train cpu_tiny -> evaluate -> figures, all under args.out (outputs/demo)."""
     out, root = Path(args.out), Path(args.data_root)
-    parser = build_parser()
-    present = (root / "synthetic" / "annotations" / "instances_train.json").is_file()
-    cmd_make_data(parser.parse_args(["make-data", "--root", str(root)] + (["--quiet"] if present else [])))
+    train_ann = root / "synthetic" / "annotations" / "instances_train.json"
+    make_synthetic_data(root, quiet=train_ann.is_file())
     checkpoint = out / checkpoints.CHECKPOINT_NAME
-    train_argv = [
-        "train",
-        "--config",
-        "cpu_tiny",
-        "--out",
-        str(out),
-        "--data-root",
-        str(root),
-        "--train-ann",
-        str(root / "synthetic/annotations/instances_train.json"),
-        "--train-images",
-        str(root / "synthetic/images/train"),
-    ]
-    if args.iters is not None:
-        train_argv += ["--iters", str(args.iters)]
-    if args.device is not None:
-        train_argv += ["--device", args.device]
-    if checkpoint.is_file() and not args.fresh:
+    resume = checkpoint.is_file() and not args.fresh
+    if resume:
         print(f"demo: continuing from {checkpoint} (use --fresh to start over)")
-        train_argv.append("--resume")
-    cmd_train(parser.parse_args(train_argv))
+    if args.iters is not None and args.iters < 0:
+        raise UsageError(f"--iters must be >= 0, got {args.iters}")
+    device = checked_device(args.device)
+    train_set = _dataset(train_ann, root / "synthetic" / "images" / "train", "training set")
+    config = training_config(preset("cpu_tiny"), "cpu_tiny", train_set, task="image")
+    train_image_model(config, "cpu_tiny", train_set, None, out, device, iters=args.iters, resume=resume)
 
-    evaluate_argv = ["evaluate", "--checkpoint", str(checkpoint), "--out", str(out), "--data-root", str(root)]
-    if args.device is not None:
-        evaluate_argv += ["--device", args.device]
-    metrics = cmd_evaluate(parser.parse_args(evaluate_argv))
+    val_set = _dataset(*_synthetic_split(root, "val"), "validation set")
+    metrics = evaluate_checkpoint(checked_checkpoint(str(checkpoint)), str(checkpoint), val_set, out, device)
     print(
         f"demo: box AP {100 * metrics['bbox']['AP']:.1f}, mask AP {100 * metrics['segm']['AP']:.1f} "
         f"(COCO AP on the synthetic val split)"
@@ -437,14 +493,9 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
         + f" (lowest: {weakest})"
     )
 
-    model, config = engine.load_checkpoint(checkpoint, checked_device(args.device))
-    val_set = _dataset(*_synthetic_split(root, "val"), "validation set")
+    model, config = engine.load_checkpoint(checkpoint, device)
     figure = write_prediction_grid(
-        model,
-        val_set,
-        out / "predictions.png",
-        checked_device(args.device),
-        mask_threshold=config.mask_threshold,
+        model, val_set, out / "predictions.png", device, mask_threshold=config.mask_threshold
     )
     print(f"figure: {figure}")
     example = adjacent_example(model.cpu(), val_set)

@@ -10,6 +10,7 @@ internals (cli.py imports video.py's handlers; video.py imports nothing of cli.p
     checked_checkpoint   a checkpoint dict, with a missing or foreign file as a UsageError
     train_target         the device and output folder of `train`, after checking --resume and --iters
     config_for_training  the preset with the task, the training set's class count and the overrides
+                         (training_config: the same from plain values, for `demo`)
 """
 
 from __future__ import annotations
@@ -75,17 +76,24 @@ def config_for_training(
     config: SipMaskConfig, args: argparse.Namespace, train_set: Any, task: str
 ) -> SipMaskConfig:
     """The preset with `task`, the training set's class count and --batch-size / --seed / --lr."""
+    overrides = {field: getattr(args, field) for field in ("batch_size", "seed", "lr")}
+    return training_config(config, args.config, train_set, task, **overrides)
+
+
+def training_config(
+    config: SipMaskConfig, name: str, train_set: Any, task: str, **overrides: Any
+) -> SipMaskConfig:
+    """Preset `name` (config) with `task`, the training set's class count (a note when it changes the
+    preset's) and the overrides that are not None."""
     changes: dict[str, Any] = {"task": task}
     num_classes = len(train_set.class_names)
     if num_classes != config.num_classes:
         print(
             f"note: num_classes = {num_classes} from {train_set.ann_file} "
-            f"(preset {args.config} says {config.num_classes})"
+            f"(preset {name} says {config.num_classes})"
         )
         changes["num_classes"] = num_classes
-    for field in ("batch_size", "seed", "lr"):
-        if getattr(args, field) is not None:
-            changes[field] = getattr(args, field)
+    changes |= {field: value for field, value in overrides.items() if value is not None}
     try:
         return dataclasses.replace(config, **changes)
     except ValueError as error:

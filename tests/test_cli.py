@@ -286,3 +286,18 @@ def test_python_dash_m_reports_errors_without_traceback(tmp_path):
     assert done.stderr.strip().splitlines() == [
         f"sipmask_ref train: error: unknown preset 'nope'; choose one of {', '.join(PRESETS)}"
     ]
+
+
+def test_demo_calls_the_library_in_order(data_root, tmp_path, monkeypatch, capsys):
+    made = []
+    monkeypatch.setattr(cli, "make_synthetic_data", lambda root, quiet: made.append((root, quiet)))
+    argv = ["demo", "--data-root", str(data_root), "--out", str(tmp_path), "--iters", "0", "--device", "cpu"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert made == [(data_root, True)]  # the data is there: no statistics
+    assert "note: num_classes = 3" in out and "train cpu_tiny:" in out and "demo: box AP" in out
+    assert (tmp_path / "checkpoint.pt").is_file() and (tmp_path / "metrics.json").is_file()
+    assert (tmp_path / "predictions.png").is_file()
+    assert cli.main([*argv, "--iters", "1"]) == 0
+    assert "demo: continuing from" in capsys.readouterr().out
+    assert cli.main([*argv, "--iters", "-1"]) == 2
