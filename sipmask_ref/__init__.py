@@ -19,9 +19,10 @@ Shape letters, used in every shape comment of the package:
     G  ground-truth instances       N  detections / positive samples
     M  basis masks (m in the paper) Q  sub-regions (k_h x k_w, 4 for 2x2)
     C  classes (foreground only)    H x W  map height x width
-    D  channels of a feature map    E  channels of the tracking embedding (§3.5)
+    D  channels of a feature map
 
 Boxes are (x1, y1, x2, y2) in pixels of the map they refer to; labels are 1..C, 0 is background.
+The video files (§3.5) add E, the channels of the tracking embedding (tracking.py).
 """
 
 __version__ = "0.1.0"

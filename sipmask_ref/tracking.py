@@ -27,7 +27,7 @@ How the detector uses them during training (one image pair of the batch, index b
     targets = tracking_targets(gt_obj_ids[matched_gt], ref_obj_ids)     # [N]
     loss_track = tracking_loss(cur, ref, targets)   # then averaged over the images of the batch
 
-Shape letters as in the package docstring; E is the channels of the tracking embedding (512 in the
+Shape letters as in the package docstring, plus one: E = channels of the tracking embedding (512 in the
 paper presets). Quantities without a letter (identities held in the tracker's memory, frames of a
 video) are written out in words.
 """
