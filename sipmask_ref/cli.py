@@ -28,6 +28,7 @@ code 2; a diverging run (NaN loss) exits with code 1.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 from collections.abc import Sequence
@@ -109,6 +110,12 @@ def _dataset(ann: Path | str | None, images: Path | str | None, what: str) -> Co
 # ----------------------------------------------------------------------------------------------------
 # make-data
 # ----------------------------------------------------------------------------------------------------
+# make_data's own defaults, shown and used by the make-data command (one home: the generator)
+_MAKE_DATA_DEFAULTS = {
+    name: parameter.default for name, parameter in inspect.signature(make_data).parameters.items()
+}
+
+
 def cmd_make_data(args: argparse.Namespace) -> dict[str, Any]:
     """`make-data`: make_synthetic_data with the command's options."""
     return make_synthetic_data(
@@ -123,31 +130,12 @@ def cmd_make_data(args: argparse.Namespace) -> dict[str, Any]:
     )
 
 
-def make_synthetic_data(
-    root: str | Path,
-    *,
-    seed: int = 0,
-    image_size: int = 128,
-    num_train: int = 2000,
-    num_val: int = 150,
-    video: bool = True,
-    force: bool = False,
-    quiet: bool = False,
-) -> dict[str, Any]:
+def make_synthetic_data(root: str | Path, *, quiet: bool = False, **options: Any) -> dict[str, Any]:
     """Generate the synthetic benchmark, print statistics, write samples.png next to each dataset.
 
-    The defaults are make-data's (and its parser's)."""
-    made = make_data(
-        root=root,
-        seed=seed,
-        image_size=image_size,
-        num_train=num_train,
-        num_val=num_val,
-        video=video,
-        force=force,
-        verbose=not quiet,
-        progress=not quiet,
-    )
+    `options` go to data.synthetic.make_data (seed, image_size, num_train, num_val, video, force), whose
+    defaults are the only ones: make-data's parser reads them from there (_MAKE_DATA_DEFAULTS)."""
+    made = make_data(root=root, **options, verbose=not quiet, progress=not quiet)
     for entry in made.values():
         figure = write_sample_figure(entry["root"], Path(entry["root"]) / "samples.png")
         if not quiet:
@@ -535,10 +523,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--root", default="data", help="folder for synthetic/ and synthetic_video/ (default: data)"
     )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--image-size", type=int, default=128)
-    p.add_argument("--num-train", type=int, default=2000, help="training images")
-    p.add_argument("--num-val", type=int, default=150, help="validation images")
+    defaults = _MAKE_DATA_DEFAULTS
+    p.add_argument("--seed", type=int, default=defaults["seed"])
+    p.add_argument("--image-size", type=int, default=defaults["image_size"])
+    p.add_argument("--num-train", type=int, default=defaults["num_train"], help="training images")
+    p.add_argument("--num-val", type=int, default=defaults["num_val"], help="validation images")
     p.add_argument("--no-video", dest="video", action="store_false", help="skip the video benchmark")
     p.add_argument("--force", action="store_true", help="regenerate even when up to date")
     p.add_argument("--quiet", action="store_true", help="no statistics, no progress bars")

@@ -17,12 +17,28 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from sipmask_ref.data.synthetic import make_data
+
 HEIGHT, WIDTH = 32, 48
 
 
 # --------------------------------------------------------------------------------------------------------
 # Helpers (plain functions, importable from tests as `from conftest import ...`)
 # --------------------------------------------------------------------------------------------------------
+
+
+def tiny_synthetic(root: Path, num_train: int = 4, num_val: int = 2) -> Path:
+    """A synthetic image benchmark of 64 x 64 images under `root` (no videos), quietly; `root`."""
+    make_data(
+        root=root,
+        image_size=64,
+        num_train=num_train,
+        num_val=num_val,
+        video=False,
+        progress=False,
+        verbose=False,
+    )
+    return root
 
 
 def uncompressed_rle(mask: np.ndarray) -> dict[str, Any]:

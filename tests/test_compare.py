@@ -11,10 +11,10 @@ import pytest
 import torch
 from torchvision.models.detection import MaskRCNN
 
+from conftest import tiny_synthetic
 from sipmask_ref import cli, compare, engine
 from sipmask_ref.backbone import BackboneWithFPN
 from sipmask_ref.config import preset
-from sipmask_ref.data.synthetic import make_data
 from sipmask_ref.model import SipMask
 from sipmask_ref.reproduce import BASELINE
 
@@ -236,15 +236,7 @@ def _small_preset(name: str):
 def test_compare_tiny_run_writes_both_files_and_resumes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    make_data(
-        root=tmp_path / "data",
-        image_size=64,
-        num_train=4,
-        num_val=2,
-        video=False,
-        progress=False,
-        verbose=False,
-    )
+    tiny_synthetic(tmp_path / "data")
     monkeypatch.setattr(compare, "preset", _small_preset)
     monkeypatch.setattr(compare, "CALIBRATION_WARMUP", 1)
     monkeypatch.setattr(compare, "CALIBRATION_STEPS", 1)

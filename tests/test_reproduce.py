@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import tiny_synthetic
 from sipmask_ref import cli, reproduce
 from sipmask_ref.config import preset
-from sipmask_ref.data.synthetic import make_data
 from sipmask_ref.reproduce import BASELINE, FULL, TABLES, Variant
 
 SWITCHES = ("sub_regions", "basis_source", "alignment_weight", "feature_alignment")
@@ -190,15 +190,7 @@ def test_assemble_tables_and_missing_rows() -> None:
 # one tiny end-to-end run, then a rerun that skips it
 # ----------------------------------------------------------------------------------------------------
 def test_reproduce_tiny_run_writes_reports_and_resumes(tmp_path: Path) -> None:
-    make_data(
-        root=tmp_path / "data",
-        image_size=64,
-        num_train=4,
-        num_val=2,
-        video=False,
-        progress=False,
-        verbose=False,
-    )
+    tiny_synthetic(tmp_path / "data")
     kwargs = dict(
         out=tmp_path / "results",
         seeds=1,
@@ -260,15 +252,7 @@ def test_reproduce_tiny_run_writes_reports_and_resumes(tmp_path: Path) -> None:
 
 
 def test_reproduce_rejects_unknown_variant(tmp_path: Path) -> None:
-    make_data(
-        root=tmp_path / "data",
-        image_size=64,
-        num_train=2,
-        num_val=1,
-        video=False,
-        progress=False,
-        verbose=False,
-    )
+    tiny_synthetic(tmp_path / "data", num_train=2, num_val=1)
     with pytest.raises(ValueError, match="unknown variant"):
         reproduce.reproduce(out=tmp_path, data_root=tmp_path / "data", only=["nope"], log=lambda line: None)
     with pytest.raises(FileNotFoundError, match="no synthetic benchmark"):

@@ -52,6 +52,13 @@ def data_root(tmp_path_factory) -> Path:
     return root
 
 
+def untrained_image_run(data_root: Path, out: Path) -> Path:
+    """`train --iters 0` of cpu_tiny into `out`: an image checkpoint to start a video model from."""
+    argv = ["train", "--config", "cpu_tiny", "--data-root", str(data_root), "--out", str(out)]
+    assert cli.main([*argv, "--iters", "0", "--quiet"]) == 0
+    return out
+
+
 def train(argv: list[str], **options) -> dict:
     """`python -m sipmask_ref train ARGV` with the image-stage options (image_stage, image_stage_iters) set
     on the parsed arguments, as their flags --no-image-stage / --image-stage-iters would."""
@@ -209,24 +216,7 @@ def test_predict_video_writes_strip_gif_and_identities(vis_run, data_root, tmp_p
 def test_video_command_mistakes_exit_with_code_2(vis_run, data_root, tmp_path, capsys):
     checkpoint = str(vis_run / "checkpoint.pt")
     frames = str(data_root / "synthetic_video/videos/val/vid_0000")
-    image_run = tmp_path / "image"
-    assert (
-        cli.main(
-            [
-                "train",
-                "--config",
-                "cpu_tiny",
-                "--data-root",
-                str(data_root),
-                "--out",
-                str(image_run),
-                "--iters",
-                "0",
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    image_run = untrained_image_run(data_root, tmp_path / "image")
     cases = [
         ["predict", "--checkpoint", checkpoint, "--video", str(tmp_path / "nowhere"), "--out", str(tmp_path)],
         ["predict", "--checkpoint", checkpoint, "--out", str(tmp_path)],
@@ -282,24 +272,7 @@ def test_video_command_mistakes_exit_with_code_2(vis_run, data_root, tmp_path, c
 
 
 def test_train_vis_from_an_image_checkpoint(data_root, tmp_path, capsys):
-    image_run = tmp_path / "image"
-    assert (
-        cli.main(
-            [
-                "train",
-                "--config",
-                "cpu_tiny",
-                "--data-root",
-                str(data_root),
-                "--out",
-                str(image_run),
-                "--iters",
-                "0",
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    image_run = untrained_image_run(data_root, tmp_path / "image")
     out = tmp_path / "vis"
     capsys.readouterr()
     assert (
