@@ -1,6 +1,6 @@
 """The SipMask detector (Fig. 3a) behind torchvision's detection-model interface.
 
-images -> resize, normalise, pad to 32 (data/transforms.py)
+images -> resize, normalise, pad to 32 (model_input.py)
        -> backbone + FPN (backbone.py)                           P3..P7
        -> shared head (head.py)                                  per level: class logits,
                                                                  box regression, centerness,
@@ -18,11 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import fcos, inference
+from . import fcos, inference, model_input
 from .backbone import build_backbone
 from .basis_masks import ContextualBasisMasks
 from .config import SipMaskConfig
-from .data import transforms
 
 # paired_box_iou lives in geometry.py; model.paired_box_iou stays importable (notebook 05, tests)
 from .geometry import paired_box_iou
@@ -114,13 +113,13 @@ class SipMask(nn.Module):
             target = None
             if targets is not None:
                 target = _checked_target(targets[k], image, k, cfg.num_classes)
-            image_r, target_r, scale = transforms.resize(image, target, cfg.input_size, cfg.keep_ratio)
-            resized.append(transforms.normalize(image_r, cfg.pixel_mean, cfg.pixel_std))
+            image_r, target_r, scale = model_input.resize(image, target, cfg.input_size, cfg.keep_ratio)
+            resized.append(model_input.normalize(image_r, cfg.pixel_mean, cfg.pixel_std))
             image_sizes.append((int(image_r.shape[1]), int(image_r.shape[2])))
             original_sizes.append((int(image.shape[1]), int(image.shape[2])))
             scale_factors.append((float(scale[0]), float(scale[1])))
             resized_targets.append(target_r)
-        batch, _ = transforms.pad_batch(resized, cfg.size_divisible)  # [B, 3, H, W] padded
+        batch, _ = model_input.pad_batch(resized, cfg.size_divisible)  # [B, 3, H, W] padded
         if targets is None:
             return PreparedBatch(batch, image_sizes, original_sizes, scale_factors, None)
         padded = (int(batch.shape[2]), int(batch.shape[3]))
@@ -434,5 +433,5 @@ def _drop_degenerate(target: dict[str, Any], padded_size: tuple[int, int]) -> di
     return {
         "boxes": boxes[keep],
         "labels": target["labels"][keep],
-        "masks": transforms.pad_masks(target["masks"][keep], padded_size),
+        "masks": model_input.pad_masks(target["masks"][keep], padded_size),
     }

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from pycocotools import mask as mask_utils
 
@@ -80,6 +81,40 @@ def triangle_mask() -> np.ndarray:
     for row in range(16):
         mask[4 + row, 6 : 6 + row + 1] = 1
     return mask
+
+
+def make_sample(height: int = 20, width: int = 30) -> tuple[torch.Tensor, dict]:
+    """(image [3, H, W], target) for the transform tests: two rectangular instances whose boxes are
+    their masks' pixel extents."""
+    generator = torch.Generator().manual_seed(0)
+    image = torch.rand(3, height, width, generator=generator)
+    masks = torch.zeros(2, height, width, dtype=torch.uint8)
+    masks[0, 2:9, 3:11] = 1  # rows 2..8, columns 3..10
+    masks[1, 10:18, 15:29] = 1
+    target = {
+        "boxes": torch.tensor([[3.0, 2.0, 11.0, 9.0], [15.0, 10.0, 29.0, 18.0]]),
+        "labels": torch.tensor([1, 2]),
+        "masks": masks,
+        "image_id": 5,
+        "iscrowd": torch.zeros(2, dtype=torch.uint8),
+    }
+    return image, target
+
+
+def mask_extent(mask: torch.Tensor) -> list[float]:
+    """xyxy pixel-edge box of a mask [H, W]."""
+    ys, xs = torch.nonzero(mask, as_tuple=True)
+    return [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
+
+
+def empty_target(height: int, width: int) -> dict:
+    return {
+        "boxes": torch.zeros(0, 4),
+        "labels": torch.zeros(0, dtype=torch.int64),
+        "masks": torch.zeros(0, height, width, dtype=torch.uint8),
+        "image_id": 0,
+        "iscrowd": torch.zeros(0, dtype=torch.uint8),
+    }
 
 
 def write_json(path: Path, data: Any) -> Path:
