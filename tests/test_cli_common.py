@@ -1,4 +1,4 @@
-"""cli_common.py: the checks that cli.py and video.py share (each a one-line UsageError)."""
+"""cli_common.py: the checks that cli.py and video/commands.py share (each a one-line UsageError)."""
 
 from __future__ import annotations
 
@@ -48,4 +48,4 @@ def test_train_target_and_config_for_training(tmp_path):
 
 
 def test_one_usage_error_for_both_command_modules():
-    assert cli.UsageError is video.UsageError is cli_common.UsageError
+    assert cli.UsageError is video.commands.UsageError is cli_common.UsageError

@@ -64,6 +64,8 @@ EDGES, LATE = _imports()
 def test_the_graph_was_read():
     assert "sipmask_ref.checkpoints" in EDGES["sipmask_ref.video_model"]
     assert "sipmask_ref.data.coco" in EDGES["sipmask_ref.data.ytvis"]
+    # relative imports inside a subpackage: `from .tracks import` and `from .. import engine`
+    assert {"sipmask_ref.video.tracks", "sipmask_ref.engine"} <= EDGES["sipmask_ref.video.training"]
     assert len(MODULES) > 30
 
 

@@ -4,19 +4,17 @@ checkpoints, and bad input (missing obj_ids, a reference of another size, a zero
 from __future__ import annotations
 
 import dataclasses
-import os
-from pathlib import Path
 from typing import ClassVar
 
 import pytest
 import torch
 
-from sipmask_ref import engine, video, video_model, workspace
+from sipmask_ref import engine, video_model
 from sipmask_ref.config import preset
 from sipmask_ref.data.ytvis import YTVISDataset
 from sipmask_ref.model import SipMask
 from sipmask_ref.tracking import embeddings_at_boxes
-from sipmask_ref.video import IMAGE_STAGE_PRESETS, image_stage_config, schedule_fields, train_vis
+from sipmask_ref.video.training import train_vis
 from sipmask_ref.video_model import SipMaskVIS, load_image_weights
 
 torch.set_num_threads(1)
@@ -178,22 +176,6 @@ def test_pair_training_is_deterministic_and_restores_as_sipmaskvis(ytvis_files, 
     assert "loss_track" in first["losses"] and torch.isfinite(torch.tensor(first["losses"]["loss_track"]))
 
 
-def test_image_stage_config_is_the_vis_model_with_a_from_scratch_schedule():
-    vis = dataclasses.replace(preset("cpu_tiny_vis"), num_classes=3, seed=7)
-    stage = image_stage_config(vis, "cpu_tiny_vis")
-    image = preset(IMAGE_STAGE_PRESETS["cpu_tiny_vis"])
-    assert stage.task == "image" and stage.max_iters == image.max_iters > vis.max_iters
-    for name in schedule_fields():
-        assert getattr(stage, name) == getattr(image, name), name
-    assert {"lr", "lr_steps", "batch_size", "warmup_iters"} <= set(schedule_fields())
-    model_fields = {f.name for f in dataclasses.fields(vis)} - set(schedule_fields()) - {"task"}
-    for name in model_fields:  # backbone, channels, classes, switches, input, seed, ...
-        assert getattr(stage, name) == getattr(vis, name), name
-    # a preset without an image preset (its schedule is already in epochs of video frames): its own
-    paper = preset("paper_vis_r50")
-    assert image_stage_config(paper, "paper_vis_r50") == dataclasses.replace(paper, task="image")
-
-
 def test_train_vis_starts_from_the_weight_average_of_an_image_checkpoint(tmp_path):
     """An image checkpoint that kept a weight average (config.ema_decay) is evaluated with it: the
     fine-tuning starts from it too."""
@@ -254,50 +236,3 @@ def test_engine_flips_both_frames_of_a_pair_together():
         assert torch.equal(image, ref_image) and torch.equal(target["boxes"], ref_target["boxes"])
         flipped.add(bool(target["boxes"][0, 0] != LEFT[0]))
     assert flipped == {True, False}
-
-
-def test_trained_vis_model_fine_tunes_again_after_the_image_model_changes(ytvis_files, tmp_path, monkeypatch):
-
-    image_checkpoint = tmp_path / "outputs" / "tutorial" / "cpu_tiny" / engine.CHECKPOINT_NAME
-    image_checkpoint.parent.mkdir(parents=True)
-    image_checkpoint.write_bytes(b"an image model")  # only its age matters here
-    calls = []
-
-    def fake_train_vis(config, train_set, out, init_from, iters, **kwargs):
-        """Stands in for the fine-tuning: records the call, writes a real (untrained) checkpoint."""
-        calls.append({"init_from": init_from, "grad": torch.is_grad_enabled()})
-        model = SipMaskVIS(config)
-        engine.save_checkpoint(
-            {
-                "format": engine.CHECKPOINT_FORMAT,
-                "model": model.state_dict(),
-                "config": dataclasses.asdict(config),
-                "iteration": iters,
-            },
-            Path(out) / engine.CHECKPOINT_NAME,
-        )
-
-    monkeypatch.setattr(
-        video,
-        "synthetic_video_paths",
-        lambda root: {
-            "train_ann": ytvis_files.ann_file,
-            "train_dir": ytvis_files.video_dir,
-            "val_ann": ytvis_files.ann_file,
-            "val_dir": ytvis_files.video_dir,
-        },
-    )
-    monkeypatch.setattr(video, "train_vis", fake_train_vis)
-    monkeypatch.delenv(workspace.FAST_ENV, raising=False)
-    monkeypatch.setenv(workspace.REPO_ENV, str(tmp_path))  # the notebooks' call: no paths given
-
-    with torch.no_grad():  # as a notebook that switched gradients off
-        model, _ = video.trained_vis_model(iters=1, image_checkpoint=image_checkpoint)
-    assert isinstance(model, SipMaskVIS) and calls == [{"init_from": image_checkpoint, "grad": True}]
-    assert (tmp_path / "outputs" / "tutorial" / "cpu_tiny_vis" / engine.CHECKPOINT_NAME).is_file()
-    video.trained_vis_model(iters=1, image_checkpoint=image_checkpoint)  # cached, newer than the image model
-    assert len(calls) == 1
-    later = image_checkpoint.stat().st_mtime + 10
-    os.utime(image_checkpoint, (later, later))  # the image model was trained again
-    video.trained_vis_model(iters=1, root=tmp_path, image_checkpoint=image_checkpoint)
-    assert len(calls) == 2
