@@ -12,8 +12,8 @@ Two uses:
   validated, and each class described (sizes, adjacency, FCOS positives per level, instances without any
   positive point); :func:`write_check` writes the report (JSON and text) and a ground-truth gallery.
 
-Nothing is checked twice here: reading an image is ``CocoInstances.load_image`` (``data/coco.py``'s
-``load_rgb_image`` and its messages), validating an annotation is the dataset's own parse (its
+Nothing is checked twice here: reading an image is ``coco.read_rgb_array`` (``load_rgb_image`` without
+the tensor, with its checks and messages), validating an annotation is the dataset's own parse (its
 ``AnnotationWarning`` messages are collected, not rewritten), adjacency is ``synthetic.adjacency_flags``
 and the size names are COCO's (``synthetic.area_bin``), and the positives come from
 ``fcos.locations`` / ``fcos.flatten_levels`` / ``fcos.fcos_targets`` on the boxes as ``SipMask.preprocess``
@@ -21,7 +21,7 @@ resizes them (``transforms.resize``, then padding to ``size_divisible``).
 
 Decisions:
 
-- An image is read completely (``load_rgb_image``, as training reads it), not only its header: a file
+- An image is decoded completely (``read_rgb_array``, as training reads it), not only its header: a file
   truncated in the middle is found too. That costs a decode per image; ``train --no-scan`` skips it.
 - Sizes are by mask pixels at the original image size (what the masks of training hold), not the
   annotation's ``area`` field; small / medium / large are COCO's area ranges.
@@ -47,11 +47,10 @@ Decisions:
 
 from __future__ import annotations
 
-import functools
 import math
 import statistics
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -65,7 +64,7 @@ from . import fcos
 from .cli_common import UsageError
 from .config import SipMaskConfig
 from .data import transforms
-from .data.coco import AnnotationWarning, CocoInstances, InstanceRecord
+from .data.coco import AnnotationWarning, CocoInstances, InstanceRecord, read_rgb_array
 from .data.synthetic import ADJACENCY_THRESHOLD, COCO_AREA_BINS, adjacency_flags, area_bin
 from .data.ytvis import YTVISDataset, frame_image_id
 from .files import write_json
@@ -94,12 +93,15 @@ class BadImageWarning(UserWarning):
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _read(load: Callable[[], Tensor], image_id: int, path: Path) -> tuple[Tensor | None, BadImage | None]:
-    """(image, None) when ``load()`` works, (None, BadImage) with its message when it cannot."""
+def _problem(file: tuple[Path, tuple[int, int], str], image_id: int) -> BadImage | None:
+    """None when the image ``file`` = (path, JSON size, name) decodes as training will read it, else what
+    is wrong, in the dataset's words (``coco.read_rgb_array``: load_rgb_image without the tensor)."""
+    path, size, owner = file
     try:
-        return load(), None
+        read_rgb_array(path, size, owner)
     except (OSError, ValueError) as error:  # FileNotFoundError is an OSError
-        return None, BadImage(image_id, path, str(error))
+        return BadImage(image_id, path, str(error))
+    return None
 
 
 def _bar(count: int, desc: str, progress: bool) -> Any:
@@ -110,8 +112,7 @@ def scan_images(dataset: CocoInstances, progress: bool = False) -> list[BadImage
     """Decode every image of ``dataset`` and compare its size with the JSON; the ones that fail, in order."""
     bad = []
     for idx in _bar(len(dataset), "scan images", progress):
-        info = dataset.get_image_info(idx)
-        _, problem = _read(functools.partial(dataset.load_image, idx), info["id"], dataset.image_path(idx))
+        problem = _problem(dataset.image_file(idx), dataset.get_image_info(idx)["id"])
         if problem is not None:
             bad.append(problem)
     return bad
@@ -119,13 +120,11 @@ def scan_images(dataset: CocoInstances, progress: bool = False) -> list[BadImage
 
 def scan_frames(dataset: YTVISDataset, progress: bool = False) -> list[BadImage]:
     """:func:`scan_images` for the frames a YouTube-VIS dataset serves (its ``items``)."""
-    frames = sorted(set(dataset.items))
+    frames = sorted(set(dataset.items))  # (video index, frame index)
     bad = []
     for k in _bar(len(frames), "scan frames", progress):
         v, f = frames[k]
-        image_id = frame_image_id(dataset.videos[v]["id"], f)
-        load = functools.partial(dataset.load_frame_image, v, f)
-        _, problem = _read(load, image_id, dataset.frame_path(v, f))
+        problem = _problem(dataset.frame_file(v, f), frame_image_id(dataset.videos[v]["id"], f))
         if problem is not None:
             bad.append(problem)
     return bad
@@ -195,17 +194,20 @@ def level_sizes(padded: tuple[int, int], strides: Sequence[int]) -> list[tuple[i
     return [(math.ceil(padded[0] / s), math.ceil(padded[1] / s)) for s in strides]
 
 
-def fcos_assignment(image: Tensor, boxes: Tensor, labels: Tensor, config: SipMaskConfig) -> Tensor:
+def fcos_assignment(
+    image_size: tuple[int, int], boxes: Tensor, labels: Tensor, config: SipMaskConfig
+) -> Tensor:
     """Positive points of each instance on each FPN level, as the model assigns them in training: [G, L].
 
-    ``image`` [C, H0, W0] (only its size is used; one channel is enough), ``boxes`` [G, 4] xyxy in its
-    pixels, ``labels`` [G] 1..C. The boxes are resized as ``SipMask.preprocess`` does
+    ``image_size`` (H0, W0) of the image as given, ``boxes`` [G, 4] xyxy in its pixels, ``labels`` [G]
+    1..C. The boxes are resized as ``SipMask.preprocess`` does
     (``transforms.resize`` to ``config.input_size``), the input is padded to ``config.size_divisible``
     and the points of every level are assigned by ``fcos.fcos_targets`` with the config's regress
     ranges and centre-sampling radius. In a batch the padding may be larger, but the extra points lie
     outside every box of this image, so one image alone gives the same assignment.
     """
-    resized, target, _ = transforms.resize(image, {"boxes": boxes}, config.input_size, config.keep_ratio)
+    canvas = torch.zeros(()).expand(1, *image_size)  # [1, H0, W0]: resize needs an image, of this size only
+    resized, target, _ = transforms.resize(canvas, {"boxes": boxes}, config.input_size, config.keep_ratio)
     assert target is not None  # resize returns the target it is given
     padded = transforms.padded_size(int(resized.shape[-2]), int(resized.shape[-1]), config.size_divisible)
     per_level = fcos.locations(level_sizes(padded, config.strides), config.strides)  # [P_l, 2] each
@@ -290,17 +292,15 @@ def check_dataset(
         gallery: list[tuple[Tensor, dict[str, Any], list[str]]] = []
         for idx in _bar(len(dataset), "check images", progress):
             info = dataset.get_image_info(idx)
-            image, bad = _read(
-                functools.partial(dataset.load_image, idx), info["id"], dataset.image_path(idx)
-            )
-            if image is None:
-                assert bad is not None  # _read gives one of the two
+            bad = _problem(dataset.image_file(idx), info["id"])
+            if bad is not None:
                 bad_images.append(bad)
                 continue
             target, records = dataset.load_target(idx)
-            texts = _describe_image(image, target, records, dataset.class_names, per_class, config)
+            image_size = (info["height"], info["width"])
+            texts = _describe_image(image_size, target, records, dataset.class_names, per_class, config)
             if len(gallery) < gallery_size:
-                gallery.append((image, target, texts))
+                gallery.append((dataset.load_image(idx), target, texts))
     problems = [str(w.message) for w in caught if issubclass(w.category, AnnotationWarning)]
     for w in caught:  # anything else is not ours to swallow
         if not issubclass(w.category, AnnotationWarning):
@@ -346,7 +346,7 @@ def check_dataset(
 
 
 def _describe_image(
-    image: Tensor,
+    image_size: tuple[int, int],
     target: dict[str, Any],
     records: Sequence[InstanceRecord],
     class_names: Sequence[str],
@@ -361,7 +361,7 @@ def _describe_image(
     masks = target["masks"].bool()  # [G, H0, W0]
     areas = masks.flatten(1).sum(dim=1).tolist()  # [G] pixels
     adjacent = adjacency_flags(masks.numpy(), labels.tolist())  # [G]
-    positives = fcos_assignment(image[:1], target["boxes"], labels, config)  # [G, L]
+    positives = fcos_assignment(image_size, target["boxes"], labels, config)  # [G, L]
     levels = level_names(config)
     texts = []
     for g, record in enumerate(records):

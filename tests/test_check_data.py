@@ -117,9 +117,8 @@ def test_fcos_assignment_of_one_box_by_hand():
     has largest distance 32, not > 32: 8 positives. P5 (stride 32): the points 16 and 48 are at most
     56 from a side, not > 64. A 2 x 2 px box lies between the points: none."""
     config = preset("cpu_tiny")
-    image = torch.zeros(1, SIZE, SIZE)
     boxes = torch.tensor([[4.0, 4.0, 36.0, 36.0], [45.0, 3.0, 47.0, 5.0]])
-    counts = dataset_check.fcos_assignment(image, boxes, torch.tensor([1, 2]), config)
+    counts = dataset_check.fcos_assignment((SIZE, SIZE), boxes, torch.tensor([1, 2]), config)
     assert counts.tolist() == [[0, 8, 0, 0, 0], [0, 0, 0, 0, 0]]
     assert dataset_check.level_names(config) == ["P3", "P4", "P5", "P6", "P7"]
     assert dataset_check.level_sizes((800, 1344), config.strides) == [

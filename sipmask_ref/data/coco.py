@@ -101,6 +101,15 @@ def load_rgb_image(path: Path, expected_size: tuple[int, int] | None, owner: str
     ``expected_size`` is (width, height) from the annotation file (None: not checked); ``owner`` names the
     image in error messages, e.g. "image id 3".
     """
+    array = read_rgb_array(path, expected_size, owner)  # [H, W, 3]
+    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+
+
+def read_rgb_array(path: Path, expected_size: tuple[int, int] | None, owner: str) -> np.ndarray:
+    """:func:`load_rgb_image` without the tensor: float32 [H, W, 3], with the same checks and errors.
+
+    Scanning a dataset before training calls this: it decodes the file as training will, without torch.
+    """
     if not path.is_file():
         raise FileNotFoundError(f"image file {path} ({owner}) does not exist")
     try:
@@ -110,12 +119,11 @@ def load_rgb_image(path: Path, expected_size: tuple[int, int] | None, owner: str
                     f"image file {path} ({owner}) is {img.size[0]}x{img.size[1]} (width x height) "
                     f"but the annotation file says {expected_size[0]}x{expected_size[1]}"
                 )
-            array = _pil_to_rgb_array(img, path)  # [H, W, 3]
+            return _pil_to_rgb_array(img, path)  # [H, W, 3]
     except OSError as err:
         if isinstance(err, FileNotFoundError):
             raise
         raise OSError(f"cannot read image file {path} ({owner}): {err}") from err
-    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
 
 def _pil_to_rgb_array(img: Image.Image, path: Path) -> np.ndarray:
@@ -518,11 +526,15 @@ class CocoInstances(Dataset):
         """Where the image of item ``idx`` is read from."""
         return self.image_dir / self.images[idx]["file_name"]
 
+    def image_file(self, idx: int) -> tuple[Path, tuple[int, int], str]:
+        """(path, (width, height) from the JSON, name in messages) of the image of item ``idx``."""
+        info = self.images[idx]
+        return self.image_path(idx), (info["width"], info["height"]), f"image id {info['id']}"
+
     def load_image(self, idx: int) -> Tensor:
         """The image of item ``idx``, float32 [3, H, W]; its file must exist, decode and have the JSON size
         (FileNotFoundError, OSError or ValueError naming the file and the image id otherwise)."""
-        info = self.images[idx]
-        return load_rgb_image(self.image_path(idx), (info["width"], info["height"]), f"image id {info['id']}")
+        return load_rgb_image(*self.image_file(idx))
 
     def load_target(self, idx: int) -> tuple[dict[str, Any], list[InstanceRecord]]:
         """The target of item ``idx`` (data contract, masks decoded) and the records of its instances in
