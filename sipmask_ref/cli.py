@@ -15,6 +15,8 @@
                 results/speed_accuracy.json and results/speed_accuracy.md (see compare.py)
     reproduce-video  the tracker comparison of §3.5 on the synthetic videos, several seeds, into
                 results/video/ (video.reproduce; `python -m sipmask_ref.video reproduce` forwards here)
+    check-data  read every image and annotation of a COCO-format set as training would and describe its
+                classes as the preset's FCOS assignment sees them: report and gallery (dataset_check.py)
 
 `train --task vis` / `evaluate --task vis` (§3.5, video instance segmentation, handled in video.py)
 train SipMaskVIS on frame pairs of a YouTube-VIS set (default: the synthetic videos) and report
@@ -39,7 +41,7 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from . import checkpoints, compare, engine, reproduce
+from . import checkpoints, compare, dataset_check, engine, reproduce
 from .cli_common import (
     UsageError,
     checked_checkpoint,
@@ -171,6 +173,10 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
         val_set = _dataset(*_synthetic_split(root, "val"), "validation set")
     if val_set is not None:
         same_categories(train_set.label_to_cat_id, val_set.label_to_cat_id, "training and validation sets")
+    if args.scan:  # every image opened and its size checked before the first step (dataset_check.py)
+        train_set, val_set = dataset_check.scanned_image_sets(
+            train_set, val_set, skip_bad=args.skip_bad_images, progress=not args.quiet
+        )
 
     config = config_for_training(config, args, train_set, task="image")
     return train_image_model(
@@ -566,6 +572,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument(
+        "--no-scan",
+        dest="scan",
+        action="store_false",
+        help="do not open every image before the first step (for huge sets; a bad file then stops the run "
+        "when it is loaded)",
+    )
+    p.add_argument(
+        "--skip-bad-images",
+        action="store_true",
+        help="train (and validate) without the images the scan cannot use, one warning each, instead of "
+        "stopping (image task only)",
+    )
+    p.add_argument(
         "--task",
         choices=("image", "vis"),
         help="'vis': SipMaskVIS on frame pairs of a YouTube-VIS "
@@ -716,7 +735,50 @@ def build_parser() -> argparse.ArgumentParser:
         "compare.MASK_RCNN_LR for mask_rcnn)",
     )
     p.set_defaults(func=cmd_compare)
+
+    p = commands.add_parser(
+        "check-data", help="check a COCO-format dataset before training: report and ground-truth gallery"
+    )
+    p.add_argument("--ann", required=True, help="COCO instances JSON")
+    p.add_argument("--images", required=True, help="image folder of --ann")
+    p.add_argument(
+        "--config",
+        default="paper_r50_800",
+        metavar="NAME",
+        help="preset whose input size, strides, regress ranges and centre sampling are applied "
+        "(default: paper_r50_800; give the one you will train)",
+    )
+    p.add_argument(
+        "--out",
+        help="folder for report.json, report.txt, gallery.png (default: outputs/check_data/<ann name>)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_check_data)
     return parser
+
+
+def cmd_check_data(args: argparse.Namespace) -> dict[str, Any]:
+    """`check-data`: dataset_check.check_dataset on --ann / --images with the preset --config; prints the
+    summary, writes report.json, report.txt and gallery.png, and exits with code 2 (one line on stderr)
+    when an image cannot be used or an annotation has a problem."""
+    config = _preset(args.config)
+    if not Path(args.ann).is_file():
+        raise UsageError(f"annotation file not found: {args.ann}")
+    if not Path(args.images).is_dir():
+        raise UsageError(f"image folder not found: {args.images}")
+    try:
+        report, gallery = dataset_check.check_dataset(
+            args.ann, args.images, config, preset_name=args.config, progress=not args.quiet
+        )
+    except ValueError as error:  # the annotation file itself is broken (not COCO, unknown ids, ...)
+        raise UsageError(str(error)) from None
+    out = Path(args.out) if args.out is not None else dataset_check.default_out_dir(args.ann)
+    paths = dataset_check.write_check(report, gallery, out)
+    print(dataset_check.format_report(report))
+    print("written: " + ", ".join(str(path) for path in paths.values()))
+    if not report["ok"]:
+        raise UsageError(f"{dataset_check.summary_line(report)} (details: {paths['text']})")
+    return report
 
 
 def cmd_reproduce(args: argparse.Namespace) -> dict[str, Any]:

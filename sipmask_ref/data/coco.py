@@ -40,17 +40,19 @@ How the file is read (the decisions a user should know):
   over a background, as cv2.imread and most detection loaders do); 16-bit grayscale is divided by 65535.
   EXIF orientation is not applied (COCO annotations refer to the stored pixels). The file's size must
   equal the JSON width / height. A missing image file raises ``FileNotFoundError`` when its item is
-  loaded; ``check_files()`` checks every file at once.
+  loaded; ``check_files()`` checks every file at once (``dataset_check.scan_images`` also decodes
+  them). ``without_images(ids)`` gives the dataset without some images (e.g. unreadable ones).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import io
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -99,6 +101,15 @@ def load_rgb_image(path: Path, expected_size: tuple[int, int] | None, owner: str
     ``expected_size`` is (width, height) from the annotation file (None: not checked); ``owner`` names the
     image in error messages, e.g. "image id 3".
     """
+    array = read_rgb_array(path, expected_size, owner)  # [H, W, 3]
+    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+
+
+def read_rgb_array(path: Path, expected_size: tuple[int, int] | None, owner: str) -> np.ndarray:
+    """:func:`load_rgb_image` without the tensor: float32 [H, W, 3], with the same checks and errors.
+
+    Scanning a dataset before training calls this: it decodes the file as training will, without torch.
+    """
     if not path.is_file():
         raise FileNotFoundError(f"image file {path} ({owner}) does not exist")
     try:
@@ -108,12 +119,11 @@ def load_rgb_image(path: Path, expected_size: tuple[int, int] | None, owner: str
                     f"image file {path} ({owner}) is {img.size[0]}x{img.size[1]} (width x height) "
                     f"but the annotation file says {expected_size[0]}x{expected_size[1]}"
                 )
-            array = _pil_to_rgb_array(img, path)  # [H, W, 3]
+            return _pil_to_rgb_array(img, path)  # [H, W, 3]
     except OSError as err:
         if isinstance(err, FileNotFoundError):
             raise
         raise OSError(f"cannot read image file {path} ({owner}): {err}") from err
-    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
 
 def _pil_to_rgb_array(img: Image.Image, path: Path) -> np.ndarray:
@@ -393,6 +403,15 @@ def validate_coco_instances(data: Any, path: Path) -> None:
         seen.add(ann["id"])
 
 
+def _coco_index(data: dict[str, Any]) -> COCO:
+    """A pycocotools COCO object over an already parsed instances dict (for COCOeval)."""
+    coco = COCO()
+    coco.dataset = data
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
+        coco.createIndex()
+    return coco
+
+
 class CocoInstances(Dataset):
     """A COCO-format instances JSON + image folder as ``(image, target)`` items (see the module docstring).
 
@@ -453,10 +472,7 @@ class CocoInstances(Dataset):
             if record is not None:
                 self.instances[image_index].append(record)
 
-        self.coco = COCO()
-        self.coco.dataset = data
-        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
-            self.coco.createIndex()
+        self.coco = _coco_index(data)
 
     def _report(self, ann_id: int, where: str, problem: str, skipped: bool) -> None:
         """Warn about (or, when skip_invalid is False, raise for) degenerate geometry."""
@@ -510,13 +526,58 @@ class CocoInstances(Dataset):
         """Where the image of item ``idx`` is read from."""
         return self.image_dir / self.images[idx]["file_name"]
 
-    def load_item(self, idx: int) -> tuple[Tensor, dict[str, Any]]:
-        """Item ``idx`` before ``transforms``: (image [3, H, W], target) in the data contract."""
+    def image_file(self, idx: int) -> tuple[Path, tuple[int, int], str]:
+        """(path, (width, height) from the JSON, name in messages) of the image of item ``idx``."""
+        info = self.images[idx]
+        return self.image_path(idx), (info["width"], info["height"]), f"image id {info['id']}"
+
+    def load_image(self, idx: int) -> Tensor:
+        """The image of item ``idx``, float32 [3, H, W]; its file must exist, decode and have the JSON size
+        (FileNotFoundError, OSError or ValueError naming the file and the image id otherwise)."""
+        return load_rgb_image(*self.image_file(idx))
+
+    def load_target(self, idx: int) -> tuple[dict[str, Any], list[InstanceRecord]]:
+        """The target of item ``idx`` (data contract, masks decoded) and the records of its instances in
+        the target's order (an instance whose mask covers no pixel is left out of both, with a warning)."""
         info = self.images[idx]
         height, width = info["height"], info["width"]
-        image = load_rgb_image(self.image_path(idx), (width, height), f"image id {info['id']}")
-        target, _ = build_target(self.instances[idx], height, width, info["id"], self._on_empty_mask)
+        return build_target(self.instances[idx], height, width, info["id"], self._on_empty_mask)
+
+    def load_item(self, idx: int) -> tuple[Tensor, dict[str, Any]]:
+        """Item ``idx`` before ``transforms``: (image [3, H, W], target) in the data contract."""
+        image = self.load_image(idx)
+        target, _ = self.load_target(idx)
         return image, target
+
+    def without_images(self, image_ids: Iterable[int]) -> CocoInstances:
+        """A copy of this dataset without the images ``image_ids``, e.g. files that cannot be read.
+
+        Their annotations leave ``coco`` too, so that an evaluation on the copy neither expects
+        detections on the dropped images nor counts their objects as missed. The other items keep
+        their order; the copy shares the parsed records (read-only) with this dataset.
+        """
+        drop = set(image_ids)
+        unknown = drop - {image["id"] for image in self.images}
+        if unknown:
+            raise ValueError(f"{self.ann_file}: image id(s) {sorted(unknown)[:20]} are not in the dataset")
+        kept = [k for k, image in enumerate(self.images) if image["id"] not in drop]
+        subset = copy.copy(self)
+        subset.images = [self.images[k] for k in kept]
+        subset.instances = [self.instances[k] for k in kept]
+        data = self.coco.dataset
+        dropped_anns = {ann["id"] for ann in data["annotations"] if ann["image_id"] in drop}
+        subset.skipped_annotations = {
+            ann_id: why for ann_id, why in self.skipped_annotations.items() if ann_id not in dropped_anns
+        }
+        subset._warned_empty = set(self._warned_empty)
+        subset.coco = _coco_index(
+            {
+                **data,
+                "images": subset.images,
+                "annotations": [ann for ann in data["annotations"] if ann["image_id"] not in drop],
+            }
+        )
+        return subset
 
     def __getitem__(self, idx: int) -> tuple[Tensor, dict[str, Any]]:
         if not -len(self) <= idx < len(self):

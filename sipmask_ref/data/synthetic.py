@@ -848,7 +848,14 @@ def adjacency_flags(
     return flags
 
 
-_AREA_BINS = (("small", 32**2), ("medium", 96**2), ("large", math.inf))  # COCO's area ranges
+COCO_AREA_BINS = (("small", 32**2), ("medium", 96**2), ("large", math.inf))  # COCO's area ranges
+
+
+def area_bin(area: float) -> str:
+    """COCO's size name of an instance of ``area`` pixels: 'small' (< 32^2), 'medium' (< 96^2), 'large'."""
+    return next(name for name, top in COCO_AREA_BINS if area < top)
+
+
 _SIDE_BINS = (("<16", 16), ("16-32", 32), ("32-64", 64), (">=64", math.inf))  # longest box side, px
 
 
@@ -871,7 +878,7 @@ def adjacency_stats(coco: dict[str, Any], threshold: float = ADJACENCY_THRESHOLD
         if not ann.get("iscrowd", 0):
             by_image[ann["image_id"]].append(ann)
     per_class = {name: {"instances": 0, "adjacent": 0} for name in names.values()}
-    area_bins = {name: 0 for name, _ in _AREA_BINS}
+    area_bins = {name: 0 for name, _ in COCO_AREA_BINS}
     side_bins = {name: 0 for name, _ in _SIDE_BINS}
     adjacent = instances = empty = 0
     for image in coco["images"]:
@@ -893,7 +900,7 @@ def adjacency_stats(coco: dict[str, Any], threshold: float = ADJACENCY_THRESHOLD
             per_class[name]["instances"] += 1
             per_class[name]["adjacent"] += int(flag)
             area = int(mask.sum())
-            area_bins[next(n for n, top in _AREA_BINS if area < top)] += 1
+            area_bins[area_bin(area)] += 1
             box = mask_box(mask)
             side = max(box[2] - box[0], box[3] - box[1]) if box is not None else 0
             side_bins[next(n for n, top in _SIDE_BINS if side < top)] += 1

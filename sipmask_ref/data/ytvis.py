@@ -257,12 +257,22 @@ class YTVISDataset(Dataset):
         """Where frame ``frame_index`` of the ``video_index``-th video is read from."""
         return self.video_dir / self.videos[video_index]["file_names"][frame_index]
 
+    def frame_file(self, video_index: int, frame_index: int) -> tuple[Path, tuple[int, int], str]:
+        """(path, (width, height) from the JSON, name in messages) of a frame."""
+        video = self.videos[video_index]
+        owner = f"video id {video['id']}, frame {frame_index}"
+        return self.frame_path(video_index, frame_index), (video["width"], video["height"]), owner
+
+    def load_frame_image(self, video_index: int, frame_index: int) -> Tensor:
+        """The image of a frame, float32 [3, H, W]; its file must exist, decode and have the video's size
+        (FileNotFoundError, OSError or ValueError naming the file, the video id and the frame otherwise)."""
+        return load_rgb_image(*self.frame_file(video_index, frame_index))
+
     def load_frame(self, video_index: int, frame_index: int) -> tuple[Tensor, dict[str, Any]]:
         """Frame ``frame_index`` of video number ``video_index``, before transforms: (image, target)."""
         video = self.videos[video_index]
         height, width = video["height"], video["width"]
-        owner = f"video id {video['id']}, frame {frame_index}"
-        image = load_rgb_image(self.frame_path(video_index, frame_index), (width, height), owner)
+        image = self.load_frame_image(video_index, frame_index)
         target, kept = build_target(
             self.instances[video_index][frame_index],
             height,

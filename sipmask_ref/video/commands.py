@@ -37,6 +37,7 @@ from ..cli_common import (
 from ..config import SipMaskConfig
 from ..data.coco import load_rgb_image
 from ..data.ytvis import YTVISDataset
+from ..dataset_check import scanned_video_sets
 from ..eval.coco import save_metrics
 from ..eval.ytvis import format_table
 from ..geometry import encode_mask
@@ -124,6 +125,12 @@ def cmd_train_vis(args: argparse.Namespace, config: SipMaskConfig) -> dict[str, 
         val_set = _video_dataset(paths["val_ann"], paths["val_dir"], "frames", "validation set")
     if val_set is not None:
         same_categories(train_set.label_to_cat_id, val_set.label_to_cat_id, "training and validation sets")
+    if args.skip_bad_images:
+        raise UsageError(
+            "--skip-bad-images is for image training: a video cannot lose a frame (fix the file)"
+        )
+    if args.scan:  # the frames opened and their sizes checked before the first step (dataset_check.py)
+        scanned_video_sets(train_set, val_set, progress=not args.quiet)
 
     config = config_for_training(config, args, train_set, task="vis")
     num_classes = config.num_classes
