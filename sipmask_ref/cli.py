@@ -17,6 +17,8 @@
                 results/video/ (video.reproduce; `python -m sipmask_ref.video reproduce` forwards here)
     check-data  read every image and annotation of a COCO-format set as training would and describe its
                 classes as the preset's FCOS assignment sees them: report and gallery (dataset_check.py)
+    export      the network of an image checkpoint to ONNX (export.py), checked against the eager
+                model with ONNX Runtime on a few images (needs the `export` extra)
 
 `train --task vis` / `evaluate --task vis` (§3.5, video instance segmentation, handled in video.py)
 train SipMaskVIS on frame pairs of a YouTube-VIS set (default: the synthetic videos) and report
@@ -41,7 +43,7 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from . import checkpoints, compare, dataset_check, engine, reproduce
+from . import checkpoints, compare, dataset_check, engine, export, reproduce
 from .cli_common import (
     UsageError,
     checked_checkpoint,
@@ -81,11 +83,12 @@ def _preset(name: str) -> SipMaskConfig:
         raise UsageError(str(error)) from None
 
 
-def _synthetic_split(root: Path, split: str) -> tuple[Path, Path]:
-    """(annotation JSON, image folder) of a synthetic split, generated (images only) if missing."""
+def _synthetic_split(root: Path, split: str, generate: bool = True) -> tuple[Path, Path]:
+    """(annotation JSON, image folder) of a synthetic split, generated (images only) if missing and
+    `generate`."""
     ann = root / "synthetic" / "annotations" / f"instances_{split}.json"
     images = root / "synthetic" / "images" / split
-    if not ann.is_file():
+    if generate and not ann.is_file():
         print(f"synthetic benchmark not found under {root}; generating it (make-data)")
         make_data(root=root, video=False)
     return ann, images
@@ -754,6 +757,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_check_data)
+
+    p = commands.add_parser("export", help="the image model's network to ONNX, checked with ONNX Runtime")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--out", default="model.onnx", help="the .onnx file to write (default: model.onnx)")
+    p.add_argument(
+        "--check-ann",
+        help="COCO instances JSON of the parity-check images (default: the synthetic val split, if present)",
+    )
+    p.add_argument("--check-images", help="image folder of --check-ann")
+    p.add_argument("--check-count", type=int, default=4, help="images to check (default: 4; 0: no check)")
+    p.add_argument("--data-root", default="data", help="where the synthetic benchmark lives (default: data)")
+    p.set_defaults(func=cmd_export)
     return parser
 
 
@@ -837,6 +852,39 @@ def cmd_compare(args: argparse.Namespace) -> dict[str, Any]:
     except ValueError as error:
         raise UsageError(str(error)) from None
     print(compare.to_markdown(report))
+    return report
+
+
+def cmd_export(args: argparse.Namespace) -> export.ParityReport | None:
+    """Write the network of an image checkpoint to ONNX (export.py), then check it against the eager
+    model on the first --check-count images of --check-ann (default: the synthetic val split when it
+    exists, not generated; no check without it). A disagreement is an error (exit code 2)."""
+    state = checked_checkpoint(args.checkpoint)
+    if state["config"].get("task", "image") != "image":
+        raise UsageError(
+            f"export: {args.checkpoint} is a video (vis) checkpoint; export handles image models"
+        )
+    try:
+        model, config = engine.model_from_checkpoint(state, "cpu")
+        path = export.export_onnx(model, args.out)
+    except (checkpoints.CheckpointError, ValueError, ImportError) as error:
+        raise UsageError(f"export {args.checkpoint}: {error}") from None
+    shape = "x".join(str(n) for n in export.input_shape(config))
+    print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB): the network, fixed input {shape}")
+    ann, images = args.check_ann, args.check_images
+    if args.check_count <= 0:
+        return None
+    if ann is None and images is None:
+        ann, images = _synthetic_split(Path(args.data_root), "val", generate=False)
+        if not ann.is_file():
+            print(f"no parity check: no synthetic val split under {args.data_root} (see --check-ann)")
+            return None
+    dataset = _dataset(ann, images, "parity-check set")
+    count = min(args.check_count, len(dataset))
+    report = export.check_parity(model, export.OnnxSipMask(path), [dataset[k][0] for k in range(count)])
+    print(report.summary())
+    if not report.ok:
+        raise UsageError("parity check failed: " + "; ".join(report.problems[:5]))
     return report
 
 
