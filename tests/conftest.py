@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from pycocotools import mask as mask_utils
 
@@ -39,6 +40,12 @@ def tiny_synthetic(root: Path, num_train: int = 4, num_val: int = 2) -> Path:
         verbose=False,
     )
     return root
+
+
+def without_gradient(model: torch.nn.Module) -> list[str]:
+    """Names of the trainable parameters that the last backward pass did not reach (engine.train's
+    DistributedDataParallel runs without find_unused_parameters, so there must be none)."""
+    return [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
 
 
 def uncompressed_rle(mask: np.ndarray) -> dict[str, Any]:
