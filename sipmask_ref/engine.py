@@ -643,8 +643,9 @@ def _wrap_for_processes(model: nn.Module, device: torch.device, world_size: int)
         return model
     # No find_unused_parameters (a traversal of the autograd graph at every step): every parameter
     # of SipMask / SipMaskVIS is in the loss graph at every step, e.g. a batch without positives
-    # still adds 0 * (coefficients, basis masks, embeddings) (losses.py, tracking.py). A model
-    # with a parameter outside the graph fails at its second step with DDP's error naming it.
+    # still adds 0 * (coefficients, basis masks, embeddings) (losses.py, tracking.py). A model with
+    # a parameter outside the graph fails at its next step with DDP's "Expected to have finished
+    # reduction" error (TORCH_DISTRIBUTED_DEBUG=DETAIL names the parameters).
     return nn.parallel.DistributedDataParallel(
         model, device_ids=[device.index] if device.type == "cuda" else None
     )
