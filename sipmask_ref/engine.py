@@ -26,8 +26,12 @@ still is.
 
 Multi-GPU. Under `torchrun` (RANK / WORLD_SIZE in the environment) `train` joins the process group,
 wraps the model in DistributedDataParallel and gives rank r the slice r of each global batch of
-world_size x config.batch_size stream positions; only rank 0 writes checkpoints, logs and metrics,
-and evaluation during training runs on rank 0 alone (the others wait at the next collective).
+world_size x config.batch_size stream positions; only rank 0 writes checkpoints, logs and metrics
+(and shows progress bars), and evaluation during training runs on rank 0 alone (the others wait at
+the next collective). DDP runs without `find_unused_parameters`: every trainable parameter of SipMask
+and SipMaskVIS gets a gradient at every step, positives or not (tests/test_model.py and
+tests/test_video_model.py check it). At the end every rank holds rank 0's final weights, BatchNorm
+statistics included (each rank's last forward pass had updated them on its own images).
 config.batch_size is images per process (the authors' "images per GPU"); the learning rate is not
 rescaled for the number of processes.
 """
@@ -370,6 +374,15 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
+def _share_final_state(model: nn.Module, world_size: int) -> None:
+    """Give every process rank 0's buffers (BatchNorm statistics), so that all ranks end with the model
+    rank 0 saved. Parameters are equal already (DDP averages the gradients); buffers are broadcast
+    from rank 0 at the start of each forward pass, then each rank's pass updates them on its own batch."""
+    if world_size > 1:
+        for buffer in model.buffers():
+            dist.broadcast(buffer, src=0)
+
+
 # ----------------------------------------------------------------------------------------------------
 # training
 # ----------------------------------------------------------------------------------------------------
@@ -409,10 +422,14 @@ def _write_log(path: Path, records: list[dict[str, Any]], keep_until: int | None
 class _Run:
     """What a run trains and a checkpoint holds: the model (never the DDP wrapper), its optimizer,
     the lr schedule, the AMP scaler (enabled when config.amp and the device is CUDA) and the weight
-    average (config.ema_decay > 0; made by `start`, after the weights are final)."""
+    average (config.ema_decay > 0; made by `start`, after the weights are final); and where the
+    checkpoint goes, with the step of the one on disk (`last_saved`, None before the first)."""
 
-    def __init__(self, model: nn.Module, config: SipMaskConfig, device: torch.device) -> None:
-        self.config, self.device = config, device
+    def __init__(
+        self, model: nn.Module, config: SipMaskConfig, device: torch.device, checkpoint_path: Path
+    ) -> None:
+        self.config, self.device, self.checkpoint_path = config, device, checkpoint_path
+        self.last_saved: int | None = None
         self.model = model.to(device)
         self.optimizer = build_optimizer(model, config)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda it: lr_factor(it, config))
@@ -420,14 +437,15 @@ class _Run:
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.use_amp)
         self.average: WeightAverage | None = None
 
-    def start(self, checkpoint_path: Path, resume: bool, warn: bool) -> int:
-        """Resume from checkpoint_path, or seed a fresh run with config.seed; the step to start from.
+    def start(self, resume: bool, warn: bool) -> int:
+        """Resume from self.checkpoint_path, or seed a fresh run with config.seed; the step to start from.
 
         Resume restores the weights, optimizer, scheduler, scaler, RNG states and weight average
         (FileNotFoundError without a checkpoint; a config that differs from the saved one is used,
         with a warning). A fresh run warns (when `warn`) that it overwrites an existing checkpoint.
         """
         state: dict[str, Any] = {}
+        checkpoint_path = self.checkpoint_path
         if resume:
             if not checkpoint_path.is_file():
                 raise FileNotFoundError(f"--resume: no checkpoint to resume from at {checkpoint_path}")
@@ -457,10 +475,13 @@ class _Run:
             self.average = WeightAverage(self.model, self.config.ema_decay)
             if state.get("ema") is not None:
                 self.average.state = {k: v.to(self.device) for k, v in state["ema"].items()}
-        return int(state["iteration"]) if resume else 0
+        if not resume:
+            return 0
+        self.last_saved = int(state["iteration"])  # the checkpoint on disk is the one resumed from
+        return self.last_saved
 
-    def save(self, iteration: int, path: Path, dataset: SizedDataset) -> None:
-        """Write the checkpoint of step `iteration` (atomically, see checkpoints.py)."""
+    def save(self, iteration: int, dataset: SizedDataset) -> None:
+        """Write the checkpoint of step `iteration` (atomically, see checkpoints.py); rank 0 only."""
         save_checkpoint(
             {
                 "format": CHECKPOINT_FORMAT,
@@ -474,8 +495,9 @@ class _Run:
                 "rng": _rng_states(),
                 "dataset": _dataset_meta(dataset),
             },
-            path,
+            self.checkpoint_path,
         )
+        self.last_saved = iteration
 
 
 @dataclasses.dataclass
@@ -486,17 +508,15 @@ class _LossGuard:
     rank: int
     world_size: int
     device: torch.device
-    checkpoint_path: Path
-    last_saved: int | None  # the step of the checkpoint on disk
 
-    def check(self, step: int, names: list[str], values: Tensor) -> None:
-        """Raise NonFiniteLossError naming the step, the losses and the checkpoint left on disk."""
+    def check(self, step: int, names: list[str], values: Tensor, run: _Run) -> None:
+        """Raise NonFiniteLossError naming the step, the losses and run's checkpoint left on disk."""
         if _all_finite(values, self.world_size, self.device):
             return
         bad = ", ".join(f"{k} = {v:g}" for k, v in zip(names, values.tolist(), strict=True))
         kept = (
-            f"the last good checkpoint, {self.checkpoint_path} (step {self.last_saved}), is untouched"
-            if self.last_saved is not None
+            f"the last good checkpoint, {run.checkpoint_path} (step {run.last_saved}), is untouched"
+            if run.last_saved is not None
             else "no checkpoint had been written yet"
         )
         raise NonFiniteLossError(
@@ -518,7 +538,7 @@ def _train_step(
         losses = net(*batch)
     names = list(losses)
     values = torch.stack([losses[k].detach().float() for k in names]).cpu()  # one sync per step
-    guard.check(step, names, values)
+    guard.check(step, names, values, run)
     run.optimizer.zero_grad(set_to_none=True)
     run.scaler.scale(sum(losses.values())).backward()
     if grad_clip is not None:
@@ -621,10 +641,13 @@ def _wrap_for_processes(model: nn.Module, device: torch.device, world_size: int)
     """The model in DistributedDataParallel under torchrun (world_size > 1), else the model itself."""
     if world_size == 1:
         return model
+    # No find_unused_parameters (a traversal of the autograd graph at every step): every parameter
+    # of SipMask / SipMaskVIS is in the loss graph at every step, e.g. a batch without positives
+    # still adds 0 * (coefficients, basis masks, embeddings) (losses.py, tracking.py). A model with
+    # a parameter outside the graph fails at its next step with DDP's "Expected to have finished
+    # reduction" error (TORCH_DISTRIBUTED_DEBUG=DETAIL names the parameters).
     return nn.parallel.DistributedDataParallel(
-        model,
-        device_ids=[device.index] if device.type == "cuda" else None,
-        find_unused_parameters=True,  # e.g. a batch without positives leaves branches unused
+        model, device_ids=[device.index] if device.type == "cuda" else None
     )
 
 
@@ -677,11 +700,11 @@ def train(
     is_main, max_iters = rank == 0, config.max_iters if iters is None else int(iters)
     if max_iters < 0:
         raise ValueError(f"iters must be >= 0, got {max_iters}")
-    run, checkpoint_path = _Run(model, config, device), out_dir / CHECKPOINT_NAME
-    start = run.start(checkpoint_path, resume, warn=is_main)
+    run = _Run(model, config, device, out_dir / CHECKPOINT_NAME)
+    start = run.start(resume, warn=is_main)
     net = _wrap_for_processes(run.model, device, world_size)
     loader = _data_loader(train_dataset, config, start, max_iters, rank, world_size, num_workers, device)
-    guard = _LossGuard(max_iters, rank, world_size, device, checkpoint_path, start if resume else None)
+    guard = _LossGuard(max_iters, rank, world_size, device)
     shown = _Progress(out_dir, log_every, start, max_iters, show=progress and is_main, write=is_main)
     evaluator = eval_fn or (lambda m, d: evaluate(m, d, device, config.batch_size, progress=progress)[1])
     evaluation = _Evaluation(evaluator, val_dataset, out_dir) if val_dataset is not None and is_main else None
@@ -692,8 +715,7 @@ def train(
             step = iteration + 1  # steps completed after this one
             shown.add(step, *_train_step(net, run, _batch_to(batch, device), step, guard, grad_clip))
             if is_main and (step % checkpoint_every == 0 or step == max_iters):
-                run.save(step, checkpoint_path, train_dataset)
-                guard.last_saved = step
+                run.save(step, train_dataset)
             if evaluation and eval_every and step % eval_every == 0 and step != max_iters:
                 metrics = evaluation.run(net, run.average.state if run.average else None, step)
                 shown.bar.write(f"step {step}: " + _metrics_line(metrics))
@@ -702,16 +724,17 @@ def train(
         _leave_process_group(created_group)
         raise
     shown.bar.close()
-    if is_main and guard.last_saved != final:
-        run.save(final, checkpoint_path, train_dataset)  # e.g. iters=0 on a fresh run: an untrained one
+    if is_main and run.last_saved != final:
+        run.save(final, train_dataset)  # e.g. iters=0 on a fresh run: an untrained one
     if run.average is not None:  # the run's result is the averaged model (the checkpoint keeps both)
         run.model.load_state_dict(run.average.state)
+    _share_final_state(run.model, world_size)
     if evaluation:
         metrics = evaluation.run(net, None, final)
     _leave_process_group(created_group, world_size)
     return {
         "iteration": final,
-        "checkpoint": str(checkpoint_path),
+        "checkpoint": str(run.checkpoint_path),
         "losses": shown.means,
         "log": shown.records,
         "metrics": metrics,

@@ -42,6 +42,12 @@ def tiny_synthetic(root: Path, num_train: int = 4, num_val: int = 2) -> Path:
     return root
 
 
+def without_gradient(model: torch.nn.Module) -> list[str]:
+    """Names of the trainable parameters that the last backward pass did not reach (engine.train's
+    DistributedDataParallel runs without find_unused_parameters, so there must be none)."""
+    return [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
+
+
 def uncompressed_rle(mask: np.ndarray) -> dict[str, Any]:
     """COCO uncompressed RLE of a 0/1 mask [H, W], computed by hand: run lengths in column-major order,
     starting with a (possibly empty) run of zeros."""

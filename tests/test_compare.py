@@ -237,6 +237,8 @@ def test_compare_tiny_run_writes_both_files_and_resumes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     tiny_synthetic(tmp_path / "data")
+    (tmp_path / "cwd").mkdir()  # the data lies outside the working directory, wherever pytest runs from
+    monkeypatch.chdir(tmp_path / "cwd")
     monkeypatch.setattr(compare, "preset", _small_preset)
     monkeypatch.setattr(compare, "CALIBRATION_WARMUP", 1)
     monkeypatch.setattr(compare, "CALIBRATION_STEPS", 1)

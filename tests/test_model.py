@@ -5,6 +5,7 @@ from dataclasses import replace
 import pytest
 import torch
 
+from conftest import without_gradient
 from sipmask_ref.config import preset
 from sipmask_ref.model import SipMask, basis_size_gt_masks
 
@@ -51,6 +52,23 @@ def test_paper_r50_544_trains_on_cpu_one_image():
     assert model.basis_masks.predict.weight.grad.abs().sum() > 0
     assert model.backbone.body.stages[1][0].conv1.weight.grad is not None
     assert model.backbone.body.stem[0].weight.grad is None  # frozen stem
+    assert without_gradient(model) == []  # DistributedDataParallel needs no find_unused_parameters
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{}, {"sub_regions": (1, 1), "basis_source": "p3", "feature_alignment": False, "use_gn": False}],
+)
+def test_every_trainable_parameter_gets_a_gradient_with_or_without_positives(changes):
+    """engine.train wraps the model in DDP without find_unused_parameters: one backward must reach every
+    trainable parameter, also for a batch with no positive location (no object, or one too small)."""
+    image, target = _scene(128, 128, [(20, 20, 40, 2), (70, 60, 30, 5)])
+    empty_image, empty_target = _scene(100, 120, [])
+    tiny_image, tiny_target = _scene(1000, 1000, [(600, 600, 1, 2)])  # 0.13 px after resize: no positive
+    for images, targets in [([image], [target]), ([empty_image, tiny_image], [empty_target, tiny_target])]:
+        model = _tiny(**changes).train()
+        sum(model(images, targets).values()).backward()
+        assert without_gradient(model) == []
 
 
 def test_eval_output_contract_at_the_original_non_square_size():

@@ -9,6 +9,7 @@ from typing import ClassVar
 import pytest
 import torch
 
+from conftest import without_gradient
 from sipmask_ref import engine, video_model
 from sipmask_ref.config import preset
 from sipmask_ref.data.ytvis import YTVISDataset
@@ -69,6 +70,21 @@ def test_pair_training_adds_loss_track_and_reaches_every_branch():
     tracking_grad = sum(p.grad.abs().sum() for p in model.tracking.parameters())
     backbone_grad = sum(p.grad.abs().sum() for p in model.backbone.parameters() if p.grad is not None)
     assert tracking_grad > 0 and backbone_grad > 0
+    assert without_gradient(model) == []  # DistributedDataParallel needs no find_unused_parameters
+
+
+def test_every_parameter_gets_a_gradient_when_a_pair_has_no_object():
+    """engine.train wraps the model in DDP without find_unused_parameters: a pair whose current or
+    reference frame is empty (no positive, no reference embedding) must still reach every parameter."""
+    image, target = frame([LEFT, RIGHT], [1, 2], [5, 6])
+    empty_image, empty_target = frame([], [], [])
+    for pair in [(image, target, empty_image, empty_target), (empty_image, empty_target, image, target)]:
+        torch.manual_seed(0)
+        model = SipMaskVIS(small_config()).train()
+        losses = model(*([x] for x in pair))
+        assert losses["loss_track"] == 0
+        sum(losses.values()).backward()
+        assert without_gradient(model) == []
 
 
 def test_tracking_targets_are_reference_positions_or_new(monkeypatch):

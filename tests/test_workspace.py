@@ -46,7 +46,8 @@ def test_paths_under_a_given_root(tmp_path, monkeypatch):
     assert workspace.model_dir("x") == tmp_path.resolve() / "outputs" / "tutorial" / "x_fast"
 
 
-def test_repo_relative_paths_do_not_name_this_machine(tmp_path):
+def test_repo_relative_paths_do_not_name_this_machine(tmp_path, monkeypatch):
+    monkeypatch.setenv(workspace.REPO_ENV, str(REPO))  # whatever the working directory pytest runs in
     root = workspace.repo_root()
     assert workspace.repo_relative(root / "outputs" / "x.pt") == "outputs/x.pt"
     assert workspace.repo_relative(tmp_path / "elsewhere.json") == str(tmp_path / "elsewhere.json")
