@@ -20,7 +20,7 @@
     export      the network of an image checkpoint to ONNX (export.py), checked against the eager
                 model with ONNX Runtime on a few images (needs the `export` extra)
 
-`train --task vis` / `evaluate --task vis` (§3.5, video instance segmentation, handled in video.py)
+`train --task vis` / `evaluate --task vis` (§3.5, video instance segmentation, handled in video/commands.py)
 train SipMaskVIS on frame pairs of a YouTube-VIS set (default: the synthetic videos) and report
 video AP; the presets paper_vis_r50 and cpu_tiny_vis select the task by themselves.
 
@@ -74,7 +74,7 @@ PER_CLASS_NAME = "per_class_ap.json"  # evaluate: COCO AP of each category, {iou
 
 
 # ----------------------------------------------------------------------------------------------------
-# shared helpers (those video.py needs too are in cli_common.py)
+# shared helpers (those video/commands.py needs too are in cli_common.py)
 # ----------------------------------------------------------------------------------------------------
 def _preset(name: str) -> SipMaskConfig:
     try:

@@ -1,8 +1,8 @@
 """What the command-line handlers share: the usage error and the checks of devices, files and configs.
 
-Not a paper section. cli.py (image commands) and video.py (`--task vis`, `predict --video`) both
+Not a paper section. cli.py (image commands) and video/commands.py (`--task vis`, `predict --video`) both
 handle commands; they import these helpers from here, so that neither imports the other's
-internals (cli.py imports video.py's handlers; video.py imports nothing of cli.py).
+internals (cli.py imports video/commands.py's handlers; the video package imports nothing of cli.py).
 
     UsageError           a mistake in the command line or its files: one line on stderr, exit code 2
     checked_device       the --device argument as a torch.device, checked against this machine

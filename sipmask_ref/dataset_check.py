@@ -17,7 +17,7 @@ the tensor, with its checks and messages), validating an annotation is the datas
 ``AnnotationWarning`` messages are collected, not rewritten), adjacency is ``synthetic.adjacency_flags``
 and the size names are COCO's (``synthetic.area_bin``), and the positives come from
 ``fcos.locations`` / ``fcos.flatten_levels`` / ``fcos.fcos_targets`` on the boxes as ``SipMask.preprocess``
-resizes them (``transforms.resize``, then padding to ``size_divisible``).
+resizes them (``model_input.resize``, then padding to ``size_divisible``).
 
 Decisions:
 
@@ -60,10 +60,9 @@ from matplotlib.figure import Figure
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from . import fcos
+from . import fcos, model_input
 from .cli_common import UsageError
 from .config import SipMaskConfig
-from .data import transforms
 from .data.coco import AnnotationWarning, CocoInstances, InstanceRecord, read_rgb_array
 from .data.synthetic import ADJACENCY_THRESHOLD, COCO_AREA_BINS, adjacency_flags, area_bin
 from .data.ytvis import YTVISDataset, frame_image_id
@@ -201,15 +200,15 @@ def fcos_assignment(
 
     ``image_size`` (H0, W0) of the image as given, ``boxes`` [G, 4] xyxy in its pixels, ``labels`` [G]
     1..C. The boxes are resized as ``SipMask.preprocess`` does
-    (``transforms.resize`` to ``config.input_size``), the input is padded to ``config.size_divisible``
+    (``model_input.resize`` to ``config.input_size``), the input is padded to ``config.size_divisible``
     and the points of every level are assigned by ``fcos.fcos_targets`` with the config's regress
     ranges and centre-sampling radius. In a batch the padding may be larger, but the extra points lie
     outside every box of this image, so one image alone gives the same assignment.
     """
     canvas = torch.zeros(()).expand(1, *image_size)  # [1, H0, W0]: resize needs an image, of this size only
-    resized, target, _ = transforms.resize(canvas, {"boxes": boxes}, config.input_size, config.keep_ratio)
+    resized, target, _ = model_input.resize(canvas, {"boxes": boxes}, config.input_size, config.keep_ratio)
     assert target is not None  # resize returns the target it is given
-    padded = transforms.padded_size(int(resized.shape[-2]), int(resized.shape[-1]), config.size_divisible)
+    padded = model_input.padded_size(int(resized.shape[-2]), int(resized.shape[-1]), config.size_divisible)
     per_level = fcos.locations(level_sizes(padded, config.strides), config.strides)  # [P_l, 2] each
     points, strides, ranges = fcos.flatten_levels(per_level, config.strides, config.regress_ranges)
     assigned = fcos.fcos_targets(

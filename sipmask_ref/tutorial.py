@@ -5,7 +5,7 @@ imports it. Every notebook trains or loads the same `cpu_tiny` model through `tr
 the first notebook that needs it pays for training once and the others reuse the checkpoint in
 outputs/tutorial/.
 
-The repository root, the synthetic data and the cached checkpoints live in workspace.py (video.py's
+The repository root, the synthetic data and the cached checkpoints live in workspace.py (video/training.py's
 trained_vis_model needs them too); the Fig. 4 example finder lives in explorer.py (the `demo` command
 uses it). Their names are re-exported here, so `tutorial.repo_root()`, `tutorial.trained_checkpoint()`,
 `tutorial.adjacent_example(...)` keep working.

@@ -16,7 +16,8 @@ Training, one step (the authors' SipMask-VIS recipe: docs/authors_implementation
       -> loss_track = cross-entropy over [new object, reference objects]   (tracking.tracking_loss)
 
 Eval mode returns the image detections plus each detection's embedding ('embeds' [N, E]); identities
-across frames are assigned outside the model, frame by frame (video.py: TrackMatcher / IouTracker).
+across frames are assigned outside the model, frame by frame (video/tracks.py with tracking.py's
+TrackMatcher / IouTracker).
 
 `load_image_weights` initialises SipMaskVIS from an image SipMask checkpoint where shapes match (the
 authors start from a COCO checkpoint): the tracking branch is new, and the class conv is skipped when
