@@ -17,7 +17,7 @@ Training, one step (the authors' SipMask-VIS recipe: docs/authors_implementation
       -> loss_track = cross-entropy over [new object, reference objects]   (tracking.tracking_loss)
 
 Eval mode returns the image detections plus each detection's embedding ('embeds' [N, E]); identities
-across frames are assigned outside the model, frame by frame (video/tracks.py with tracking.py's
+across frames are assigned outside the model, frame by frame (video/tracks.py with trackers.py's
 TrackMatcher / IouTracker).
 
 `load_image_weights` initialises SipMaskVIS from an image SipMask checkpoint where shapes match (the
