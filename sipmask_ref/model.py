@@ -53,8 +53,8 @@ class PreparedBatch(NamedTuple):
 class BatchAssignment(NamedTuple):
     """The FCOS assignment of a batch (§3) and the positives of the mask loss: `SipMask.assign`.
 
-    Computed once per batch and read by every loss that needs it (the four of §3.4 and, for
-    SipMaskVIS, loss_track of §3.5), so that which points are positives is decided in one place.
+    Computed once per batch and read by every loss that needs it (the four of §3.4, SipMaskVIS's
+    loss_track of §3.5): which points are positives is decided in one place.
 
     points:         [P, 2] the points of all levels (fcos.points_of_maps), input pixels.
     strides:        [P] the stride of each point's level.
@@ -203,18 +203,12 @@ class SipMask(nn.Module):
                 for t in targets
             ]
             labels = torch.stack([a.labels for a in assigned])  # [B, P]
+            box_targets = torch.stack([a.box_targets for a in assigned])  # [B, P, 4]
+            matched_gt = torch.stack([a.matched_gt for a in assigned])  # [B, P]
             positive = labels > 0  # [B, P]
             kept = [mask_positives(points, reg[b], positive[b]) for b in range(len(targets))]
-        return BatchAssignment(
-            points=points,
-            strides=strides,
-            labels=labels,
-            box_targets=torch.stack([a.box_targets for a in assigned]),  # [B, P, 4]
-            matched_gt=torch.stack([a.matched_gt for a in assigned]),  # [B, P]
-            positive=positive,
-            mask_positives=[index for index, _ in kept],
-            mask_boxes=[boxes for _, boxes in kept],
-        )
+        index, boxes = [k[0] for k in kept], [k[1] for k in kept]  # per image [N], [N, 4]
+        return BatchAssignment(points, strides, labels, box_targets, matched_gt, positive, index, boxes)
 
     def compute_losses(
         self,
