@@ -29,7 +29,7 @@ from collections.abc import Callable
 import torch
 
 from sipmask_ref import SipMask, preset
-from sipmask_ref.tracking import TrackMatcher, VideoResultAccumulator
+from sipmask_ref.trackers import TrackMatcher, VideoResultAccumulator
 from sipmask_ref.video_model import SipMaskVIS
 
 CASES = {"cpu_tiny_vis": (128, 128), "paper_vis_r50": (640, 360)}  # preset -> frame (W, H)

@@ -22,7 +22,7 @@ Shape letters, used in every shape comment of the package:
     D  channels of a feature map
 
 Boxes are (x1, y1, x2, y2) in pixels of the map they refer to; labels are 1..C, 0 is background.
-The video files (§3.5) add E, the channels of the tracking embedding (tracking.py).
+The video files (§3.5) add E, the channels of the tracking embedding (tracking.py, trackers.py).
 """
 
 __version__ = "0.1.0"

@@ -6,7 +6,8 @@ images -> resize, normalise, pad to 32 (model_input.py)
                                                                  box regression, centerness,
                                                                  spatial coefficients
        -> contextual basis masks from the P3-P5 reg towers (basis_masks.py)
-train: FCOS targets (fcos.py) + losses (losses.py)               -> dict of 4 scalar losses
+train: FCOS targets (fcos.py), once per batch (BatchAssignment)
+       + losses (losses.py)                                      -> dict of 4 scalar losses
 eval:  NMS / Fast NMS + mask assembly and pasting (inference.py) -> list of detections
 """
 
@@ -47,6 +48,32 @@ class PreparedBatch(NamedTuple):
     original_sizes: list[tuple[int, int]]
     scale_factors: list[tuple[float, float]]
     targets: list[dict[str, Tensor]] | None
+
+
+class BatchAssignment(NamedTuple):
+    """The FCOS assignment of a batch (§3) and the positives of the mask loss: `SipMask.assign`.
+
+    Computed once per batch and read by every loss that needs it (the four of §3.4, SipMaskVIS's
+    loss_track of §3.5): which points are positives is decided in one place.
+
+    points:         [P, 2] the points of all levels (fcos.points_of_maps), input pixels.
+    strides:        [P] the stride of each point's level.
+    labels:         int64 [B, P] class 1..C of the assigned ground truth, 0 for background.
+    box_targets:    [B, P, 4] (l, t, r, b) pixels from each point to its assigned ground-truth box.
+    matched_gt:     int64 [B, P] index into the image's ground truths, -1 for background.
+    positive:       bool [B, P] labels > 0: the points of the box and centerness losses.
+    mask_positives: per image int64 [N], the positives the mask loss uses (`mask_positives`).
+    mask_boxes:     per image [N, 4], their PREDICTED boxes, decoded and detached, input pixels.
+    """
+
+    points: Tensor
+    strides: Tensor
+    labels: Tensor
+    box_targets: Tensor
+    matched_gt: Tensor
+    positive: Tensor
+    mask_positives: list[Tensor]
+    mask_boxes: list[Tensor]
 
 
 class SipMask(nn.Module):
@@ -156,23 +183,19 @@ class SipMask(nn.Module):
 
     # ---- training ----------------------------------------------------------------------------
 
-    def compute_losses(
-        self, outputs: HeadOutputs, basis_masks: Tensor, targets: list[dict[str, Tensor]]
-    ) -> dict[str, Tensor]:
-        """The four losses of §3.4 (+ FCOS centerness), in float32 even under autocast."""
+    def assign(self, outputs: HeadOutputs, targets: list[dict[str, Tensor]]) -> BatchAssignment:
+        """The FCOS assignment of every image (§3) and the positives of the mask loss, in float32.
+
+        Computed once per batch: `compute_losses` reads it, and SipMaskVIS hands the same one to its
+        tracking loss (§3.5), which takes its embeddings at the mask loss's positives.
+        """
         cfg = self.config
-        device = basis_masks.device
-        with torch.autocast(device.type, enabled=False):
+        with torch.no_grad(), torch.autocast(outputs.cls_logits[0].device.type, enabled=False):
             points, strides, ranges = fcos.points_of_maps(
                 outputs.cls_logits, cfg.strides, cfg.regress_ranges
             )  # [P, 2], [P], [P, 2]
-            # [B, P, C], [B, P, 4], [B, P], [B, P, Q, M]
-            cls, reg, ctr, coefficients = flatten_outputs(outputs)
-            cls, ctr, coefficients = cls.float(), ctr.float(), coefficients.float()
-            reg = reg.float() * strides[None, :, None]  # stride units -> pixels
-            basis_masks = basis_masks.float()
-            num_images, _, num_classes = cls.shape
-
+            reg = torch.cat([x.flatten(2).transpose(1, 2) for x in outputs.box_regression], dim=1)
+            reg = reg.float() * strides[None, :, None]  # [B, P, 4] predicted (l, t, r, b), pixels
             assigned = [
                 fcos.fcos_targets(
                     points, strides, ranges, t["boxes"], t["labels"], cfg.center_sampling_radius
@@ -181,32 +204,59 @@ class SipMask(nn.Module):
             ]
             labels = torch.stack([a.labels for a in assigned])  # [B, P]
             box_targets = torch.stack([a.box_targets for a in assigned])  # [B, P, 4]
+            matched_gt = torch.stack([a.matched_gt for a in assigned])  # [B, P]
             positive = labels > 0  # [B, P]
+            kept = [mask_positives(points, reg[b], positive[b]) for b in range(len(targets))]
+        index, boxes = [k[0] for k in kept], [k[1] for k in kept]  # per image [N], [N, 4]
+        return BatchAssignment(points, strides, labels, box_targets, matched_gt, positive, index, boxes)
+
+    def compute_losses(
+        self,
+        outputs: HeadOutputs,
+        basis_masks: Tensor,
+        targets: list[dict[str, Tensor]],
+        assignment: BatchAssignment | None = None,
+    ) -> dict[str, Tensor]:
+        """The four losses of §3.4 (+ FCOS centerness), in float32 even under autocast.
+
+        assignment: `self.assign(outputs, targets)`, computed here when not given.
+        """
+        cfg = self.config
+        assigned = self.assign(outputs, targets) if assignment is None else assignment
+        device = basis_masks.device
+        with torch.autocast(device.type, enabled=False):
+            # [B, P, C], [B, P, 4], [B, P], [B, P, Q, M]
+            cls, reg, ctr, coefficients = flatten_outputs(outputs)
+            cls, ctr, coefficients = cls.float(), ctr.float(), coefficients.float()
+            reg = reg.float() * assigned.strides[None, :, None]  # stride units -> pixels
+            basis_masks = basis_masks.float()
+            num_images, _, num_classes = cls.shape
+            positive = assigned.positive  # [B, P]
             num_pos = int(positive.sum())
 
             # Focal loss over all points, normalised by num_pos + num_images (as the authors).
             loss_cls = focal_loss(
                 cls.reshape(-1, num_classes),
-                labels.reshape(-1),
+                assigned.labels.reshape(-1),
                 normalizer=num_pos + num_images,
                 gamma=cfg.focal_gamma,
                 alpha=cfg.focal_alpha,
             )
             # IoU loss weighted by the centerness targets; centerness BCE; positives only.
-            pos_targets = box_targets[positive]  # [N, 4]
+            pos_targets = assigned.box_targets[positive]  # [N, 4]
             centerness_targets = fcos.centerness_target(pos_targets)  # [N]
             loss_box = box_loss(reg[positive], pos_targets, centerness_targets, kind=cfg.box_loss)
             loss_centerness = centerness_loss(ctr[positive], centerness_targets)
 
             mask_losses = [
                 self._image_mask_loss(
-                    points,
+                    assigned.mask_positives[b],
+                    assigned.mask_boxes[b],
                     cls[b],
-                    reg[b],
                     coefficients[b],
                     basis_masks[b],
-                    labels[b],
-                    assigned[b].matched_gt,
+                    assigned.labels[b],
+                    assigned.matched_gt[b],
                     targets[b],
                 )
                 for b in range(num_images)
@@ -221,9 +271,9 @@ class SipMask(nn.Module):
 
     def _image_mask_loss(
         self,
-        points: Tensor,
+        positives: Tensor,
+        boxes: Tensor,
         cls: Tensor,
-        reg: Tensor,
         coefficients: Tensor,
         basis_masks: Tensor,
         labels: Tensor,
@@ -232,34 +282,31 @@ class SipMask(nn.Module):
     ) -> Tensor:
         """§3.4 mask alignment weighting loss of one image (docs/authors_implementation.md §2.3).
 
-        1. all positive locations of all levels, no sampling;
-        2. their PREDICTED boxes, decoded and detached, / 2 -> basis-map pixels; boxes of area
-           <= 1 dropped;
+        1. all positive locations of all levels, no sampling, with their PREDICTED boxes, decoded and
+           detached, boxes of area <= 1 at the basis-map scale dropped (`mask_positives`);
+        2. the boxes / 2 -> basis-map pixels;
         3. GT masks of the padded image, bilinearly resized x0.5, > 0.5; each positive uses the
            mask of its assigned GT;
         4. alpha = sigmoid(GT-class logit) x IoU(predicted box, GT box) under no-grad, per
            config.alignment_weight, normalised to mean ~1 over the kept positives;
         5. losses.mask_loss: per-instance BCE inside the box / box area, sum_j alpha_j l_j / N.
 
-        Shapes (one image): points [P, 2], cls [P, C], reg [P, 4] pixels, coefficients [P, Q, M],
-        basis_masks [M, H, W], labels [P], matched_gt [P].
+        Shapes (one image): positives [N] point indices and boxes [N, 4] input pixels (both from
+        `mask_positives`), cls [P, C], coefficients [P, Q, M], basis_masks [M, H, W], labels [P],
+        matched_gt [P].
         """
-        positives = (labels > 0).nonzero().squeeze(1)  # [N]
-        boxes = fcos.decode_boxes(points[positives], reg[positives]).detach() / 2  # [N, 4]
-        keep = valid_mask_boxes(boxes)
-        positives, boxes = positives[keep], boxes[keep]
         if positives.numel() == 0:
             return basis_masks.sum() * 0 + coefficients.sum() * 0
         gt_index = matched_gt[positives]  # [N]
         with torch.no_grad():
             scores = cls[positives, labels[positives] - 1].sigmoid()  # [N]
-            ious = paired_box_iou(boxes * 2, target["boxes"][gt_index].to(boxes.dtype))  # [N]
+            ious = paired_box_iou(boxes, target["boxes"][gt_index].to(boxes.dtype))  # [N]
             weights = mask_alignment_weight(scores, ious, self.config.alignment_weight)  # [N]
         basis_size = (basis_masks.shape[-2], basis_masks.shape[-1])
         gt_masks = basis_size_gt_masks(target["masks"], basis_size)  # [G, H, W]
         gt_masks = gt_masks[gt_index]  # [N, H, W] each positive's assigned GT
         return mask_loss(
-            basis_masks, coefficients[positives], boxes, gt_masks, weights, self.config.sub_regions
+            basis_masks, coefficients[positives], boxes / 2, gt_masks, weights, self.config.sub_regions
         )
 
     # ---- inference ---------------------------------------------------------------------------
@@ -374,6 +421,22 @@ def flatten_outputs(outputs: HeadOutputs) -> tuple[Tensor, Tensor, Tensor, Tenso
     ctr = torch.cat([x.flatten(1) for x in outputs.centerness], dim=1)
     coefficients = torch.cat([flatten_coefficients(x) for x in outputs.coefficients], dim=1)
     return cls, reg, ctr, coefficients
+
+
+def mask_positives(points: Tensor, reg: Tensor, positive: Tensor) -> tuple[Tensor, Tensor]:
+    """The positives of the mask loss of one image, and their predicted boxes (the authors' rule).
+
+    All positive points of all levels, no sampling; each one's PREDICTED box, decoded and detached;
+    boxes whose area at the basis-map scale (input pixels / 2) is <= 1 dropped (losses.valid_mask_boxes).
+    SipMaskVIS's tracking loss takes its current-frame embeddings at the same boxes.
+
+    points [P, 2], reg [P, 4] predicted (l, t, r, b) pixels, positive bool [P]
+    -> point indices int64 [N], boxes [N, 4] xyxy input pixels.
+    """
+    index = positive.nonzero().squeeze(1)  # [N]
+    boxes = fcos.decode_boxes(points[index], reg[index]).detach()  # [N, 4]
+    keep = valid_mask_boxes(boxes / 2)
+    return index[keep], boxes[keep]
 
 
 def basis_size_gt_masks(masks: Tensor, basis_size: tuple[int, int]) -> Tensor:

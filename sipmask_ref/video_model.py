@@ -10,21 +10,22 @@ Training, one step (the authors' SipMask-VIS recipe: docs/authors_implementation
     current frames + reference frames (same videos, same resize and flip)
       -> backbone + FPN on all 2B frames, shared weights         P3..P7
       -> current frames only: head, basis masks, the four image losses of §3.4 (model.py)
-      -> all frames: TrackingBranch over P3-P5 (tracking.py)      [2B, D, H/8, W/8]
-      -> current: embeddings at the PREDICTED boxes of the mask-loss positives
+      -> all frames: TrackingBranch over P3-P5 (tracking.py)      [2B, E, Hp/8, Wp/8]
+      -> current: embeddings at the PREDICTED boxes of the mask-loss positives (the FCOS
+         assignment of the image losses, computed once: SipMask.assign -> BatchAssignment)
          reference: embeddings at the GT boxes, jittered
       -> loss_track = cross-entropy over [new object, reference objects]   (tracking.tracking_loss)
 
 Eval mode returns the image detections plus each detection's embedding ('embeds' [N, E]); identities
-across frames are assigned outside the model, frame by frame (video/tracks.py with tracking.py's
+across frames are assigned outside the model, frame by frame (video/tracks.py with trackers.py's
 TrackMatcher / IouTracker).
 
 `load_image_weights` initialises SipMaskVIS from an image SipMask checkpoint where shapes match (the
 authors start from a COCO checkpoint): the tracking branch is new, and the class conv is skipped when
 the number of classes differs.
 
-Shape letters as in the package docstring; D here is the channels of the tracking embedding
-(config.embed_dim: 512 in paper_vis_r50).
+Shape letters as in the package docstring; E is the channels of the tracking embedding
+(config.embed_dim: 512 in paper_vis_r50), D those of the FPN features it is computed from.
 """
 
 from __future__ import annotations
@@ -36,12 +37,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from . import fcos
 from .checkpoints import read_checkpoint
 from .config import SipMaskConfig
-from .head import HeadOutputs
-from .losses import valid_mask_boxes
-from .model import PreparedBatch, SipMask
+from .model import BatchAssignment, PreparedBatch, SipMask
 from .tracking import TrackingBranch, embeddings_at_boxes, jitter_boxes, tracking_loss, tracking_targets
 
 
@@ -64,7 +62,7 @@ class SipMaskVIS(SipMask):
 
     def __init__(self, config: SipMaskConfig) -> None:
         super().__init__(config)
-        # Two shared conv blocks over P3, P4, P5, fused at stride 8, then a 1x1 conv to D channels.
+        # Two shared conv blocks over P3, P4, P5, fused at stride 8, then a 1x1 conv to E channels.
         self.tracking = TrackingBranch(
             config.fpn_channels, config.embed_dim, num_convs=2, use_gn=config.use_gn
         )
@@ -135,13 +133,13 @@ class SipMaskVIS(SipMask):
         features = self.backbone(batch.images)  # P3..P7 of the 2B frames, shared weights
         outputs = self.head([f[:num] for f in features])  # the detector runs on the current frames
         basis_masks = self.basis_masks(outputs.reg_features[:3])  # [B, M, Hp/2, Wp/2]
-        losses = self.compute_losses(outputs, basis_masks, prepared_targets[:num])
-        embed_maps = self.tracking(*features[:3])  # [2B, D, Hp/8, Wp/8]
+        assignment = self.assign(outputs, prepared_targets[:num])  # once, for all five losses
+        losses = self.compute_losses(outputs, basis_masks, prepared_targets[:num], assignment)
+        embed_maps = self.tracking(*features[:3])  # [2B, E, Hp/8, Wp/8]
         loss_track = self.tracking_loss(
-            outputs,
+            assignment,
             embed_maps[:num],
             embed_maps[num:],
-            prepared_targets[:num],
             kept_ids[:num],
             prepared_targets[num:],
             kept_ids[num:],
@@ -151,10 +149,9 @@ class SipMaskVIS(SipMask):
 
     def tracking_loss(
         self,
-        outputs: HeadOutputs,
+        assignment: BatchAssignment,
         embed_cur: Tensor,
         embed_ref: Tensor,
-        targets: list[dict[str, Tensor]],
         obj_ids: list[Tensor],
         ref_targets: list[dict[str, Tensor]],
         ref_obj_ids: list[Tensor],
@@ -162,43 +159,34 @@ class SipMaskVIS(SipMask):
         """loss_track of a batch, averaged over its images (an image without positives adds 0).
 
         Per image, as the authors: the current frame's FCOS positives that the mask loss uses (all
-        levels, predicted boxes decoded and detached, boxes of area <= 1 at stride 2 dropped) give
-        one embedding each at their predicted box; the reference frame's GT boxes, jittered, give one
-        each; the target of a positive is 1 + the position of its GT object in the reference frame,
-        or 0 ("new") when that object is absent there. The FCOS assignment is recomputed here (the
-        same call as in compute_losses; it is cheap next to the network).
+        levels, predicted boxes decoded and detached, boxes of area <= 1 at stride 2 dropped: the
+        `mask_positives` and `mask_boxes` of the batch's assignment, the one `compute_losses` read)
+        give one embedding each at their predicted box; the reference frame's GT boxes, jittered, give
+        one each; the target of a positive is 1 + the position of its GT object in the reference frame,
+        or 0 ("new") when that object is absent there.
 
-        embed_cur, embed_ref: [B, E, H, W] tracking maps; targets / ref_targets: preprocessed (boxes
-        in input pixels); obj_ids / ref_obj_ids: [G] per image, aligned with the targets' boxes.
+        assignment: `self.assign` of the current frames; embed_cur, embed_ref: [B, E, H, W] tracking
+        maps; ref_targets: preprocessed (boxes in input pixels); obj_ids / ref_obj_ids: [G] per image,
+        aligned with the current / reference targets' boxes.
         """
-        cfg = self.config
         device = embed_cur.device
         with torch.autocast(device.type, enabled=False):
-            points, strides, ranges = fcos.points_of_maps(
-                outputs.box_regression, cfg.strides, cfg.regress_ranges
-            )  # [P, 2], [P], [P, 2]
-            reg = torch.cat([x.flatten(2).transpose(1, 2) for x in outputs.box_regression], dim=1)
-            reg = reg.float() * strides[None, :, None]  # [B, P, 4] stride units -> pixels
             losses = []
-            for b, target in enumerate(targets):
-                assigned = fcos.fcos_targets(
-                    points, strides, ranges, target["boxes"], target["labels"], cfg.center_sampling_radius
-                )
-                positives = (assigned.labels > 0).nonzero().squeeze(1)  # [N]
-                boxes = fcos.decode_boxes(points[positives], reg[b, positives]).detach()  # [N, 4]
-                keep = valid_mask_boxes(boxes / 2)  # the mask-loss positives
-                positives, boxes = positives[keep], boxes[keep]
+            for b, (positives, boxes) in enumerate(
+                zip(assignment.mask_positives, assignment.mask_boxes, strict=True)
+            ):
                 cur = embeddings_at_boxes(embed_cur[b].float(), boxes, self.embed_stride)  # [N, E]
                 ref_boxes = jitter_boxes(ref_targets[b]["boxes"])  # [G, 4], global torch RNG
                 ref = embeddings_at_boxes(embed_ref[b].float(), ref_boxes, self.embed_stride)  # [G, E]
-                labels = tracking_targets(obj_ids[b][assigned.matched_gt[positives]], ref_obj_ids[b])
+                matched = assignment.matched_gt[b, positives]  # [N] index of each positive's GT
+                labels = tracking_targets(obj_ids[b][matched], ref_obj_ids[b])
                 losses.append(tracking_loss(cur, ref, labels))
             return torch.stack(losses).mean()
 
     # ---- inference ---------------------------------------------------------------------------
 
     def embedding_maps(self, images: list[Tensor]) -> tuple[Tensor, PreparedBatch]:
-        """Tracking maps [B, D, Hp/8, Wp/8] of a list of images, and how they were prepared."""
+        """Tracking maps [B, E, Hp/8, Wp/8] of a list of images, and how they were prepared."""
         batch = self.preprocess(images)
         features = self.backbone(batch.images)
         return self.tracking(*features[:3]), batch
@@ -219,7 +207,7 @@ class SipMaskVIS(SipMask):
         """SipMask's detections of each image plus 'embeds' [N, E] at each box centre."""
         batch = self.preprocess(images)
         features, outputs, basis_masks = self.run_network(batch.images)
-        embed_maps = self.tracking(*features[:3]).float()  # [B, D, Hp/8, Wp/8]
+        embed_maps = self.tracking(*features[:3]).float()  # [B, E, Hp/8, Wp/8]
         results = self.postprocess(outputs, basis_masks, batch)
         for b, result in enumerate(results):
             # The boxes come back in original pixels; the embedding is read on the network input.

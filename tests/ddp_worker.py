@@ -1,4 +1,4 @@
-"""One process of the 2-process training in tests/test_engine.py, started by torchrun (gloo, CPU).
+"""One process of the 2-process training in tests/test_engine_distributed.py, started by torchrun (gloo, CPU).
 
     python -m torch.distributed.run --standalone --nproc_per_node 2 tests/ddp_worker.py ROOT
 

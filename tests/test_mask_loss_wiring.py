@@ -1,7 +1,8 @@
 """Wiring of `SipMask._image_mask_loss` (§3.4 mask alignment weighting loss of one image).
 
 `losses.mask_loss` and `losses.mask_alignment_weight` are tested on their own in test_losses.py.
-This file checks what `_image_mask_loss` feeds them, against a plain hand loop written here:
+This file checks what `_image_mask_loss`, given the positives `mask_positives` picks, feeds them,
+against a plain hand loop written here:
 
 - which boxes crop and split the masks: the PREDICTED boxes (decoded from the regression at the
   positive points), / 2 -> basis-map pixels, boxes of area <= 1 dropped;
@@ -24,7 +25,7 @@ import pytest
 import torch
 
 from sipmask_ref.config import preset
-from sipmask_ref.model import SipMask
+from sipmask_ref.model import SipMask, mask_positives
 
 INPUT = 32  # input (padded image) size; the basis masks are INPUT / 2
 BASIS = INPUT // 2
@@ -69,7 +70,7 @@ def _gt_masks() -> torch.Tensor:
 
 
 def _inputs():
-    """The arguments of `_image_mask_loss`, in its order (all float32 / int64, one image)."""
+    """One image's points, outputs and target (all float32 / int64), in the order `_hand_loss` reads them."""
     generator = torch.Generator().manual_seed(0)
     points = torch.tensor([p[0] for p in POINTS])  # [P, 2]
     reg = torch.tensor(
@@ -88,6 +89,15 @@ def _inputs():
     basis_masks = torch.randn(NUM_BASIS, BASIS, BASIS, generator=generator)  # [M, H, W]
     target = {"boxes": torch.tensor(GT_BOXES), "labels": torch.tensor(GT_LABELS), "masks": _gt_masks()}
     return points, cls, reg, coefficients, basis_masks, labels, matched_gt, target
+
+
+def _method_loss(model: SipMask, inputs) -> torch.Tensor:
+    """`_image_mask_loss` on the inputs, its positives and boxes chosen by `mask_positives`."""
+    points, cls, reg, coefficients, basis_masks, labels, matched_gt, target = inputs
+    positives, boxes = mask_positives(points, reg, labels > 0)
+    return model._image_mask_loss(
+        positives, boxes, cls, coefficients, basis_masks, labels, matched_gt, target
+    )
 
 
 def _model() -> SipMask:
@@ -187,7 +197,7 @@ def test_image_mask_loss_equals_the_hand_loop():
     # As in training: gradients are recorded for the coefficients and basis masks.
     coefficients = coefficients.clone().requires_grad_()
     basis_masks = basis_masks.clone().requires_grad_()
-    loss = _model()._image_mask_loss(points, cls, reg, coefficients, basis_masks, labels, matched_gt, target)
+    loss = _method_loss(_model(), (points, cls, reg, coefficients, basis_masks, labels, matched_gt, target))
     assert loss.requires_grad  # still connected to the coefficients and basis masks
     expected = _hand_loss(inputs)
     torch.testing.assert_close(loss.detach(), torch.tensor(expected, dtype=loss.dtype), rtol=1e-5, atol=1e-6)
@@ -197,7 +207,7 @@ def test_image_mask_loss_equals_the_hand_loop():
 def method_loss() -> tuple[tuple, float]:
     """The inputs and the method's loss, computed once for the parametrised test below."""
     inputs = _inputs()
-    return inputs, float(_model()._image_mask_loss(*inputs))
+    return inputs, float(_method_loss(_model(), inputs))
 
 
 @pytest.mark.parametrize(

@@ -252,3 +252,35 @@ def test_engine_flips_both_frames_of_a_pair_together():
         assert torch.equal(image, ref_image) and torch.equal(target["boxes"], ref_target["boxes"])
         flipped.add(bool(target["boxes"][0, 0] != LEFT[0]))
     assert flipped == {True, False}
+
+
+def _fixed_batch_losses() -> dict[str, float]:
+    """The five losses of SipMaskVIS on a fixed batch of two pairs (seed 0; objects new and shared, one
+    empty reference frame) and the norm of their summed gradient, as Python floats."""
+    torch.manual_seed(0)
+    model = SipMaskVIS(small_config()).train()
+    image_a, target_a = frame([LEFT, RIGHT, BOTTOM], [1, 2, 3], [5, 6, 9])
+    ref_a, ref_target_a = frame([RIGHT, BOTTOM], [2, 3], [6, 9])
+    image_b, target_b = frame([[8, 8, 56, 40], [20, 30, 44, 62]], [2, 1], [3, 4])
+    ref_b, ref_target_b = frame([], [], [])
+    losses = model([image_a, image_b], [target_a, target_b], [ref_a, ref_b], [ref_target_a, ref_target_b])
+    sum(losses.values()).backward()
+    gradient = torch.sqrt(sum(p.grad.pow(2).sum() for p in model.parameters() if p.grad is not None))
+    return {**{name: value.item() for name, value in losses.items()}, "grad_norm": gradient.item()}
+
+
+# Recorded with `_fixed_batch_losses()` (torch 2.14.1, CPU, one thread) on commit b4aa250, before the
+# FCOS assignment was computed once per batch and shared with the tracking loss (ARCHITECTURE.md §5).
+RECORDED = {
+    "loss_cls": 1.071170449256897,
+    "loss_box": 1.328642725944519,
+    "loss_centerness": 0.6949892640113831,
+    "loss_mask": 0.7095420360565186,
+    "loss_track": 0.46389731764793396,
+    "grad_norm": 20.7912540435791,
+}
+
+
+def test_losses_on_a_fixed_batch_are_the_recorded_ones():
+    """Sharing the FCOS assignment between the image losses and loss_track changed no value."""
+    assert _fixed_batch_losses() == pytest.approx(RECORDED, rel=1e-6)

@@ -13,7 +13,7 @@ import torch
 
 from sipmask_ref.config import preset
 from sipmask_ref.data.ytvis import YTVISDataset
-from sipmask_ref.tracking import IouTracker, TrackMatcher
+from sipmask_ref.trackers import IouTracker, TrackMatcher
 from sipmask_ref.video.tracks import (
     TRACKERS,
     FrameDetections,

@@ -284,7 +284,7 @@ def _results_markdown(record: dict[str, Any]) -> str:
             "'GT boxes' switch counts below isolate the tracker."
         ),
         (
-            "- ID switches (IDSW): tracking.count_id_switches (mask IoU >= 0.5), summed over the val "
+            "- ID switches (IDSW): trackers.count_id_switches (mask IoU >= 0.5), summed over the val "
             "videos; 'crossing' counts only the objects that overlap a same-class object in some frame. "
             "'det.': on the tracked detections (all of them, score > 0.03). 'GT boxes': the tracker is fed "
             "the ground truth as detections, with the model's embeddings at its boxes, so the count "

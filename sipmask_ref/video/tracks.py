@@ -1,7 +1,7 @@
 """§3.5 / §4.4 whole videos through SipMaskVIS and a tracker: detect, track, score.
 
 Not a new equation: this file runs SipMaskVIS (video_model.py) frame by frame through whole videos,
-links its detections with a tracker of tracking.py and scores the result. Read top to bottom:
+links its detections with a tracker of trackers.py and scores the result. Read top to bottom:
 
     TRACKERS, make_tracker   the matcher of §3.5 (TrackMatcher, each term switchable) or the IoU baseline
     FrameDetections      the detections of one frame, on the CPU, in frame pixels
@@ -19,7 +19,7 @@ links its detections with a tracker of tracking.py and scores the result. Read t
 Decisions where the paper and the authors' code are silent:
 - A frame file that cannot be found during evaluation is skipped with a warning: it gets no detections
   (its entries in the results are None) and the tracker's memory is carried over it unchanged.
-- Identity switches (tracking.count_id_switches, masks, IoU >= 0.5) are counted over all ground-truth
+- Identity switches (trackers.count_id_switches, masks, IoU >= 0.5) are counted over all ground-truth
   objects and over the "crossing" ones: objects whose box overlaps the box of another object of the
   same class in at least one frame (the synthetic benchmark sends same-class objects across each other).
   They are counted twice: on the tracked detections, and with the ground truth given to the tracker as
@@ -48,7 +48,7 @@ from ..data.ytvis import YTVISDataset
 from ..eval.coco import evaluate_coco, predictions_to_coco_results
 from ..eval.ytvis import evaluate_ytvis
 from ..geometry import encode_mask
-from ..tracking import IouTracker, TrackMatcher, VideoResultAccumulator, count_id_switches
+from ..trackers import IouTracker, TrackMatcher, VideoResultAccumulator, count_id_switches
 from ..video_model import SipMaskVIS
 
 # The trackers compared in the README: the full matcher, the matcher with one term removed, the
@@ -305,7 +305,7 @@ def evaluate_vis(
 
     dataset: a YTVISDataset (any mode; its transforms are not used: frames are read as stored).
     max_videos: evaluate the first videos only (the metrics are restricted to them).
-    count_switches: also count identity switches (tracking.count_id_switches, mask IoU >= 0.5), over
+    count_switches: also count identity switches (trackers.count_id_switches, mask IoU >= 0.5), over
     all ground-truth objects and over the crossing ones, twice: on the tracked detections
     ('id_switches*'), and with the ground truth fed to the tracker as detections together with the
     model's embeddings at its boxes ('gt_box_id_switches*': association alone).
