@@ -90,7 +90,7 @@ STOREYS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("evaluation", ("eval",)),
     ("engine", ("engine",)),
     ("helpers", ("cli_common", "workspace", "explorer", "viz", "dataset_check", "export")),
-    ("experiments", ("reproduce", "compare", "video")),
+    ("experiments", ("reproduce", "compare", "video", "leak_table")),
     ("entry points", ("cli", "__main__", "tutorial")),
 )
 
