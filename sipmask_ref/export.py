@@ -91,6 +91,7 @@ from .config import SipMaskConfig
 from .geometry import mask_iou
 from .head import HeadOutputs
 from .model import SipMask
+from .model_input import padded_size
 from .spatial_preservation import FeatureAlignment
 
 CONFIG_KEY = "sipmask_ref.config"  # ONNX metadata: json.dumps(dataclasses.asdict(config))
@@ -113,8 +114,8 @@ def input_shape(config: SipMaskConfig) -> tuple[int, int, int, int]:
             f"paper_*_544, ...) are exported; this one keeps the aspect ratio within {config.input_size}"
         )
     width, height = config.input_size
-    step = config.size_divisible
-    return 1, 3, math.ceil(height / step) * step, math.ceil(width / step) * step
+    padded_height, padded_width = padded_size(height, width, config.size_divisible)
+    return 1, 3, padded_height, padded_width
 
 
 def output_names(num_levels: int) -> list[str]:
