@@ -9,10 +9,10 @@
                 tracked video: a frame strip (PNG) and an animated GIF, one colour per identity
     demo        make-data, train cpu_tiny, evaluate, draw predictions into outputs/demo/
     reproduce   the ablation tables of §4.3 (Tables 2-5) on the synthetic benchmark, several seeds
-                each, into results/ablations.json and results/ablations.md (see reproduce.py)
+                each, into results/ablations.json and results/ablations.md (see reproduce/)
     compare     Table 1 on this machine: SipMask, the YOLACT-like baseline and torchvision's Mask
                 R-CNN trained for the same CPU budget, box / mask AP and ms per image, into
-                results/speed_accuracy.json and results/speed_accuracy.md (see compare.py)
+                results/speed_accuracy.json and results/speed_accuracy.md (see compare/)
     reproduce-video  the tracker comparison of §3.5 on the synthetic videos, several seeds, into
                 results/video/ (video.reproduce; `python -m sipmask_ref.video reproduce` forwards here)
     check-data  read every image and annotation of a COCO-format set as training would and describe its

@@ -55,7 +55,7 @@ def to_markdown(report: dict[str, Any]) -> str:
     lines += [
         "",
         (
-            f"Produced by `{settings['command']}` (sipmask_ref/compare.py) on {env['date']} with Python "
+            f"Produced by `{settings['command']}` (sipmask_ref/compare/) on {env['date']} with Python "
             f"{env['python']}, torch {env['torch']}, torchvision {env['torchvision']}, on {env['cpu_count']} "
             f"visible CPU cores ({env['processor']}), {settings['threads']} torch thread(s) for everything. "
             f"Each model was trained from scratch on the {settings['train_images']} training images of "
