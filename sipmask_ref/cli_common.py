@@ -1,13 +1,17 @@
 """What the command-line handlers share: the usage error and the checks of devices, files and configs.
 
-Not a paper section. cli.py (image commands) and video/commands.py (`--task vis`, `predict --video`) both
-handle commands; they import these helpers from here, so that neither imports the other's
-internals (cli.py imports video/commands.py's handlers; the video package imports nothing of cli.py).
+Not a paper section. The handlers of commands/ (the image commands, the experiments, the data) and
+video/commands.py (`--task vis`, `predict --video`) all handle commands; they import these helpers from
+here, so that none imports another's internals (commands/image.py imports video/commands.py's
+handlers; the video package imports nothing of commands/ or cli.py).
 
     UsageError           a mistake in the command line or its files: one line on stderr, exit code 2
     checked_device       the --device argument as a torch.device, checked against this machine
     same_categories      two label -> category id maps must agree (training vs validation set, ...)
     checked_checkpoint   a checkpoint dict, with a missing or foreign file as a UsageError
+    checked_preset       a preset by name, an unknown name as a UsageError
+    synthetic_split      the annotation file and image folder of a split of the synthetic benchmark
+    checked_dataset      a CocoInstances with both paths checked, bad files as one-line usage errors
     train_target         the device and output folder of `train`, after checking --resume and --iters
     config_for_training  the preset with the task, the training set's class count and the overrides
                          (training_config: the same from plain values, for `demo`)
@@ -23,7 +27,9 @@ from typing import Any
 import torch
 
 from . import checkpoints
-from .config import SipMaskConfig
+from .config import SipMaskConfig, preset
+from .data.coco import CocoInstances
+from .data.synthetic import make_data
 
 
 class UsageError(Exception):
@@ -60,6 +66,43 @@ def checked_checkpoint(path: str) -> dict[str, Any]:
         return checkpoints.read_checkpoint(path)
     except (FileNotFoundError, checkpoints.CheckpointError) as error:
         raise UsageError(str(error)) from None
+
+
+def checked_preset(name: str) -> SipMaskConfig:
+    """preset(name), with an unknown name as a UsageError."""
+    try:
+        return preset(name)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
+def synthetic_split(root: Path, split: str, generate: bool = True) -> tuple[Path, Path]:
+    """(annotation JSON, image folder) of a synthetic split, generated (images only) if missing and
+    `generate`."""
+    ann = root / "synthetic" / "annotations" / f"instances_{split}.json"
+    images = root / "synthetic" / "images" / split
+    if generate and not ann.is_file():
+        print(f"synthetic benchmark not found under {root}; generating it (make-data)")
+        make_data(root=root, video=False)
+    return ann, images
+
+
+def checked_dataset(ann: Path | str | None, images: Path | str | None, what: str) -> CocoInstances:
+    """A CocoInstances with both paths checked; bad files become one-line usage errors."""
+    if ann is None or images is None:
+        raise UsageError(f"{what}: give both the annotation JSON and the image folder")
+    ann, images = Path(ann), Path(images)
+    if not ann.is_file():
+        raise UsageError(f"{what}: annotation file not found: {ann}")
+    if not images.is_dir():
+        raise UsageError(f"{what}: image folder not found: {images}")
+    try:
+        dataset = CocoInstances(ann, images)
+    except (ValueError, FileNotFoundError) as error:
+        raise UsageError(f"{what}: {error}") from None
+    if len(dataset) == 0:
+        raise UsageError(f"{what}: {ann} holds no images")
+    return dataset
 
 
 def train_target(args: argparse.Namespace) -> tuple[torch.device, Path]:

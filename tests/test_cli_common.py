@@ -1,4 +1,4 @@
-"""cli_common.py: the checks that cli.py and video/commands.py share (each a one-line UsageError)."""
+"""cli_common.py: the checks that commands/ and video/commands.py share (each a one-line UsageError)."""
 
 from __future__ import annotations
 

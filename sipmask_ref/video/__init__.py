@@ -12,7 +12,7 @@ Its modules, each importing only those above it in this list:
                      synthetic_video_paths, trained_vis_model (the notebooks' cached model)
     reproduction.py  reproduce: the synthetic benchmark of the README, seeds x trackers -> results/video/
     commands.py      the `--task vis` / `predict --video` / `reproduce-video` command-line handlers
-                     (cli.py calls them) and main, the old entry point
+                     (commands/image.py and cli.py call them) and main, the old entry point
     __main__.py      `python -m sipmask_ref.video reproduce ...`, forwarded to `reproduce-video`
 
     python -m sipmask_ref reproduce-video [--seeds 0 1 2] [--iters N] [--out results/video]

@@ -1,8 +1,9 @@
 """The video commands: `train --task vis`, `evaluate --task vis`, `predict --video`, `reproduce-video`.
 
-cli.py registers these handlers on its parser; each checks its input (a missing file, an unknown
-tracker, an image checkpoint where a video one is needed, ...) and raises cli_common.UsageError with
-one line, then calls training.py, tracks.py, drawing.py or reproduction.py. Read top to bottom:
+commands/image.py hands `--task vis` and `predict --video` to these handlers, and cli.py registers
+`reproduce-video` on its parser; each checks its input (a missing file, an unknown tracker, an image
+checkpoint where a video one is needed, ...) and raises cli_common.UsageError with one line, then
+calls training.py, tracks.py, drawing.py or reproduction.py. Read top to bottom:
 
     cmd_train_vis        `train --task vis`: the image stage (unless --init-from), then train_vis
     cmd_evaluate_vis     `evaluate --task vis`: video AP and identity switches of a checkpoint
@@ -58,7 +59,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")  # the frame files `predict -
 
 
 # ----------------------------------------------------------------------------------------------------
-# command-line handlers (called by cli.py for --task vis and predict --video)
+# command-line handlers (called by commands/image.py for --task vis and predict --video)
 # ----------------------------------------------------------------------------------------------------
 
 

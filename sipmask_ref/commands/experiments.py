@@ -1,0 +1,74 @@
+"""The experiment commands: `reproduce` (paper Tables 2-5) and `compare` (Table 1) (cli.py registers them).
+
+cmd_reproduce     reproduce.reproduce with the command's options, then its tables as Markdown
+cmd_compare       compare.compare with the command's options (--lr NAME=LR parsed by _learning_rates)
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .. import compare, reproduce
+from ..cli_common import UsageError, synthetic_split
+
+
+def cmd_reproduce(args: argparse.Namespace) -> dict[str, Any]:
+    """Train the unique ablation variants x seeds (resumable) and write the tables with verdicts."""
+    iters = reproduce.ABLATION_ITERS if args.iters is None else args.iters
+    if args.seeds < 1 or args.jobs < 1 or iters < 1:
+        raise UsageError(f"--seeds, --jobs and --iters must be >= 1 (got {args.seeds}, {args.jobs}, {iters})")
+    try:
+        report = reproduce.reproduce(
+            out=args.out,
+            seeds=args.seeds,
+            iters=iters,
+            jobs=args.jobs,
+            work_dir=args.work_dir,
+            data_root=args.data_root,
+            only=args.only,
+            threads=args.threads,
+            report_only=args.report_only,
+        )
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    print(reproduce.to_markdown(report))
+    return report
+
+
+def _learning_rates(pairs: Sequence[str]) -> dict[str, float]:
+    """['mask_rcnn=1e-3', ...] -> {'mask_rcnn': 0.001, ...}."""
+    rates = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        try:
+            rates[name] = float(value)
+        except ValueError:
+            raise UsageError(f"--lr: expected NAME=LR (e.g. mask_rcnn=1e-3), got {pair!r}") from None
+    return rates
+
+
+def cmd_compare(args: argparse.Namespace) -> dict[str, Any]:
+    """Train SipMask, the YOLACT-like baseline and Mask R-CNN for one budget each (resumable); write the
+    speed / accuracy table."""
+    if not args.budget_s > 0 or args.threads < 1:
+        raise UsageError(f"--budget-s must be > 0 and --threads >= 1 (got {args.budget_s}, {args.threads})")
+    lrs = _learning_rates(args.lr)
+    root = Path(args.data_root)
+    synthetic_split(root, "train")  # generated if missing
+    try:
+        report = compare.compare(
+            out=args.out,
+            budget_s=args.budget_s,
+            threads=args.threads,
+            work_dir=args.work_dir,
+            data_root=root,
+            only=args.only,
+            lrs=lrs,
+        )
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    print(compare.to_markdown(report))
+    return report

@@ -1,0 +1,395 @@
+"""One model of the comparison (calibrate, train for the budget, time, evaluate), then all of them.
+
+    record_path, model_dir  where a model's record and its run (checkpoint, log, calibration) live
+    run_settings            everything a model's record depends on
+    load_finished_record    a model's record, if it was finished under the same settings
+    run_model               calibrate, train (resumable), time and evaluate one model -> its record
+    compare                 all of it, one model after another; writes OUT/speed_accuracy.{json,md}
+
+Resuming. A model's finished record is WORK/records/<name>.json; a rerun skips every record whose
+settings (budget, threads, lr, configuration, calibration and timing constants, data sizes) equal the
+ones it would use. The calibration is kept in WORK/<name>/calibration.json under the same rule, so a
+rerun trains for the same number of iterations; training runs in chunks of CHECKPOINT_EVERY iterations
+(engine.train with resume=True from the second chunk on, which engine.py documents as bit-identical
+on CPU to one uninterrupted call), and WORK/<name>/progress.json adds up the measured seconds of the
+finished chunks, so an interrupted run continues from its last checkpoint and its training seconds
+count each iteration once. Records, calibrations and checkpoints are per model name: a rerun with
+another --lr for a model retrains that model and replaces its record (use another --work-dir and --out
+to keep both).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torchvision
+
+from .. import checkpoints, engine
+from ..config import SipMaskConfig, preset
+from ..data.coco import CocoInstances
+from ..files import read_json_or_none
+from ..reproduce.runs import config_json, synthetic_datasets, write_record
+from .models import BASE_PRESET, MODELS, ModelSpec, base_config, build_model, count_parameters, load_model
+from .report import FORMAT, command_line, relative, write_report
+from .timing import (
+    CALIBRATION_STEPS,
+    CALIBRATION_WARMUP,
+    INFERENCE_IMAGES,
+    INFERENCE_WARMUP,
+    budget_config,
+    iterations_for_budget,
+    time_inference,
+    time_training_steps,
+)
+
+RUN_FORMAT = "sipmask_ref.compare_run/1"  # marker of one model's record
+DEFAULT_BUDGET_S = 290.0  # training seconds per model (about what cpu_tiny's 1700 iterations take)
+DEFAULT_THREADS = 2
+CHECKPOINT_EVERY = 50  # iterations per engine.train call (resume granularity)
+EVAL_BATCH = 8  # images per forward pass in the AP evaluation (not in the timing)
+
+
+# ----------------------------------------------------------------------------------------------------
+# one model
+# ----------------------------------------------------------------------------------------------------
+def record_path(work_dir: str | os.PathLike, name: str) -> Path:
+    """WORK/records/<name>.json: the record of a finished model."""
+    return Path(work_dir) / "records" / f"{name}.json"
+
+
+def model_dir(work_dir: str | os.PathLike, name: str) -> Path:
+    """WORK/<name>: checkpoint.pt, train_log.jsonl, calibration.json, progress.json of a model."""
+    return Path(work_dir) / name
+
+
+def run_settings(
+    spec: ModelSpec,
+    config: SipMaskConfig,
+    budget_s: float,
+    threads: int,
+    train_set: CocoInstances,
+    val_set: CocoInstances,
+    calibration: tuple[int, int],
+    inference: tuple[int, int],
+) -> dict[str, Any]:
+    """Everything a model's record depends on: a rerun with equal settings skips the model."""
+    return {
+        "model": spec.name,
+        "kind": spec.kind,
+        "budget_s": float(budget_s),
+        "threads": threads,
+        "config": config_json(config),  # before budget_config: the preset, switches, classes, lr
+        "mask_threshold": spec.mask_threshold,
+        "calibration": {"warmup": calibration[0], "steps": calibration[1]},
+        "inference": {"warmup": inference[0], "images": inference[1]},
+        "checkpoint_every": CHECKPOINT_EVERY,
+        "train_images": len(train_set),
+        "val_images": len(val_set),
+    }
+
+
+def load_finished_record(path: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
+    """The record at `path` if it is a finished model of exactly these settings; None otherwise."""
+    record = read_json_or_none(path)
+    if isinstance(record, dict) and record.get("format") == RUN_FORMAT and record.get("settings") == settings:
+        return record
+    return None
+
+
+def _calibrate(
+    spec: ModelSpec,
+    config: SipMaskConfig,
+    train_set: CocoInstances,
+    settings: dict[str, Any],
+    folder: Path,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """The step time of the model: read from folder/calibration.json when measured under the same
+    settings, else measured on a throw-away model and written there."""
+    path = folder / "calibration.json"
+    saved = read_json_or_none(path)
+    if isinstance(saved, dict) and saved.get("settings") == settings:
+        return saved["timing"]
+    engine.seed_everything(config.seed)
+    warmup, steps = settings["calibration"]["warmup"], settings["calibration"]["steps"]
+    timing = time_training_steps(build_model(spec, config), config, train_set, warmup, steps)
+    write_record({"settings": settings, "timing": timing}, path)
+    log(
+        f"{spec.name}: calibrated {timing['mean_s']:.3f} s per step of {config.batch_size} images "
+        f"(mean of {timing['steps']}; median {timing['median_s']:.3f} s)"
+    )
+    return timing
+
+
+def _train(
+    spec: ModelSpec,
+    config: SipMaskConfig,
+    train_set: CocoInstances,
+    folder: Path,
+    step_s: float,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """Train to config.max_iters in chunks of CHECKPOINT_EVERY iterations, continuing a checkpoint of
+    the same config; returns {'train_s', 'resumed_from_iteration', 'train_s_estimated', 'losses'}."""
+    iters = config.max_iters
+    checkpoint, progress_path = folder / checkpoints.CHECKPOINT_NAME, folder / "progress.json"
+    recorded_config = config_json(config)
+    done, seconds, estimated = 0, 0.0, False
+    if checkpoint.is_file():
+        state = checkpoints.read_checkpoint(checkpoint)
+        if state["config"] == dataclasses.asdict(config) and 0 < state["iteration"] <= iters:
+            done = int(state["iteration"])
+        del state
+    if done:
+        progress = read_json_or_none(progress_path)
+        if (
+            isinstance(progress, dict)
+            and progress.get("config") == recorded_config
+            and progress.get("iteration") == done
+        ):
+            seconds = float(progress["train_s"])
+        else:  # stopped between the checkpoint and the progress file: the calibration's estimate
+            seconds, estimated = done * step_s, True
+        log(f"{spec.name}: resuming at iteration {done} of {iters}")
+    resumed_from = done
+    engine.seed_everything(config.seed)  # the initial weights depend on the seed only
+    model = build_model(spec, config)
+    losses: dict[str, float] = {}
+    while done < iters:
+        stop = min(iters, done + CHECKPOINT_EVERY)
+        started = time.perf_counter()
+        summary = engine.train(
+            model,
+            config,
+            train_set,
+            folder,
+            iters=stop,
+            device="cpu",
+            resume=done > 0,
+            checkpoint_every=CHECKPOINT_EVERY,
+            log_every=max(1, min(25, stop - done)),
+            progress=False,
+        )
+        seconds += time.perf_counter() - started
+        done, losses = stop, summary["losses"]
+        write_record({"config": recorded_config, "iteration": done, "train_s": seconds}, progress_path)
+        log(f"{spec.name}: {done}/{iters} iterations, {seconds:.0f} s, loss {sum(losses.values()):.3f}")
+    if not losses:  # nothing left to train: the last losses the log holds
+        log_path = folder / engine.LOG_NAME
+        lines = log_path.read_text().splitlines() if log_path.is_file() else []
+        logged = [json.loads(line) for line in lines if line.strip()]
+        last: dict[str, Any] = next((r for r in reversed(logged) if "loss" in r), {})
+        losses = {k: v for k, v in last.items() if k.startswith("loss_")}
+    return {
+        "train_s": seconds,
+        "resumed_from_iteration": resumed_from,
+        "train_s_estimated": estimated,
+        "losses": losses,
+    }
+
+
+def run_model(
+    spec: ModelSpec,
+    budget_s: float,
+    threads: int,
+    train_set: CocoInstances,
+    val_set: CocoInstances,
+    work_dir: str | os.PathLike,
+    lr: float | None = None,
+    calibration: tuple[int, int] | None = None,
+    inference: tuple[int, int] | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Calibrate, train for the budget, time and evaluate one model; write and return its record.
+
+    Returns the finished record of the same settings from WORK/records/<name>.json instead when
+    there is one (with 'skipped': True). Runs under torch.set_num_threads(threads) (restored after).
+    calibration: (warm-up, timed) steps, default (CALIBRATION_WARMUP, CALIBRATION_STEPS);
+    inference: (warm-up, timed) images, default (INFERENCE_WARMUP, INFERENCE_IMAGES).
+    """
+    calibration = calibration or (CALIBRATION_WARMUP, CALIBRATION_STEPS)
+    inference = inference or (INFERENCE_WARMUP, INFERENCE_IMAGES)
+    config = base_config(spec, len(train_set.class_names), lr)
+    settings = run_settings(spec, config, budget_s, threads, train_set, val_set, calibration, inference)
+    path = record_path(work_dir, spec.name)
+    done = load_finished_record(path, settings)
+    if done is not None:
+        return done | {"skipped": True}
+
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        folder = model_dir(work_dir, spec.name)
+        timing = _calibrate(spec, config, train_set, settings, folder, log)
+        iters = iterations_for_budget(budget_s, timing["mean_s"])
+        trained_config = budget_config(config, iters)
+        log(
+            f"{spec.name}: {iters} iterations fit {budget_s:g} s (lr {trained_config.lr:g}, "
+            f"lr steps {list(trained_config.lr_steps)}, warm-up {trained_config.warmup_iters})"
+        )
+        training = _train(spec, trained_config, train_set, folder, timing["mean_s"], log)
+
+        model = load_model(spec, folder / checkpoints.CHECKPOINT_NAME)
+        speed = time_inference(model, val_set, images=inference[1], warmup=inference[0])
+        started = time.perf_counter()
+        threshold = spec.mask_threshold if spec.mask_threshold is not None else trained_config.mask_threshold
+        _, metrics = engine.evaluate(
+            model, val_set, "cpu", EVAL_BATCH, mask_threshold=threshold, progress=False
+        )
+        record = {
+            "format": RUN_FORMAT,
+            "name": spec.name,
+            "title": spec.title,
+            "parameters": count_parameters(model),
+            "iterations": iters,
+            "batch_size": trained_config.batch_size,
+            "lr": trained_config.lr,
+            "lr_steps": list(trained_config.lr_steps),
+            "warmup_iters": trained_config.warmup_iters,
+            "calibration": timing,
+            "train_s": round(training["train_s"], 2),
+            "train_s_estimated": training["train_s_estimated"],
+            "resumed_from_iteration": training["resumed_from_iteration"],
+            "final_losses": training["losses"],
+            "mask_threshold": threshold,
+            "box_AP": metrics["bbox"]["AP"],
+            "box_AP50": metrics["bbox"]["AP50"],
+            "mask_AP": metrics["segm"]["AP"],
+            "mask_AP50": metrics["segm"]["AP50"],
+            "metrics": metrics,  # the 12 COCOeval numbers per type, fractions in [0, 1]
+            "inference": speed,
+            "eval_s": round(time.perf_counter() - started, 2),
+            "threads": torch.get_num_threads(),
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "settings": settings,
+        }
+        write_record(record, path)
+        log(
+            f"{spec.name}: box AP {100 * record['box_AP']:.1f}, mask AP {100 * record['mask_AP']:.1f}, "
+            f"{speed['median_ms']:.1f} ms/image"
+        )
+        return record | {"skipped": False}
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+# ----------------------------------------------------------------------------------------------------
+# all of it
+# ----------------------------------------------------------------------------------------------------
+def compare(
+    out: str | os.PathLike = "results",
+    budget_s: float = DEFAULT_BUDGET_S,
+    threads: int = DEFAULT_THREADS,
+    work_dir: str | os.PathLike = "outputs/compare",
+    data_root: str | os.PathLike = "data",
+    only: Sequence[str] | None = None,
+    lrs: dict[str, float] | None = None,
+    calibration: tuple[int, int] | None = None,
+    inference: tuple[int, int] | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run every model of MODELS (or `only` those) one after another; write OUT/speed_accuracy.{json,md}.
+
+    budget_s: training seconds per model. threads: torch threads for everything. work_dir: records,
+    calibrations and checkpoints (finished models with the same settings are skipped, unfinished
+    ones continue). data_root: the folder holding synthetic/. lrs: {model name: learning rate}
+    overriding ModelSpec.lr. The report also lists models outside `only` that have a finished
+    record of the same settings. A model that fails (e.g. a NaN loss) is reported and left out.
+    Returns the report written to speed_accuracy.json.
+    """
+    lrs = dict(lrs or {})
+    known = {spec.name: spec for spec in MODELS}
+    unknown = sorted((set(only or ()) | set(lrs)) - set(known))
+    if unknown:
+        raise ValueError(f"unknown model(s) {unknown}; choose from {sorted(known)}")
+    bad_lrs = {name: lr for name, lr in lrs.items() if not lr > 0}
+    if bad_lrs:
+        raise ValueError(f"learning rates must be > 0, got {bad_lrs}")
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    if not budget_s > 0:
+        raise ValueError(f"the budget must be > 0 seconds, got {budget_s}")
+    data_root = Path(data_root)
+    if not (data_root / "synthetic" / "annotations" / "instances_train.json").is_file():
+        raise FileNotFoundError(
+            f"no synthetic benchmark under {data_root / 'synthetic'} "
+            f"(python -m sipmask_ref make-data --root {data_root})"
+        )
+    calibration = calibration or (CALIBRATION_WARMUP, CALIBRATION_STEPS)
+    inference = inference or (INFERENCE_WARMUP, INFERENCE_IMAGES)
+    train_set, val_set = synthetic_datasets(data_root)
+    selected = [known[name] for name in only] if only else list(MODELS)
+    log(
+        f"compare: {', '.join(s.name for s in selected)}; {budget_s:g} s of training each, {threads} "
+        f"thread(s); records in {record_path(work_dir, '*')}"
+    )
+
+    records, failed = [], []
+    for spec in MODELS:
+        if spec in selected:
+            try:
+                records.append(
+                    run_model(
+                        spec,
+                        budget_s,
+                        threads,
+                        train_set,
+                        val_set,
+                        work_dir,
+                        lrs.get(spec.name),
+                        calibration,
+                        inference,
+                        log,
+                    )
+                )
+            except Exception as error:  # noqa: BLE001 - one failing model must not lose the others
+                failed.append(f"{spec.name}: {type(error).__name__}: {error}")
+                log(f"{spec.name} FAILED: {error}")
+        else:  # not asked for: shown when already finished under the same settings
+            config = base_config(spec, len(train_set.class_names), lrs.get(spec.name))
+            settings = run_settings(
+                spec, config, budget_s, threads, train_set, val_set, calibration, inference
+            )
+            done = load_finished_record(record_path(work_dir, spec.name), settings)
+            if done is not None:
+                records.append(done | {"skipped": True})
+
+    report = {
+        "format": FORMAT,
+        "settings": {
+            "command": command_line(budget_s, threads, only, lrs),
+            "models": {spec.name: spec.title for spec in MODELS},
+            "base_preset": BASE_PRESET,
+            "budget_s": float(budget_s),
+            "threads": threads,
+            "batch_size": preset(BASE_PRESET).batch_size,
+            "data": relative(data_root / "synthetic"),
+            "train_images": len(train_set),
+            "val_images": len(val_set),
+            "calibration": {"warmup": calibration[0], "steps": calibration[1]},
+            "inference": {"warmup": inference[0], "images": min(inference[1], len(val_set))},
+        },
+        "environment": {
+            "date": time.strftime("%Y-%m-%d"),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "torchvision": torchvision.__version__,
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(),
+            "device": "cpu",
+            "failed": failed,
+        },
+        "records": [{k: v for k, v in r.items() if k not in ("settings", "skipped")} for r in records],
+    }
+    json_path, markdown_path = write_report(report, out)
+    log(f"wrote {json_path} and {markdown_path}")
+    return report

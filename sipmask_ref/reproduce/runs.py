@@ -1,0 +1,201 @@
+"""One run of the ablation study: a variant of cpu_tiny, one seed, the short ABLATION_* schedule.
+
+    ablation_config      preset('cpu_tiny') with a variant's switches, a seed and the ABLATION_* schedule
+    run_name, run_record_path, run_checkpoint_path
+                         where a run's record and weights live under WORK
+    write_record         a record or report as JSON, atomically (compare/ writes its files with it too)
+    config_json          a config as the JSON a record holds, to compare with a record read back
+    load_finished_run    a run's record, if it was finished with exactly the config it would train
+    synthetic_datasets   (train, val) of the synthetic image benchmark (compare/ reads them too)
+    run_one              train one (variant, seed) and evaluate it on the synthetic val split;
+                         writes one JSON record (the unit of resuming)
+
+A run's record lands in WORK/runs/<variant>__seed<k>.json only after its evaluation, and a rerun
+skips every record whose config equals the one it would train, so an interrupted reproduction
+continues where it stopped; an interrupted run itself continues from its last checkpoint
+(WORK/<variant>/seed<k>/checkpoint.pt, every 100 iterations; a run stopped during its evaluation
+is only evaluated again).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import checkpoints, engine
+from ..config import SipMaskConfig, preset
+from ..data.coco import CocoInstances
+from ..files import read_json, write_json
+from ..model import SipMask
+from .tables import Variant
+
+RUN_FORMAT = "sipmask_ref.ablation_run/1"  # marker of one run record
+BASE_PRESET = "cpu_tiny"  # the model of every run: its architecture, input size, losses, inference
+# The schedule of one run, fixed here (not taken from the preset) so that tuning the preset's own
+# schedule does not change the tables: AdamW, which learns from scratch in few iterations, linear
+# warm-up over the first 10% and the learning rate divided by 10 at 75% and 92% of the iterations.
+# 1000 iterations: 12 configurations x 3 seeds fit about 80 minutes on 2 cores (2 runs of 1 thread).
+ABLATION_ITERS = 1000  # training iterations per run (batch: the preset's, 8 images)
+ABLATION_OPTIMIZER = "adamw"
+ABLATION_LR = 4e-3
+ABLATION_LR_STEPS = (0.75, 0.92)  # fractions of the iterations
+ABLATION_WARMUP = 0.1  # fraction of the iterations
+CHECKPOINT_EVERY = 100  # iterations between checkpoints inside one run (resume granularity)
+EVAL_BATCH = 8  # images per forward pass in evaluation
+
+
+def ablation_config(
+    variant: Variant, seed: int, iters: int = ABLATION_ITERS, num_classes: int | None = None
+) -> SipMaskConfig:
+    """preset('cpu_tiny') with the variant's switches, `seed`, and the ablation schedule for `iters`.
+
+    The schedule (optimizer, learning rate, warm-up, lr steps) is this module's ABLATION_* constants;
+    model, input, losses, inference and batch size are the preset's.
+    """
+    if iters < 1:
+        raise ValueError(f"iters must be >= 1, got {iters}")
+    base = preset(BASE_PRESET)
+    steps = tuple(sorted({min(iters, max(1, round(f * iters))) for f in ABLATION_LR_STEPS}))
+    return dataclasses.replace(
+        base,
+        **variant.switches(),
+        seed=seed,
+        optimizer=ABLATION_OPTIMIZER,
+        lr=ABLATION_LR,
+        max_iters=iters,
+        lr_steps=steps,
+        warmup_method="linear",
+        warmup_iters=round(ABLATION_WARMUP * iters),
+        num_classes=base.num_classes if num_classes is None else num_classes,
+    )
+
+
+def run_name(variant: Variant, seed: int) -> str:
+    return f"{variant.key}__seed{seed}"
+
+
+def run_record_path(work_dir: str | os.PathLike, variant: Variant, seed: int) -> Path:
+    """WORK/runs/<variant>__seed<k>.json: the record of a finished run."""
+    return Path(work_dir) / "runs" / f"{run_name(variant, seed)}.json"
+
+
+def run_checkpoint_path(work_dir: str | os.PathLike, variant: Variant, seed: int) -> Path:
+    """WORK/<variant>/seed<k>/checkpoint.pt: the weights of a run (e.g. for the Fig. 6 analogue)."""
+    return Path(work_dir) / variant.key / f"seed{seed}" / checkpoints.CHECKPOINT_NAME
+
+
+def write_record(obj: Any, path: Path) -> Path:
+    """Write a record or report as JSON (indent 1, a final newline), atomically (files.write_json)."""
+    return write_json(obj, path, indent=1, end="\n")
+
+
+def config_json(config: SipMaskConfig) -> dict[str, Any]:
+    """asdict with tuples as lists, so that it compares equal to the same config read back from JSON."""
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def load_finished_run(path: Path, config: SipMaskConfig) -> dict[str, Any] | None:
+    """The record at `path` if it is a finished run of exactly `config`; None otherwise.
+
+    A record of another config (e.g. written before the preset changed) is reported with a warning
+    and not used, so that run is trained again.
+    """
+    if not path.is_file():
+        return None
+    try:
+        record = read_json(path, "run record")
+    except ValueError:
+        warnings.warn(f"{path}: not valid JSON; running it again", stacklevel=2)
+        return None
+    if record.get("format") != RUN_FORMAT or record.get("config") != config_json(config):
+        warnings.warn(f"{path}: recorded for another configuration; running it again", stacklevel=2)
+        return None
+    return record
+
+
+def synthetic_datasets(data_root: Path) -> tuple[CocoInstances, CocoInstances]:
+    """(train, val) of the synthetic image benchmark under data_root/synthetic."""
+    folder = data_root / "synthetic"
+    train = CocoInstances(folder / "annotations" / "instances_train.json", folder / "images" / "train")
+    val = CocoInstances(folder / "annotations" / "instances_val.json", folder / "images" / "val")
+    return train, val
+
+
+def run_one(
+    variant: Variant,
+    seed: int,
+    iters: int,
+    work_dir: str | os.PathLike,
+    data_root: str | os.PathLike,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """Train one variant with one seed, evaluate it on the val split, write its record; return it.
+
+    Skips the work when a record of the same config exists. `threads`: torch.set_num_threads for
+    this call (restored afterwards); None leaves the process's setting alone.
+    """
+    previous_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        train_set, val_set = synthetic_datasets(Path(data_root))
+        config = ablation_config(variant, seed, iters, num_classes=len(train_set.class_names))
+        record_path = run_record_path(work_dir, variant, seed)
+        done = load_finished_run(record_path, config)
+        if done is not None:
+            return done | {"skipped": True}
+
+        out = run_checkpoint_path(work_dir, variant, seed).parent
+        checkpoint = out / checkpoints.CHECKPOINT_NAME
+        resume_from = 0
+        if checkpoint.is_file():
+            state = checkpoints.read_checkpoint(checkpoint)
+            if state["config"] == dataclasses.asdict(config) and 0 < state["iteration"] <= iters:
+                resume_from = int(state["iteration"])
+            del state
+        started, cpu_started = time.perf_counter(), time.process_time()
+        engine.seed_everything(seed)  # the initial weights depend on the seed only
+        model = SipMask(config)
+        summary = engine.train(
+            model,
+            config,
+            train_set,
+            out,
+            iters=iters,
+            device="cpu",
+            resume=resume_from > 0,
+            checkpoint_every=CHECKPOINT_EVERY,
+            log_every=max(1, min(50, iters)),
+            progress=False,
+        )
+        trained = time.perf_counter()
+        _, metrics = engine.evaluate(model, val_set, "cpu", EVAL_BATCH, progress=False)
+        evaluated = time.perf_counter()
+        record = {
+            "format": RUN_FORMAT,
+            "variant": variant.key,
+            "switches": json.loads(json.dumps(variant.switches())),
+            "seed": seed,
+            "iters": iters,
+            "resumed_from_iteration": resume_from,
+            "final_losses": summary["losses"],
+            "metrics": metrics,  # COCOeval numbers in [0, 1] ('segm' = mask, 'bbox' = box)
+            "train_s": round(trained - started, 2),
+            "eval_s": round(evaluated - trained, 2),
+            "wall_s": round(evaluated - started, 2),
+            "cpu_s": round(time.process_time() - cpu_started, 2),  # CPU time of this process
+            "threads": torch.get_num_threads(),
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "config": config_json(config),
+        }
+        write_record(record, record_path)
+        return record | {"skipped": False}
+    finally:
+        torch.set_num_threads(previous_threads)
