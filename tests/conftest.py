@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from sipmask_ref.data.synthetic import make_data
+from sipmask_ref.data.synthetic import generate_video_dataset, make_data
 
 HEIGHT, WIDTH = 32, 48
 
@@ -343,3 +343,16 @@ def ytvis_files(tmp_path: Path) -> YtvisFiles:
     }
     ann_file = write_json(tmp_path / "ytvis.json", data)
     return YtvisFiles(root=tmp_path, video_dir=video_dir, ann_file=ann_file, data=data, masks=masks)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Synthetic benchmark
+# --------------------------------------------------------------------------------------------------------
+
+SMALL_SYNTHETIC_VIDEOS = dict(num_train=3, num_val=1, num_frames=8)  # the videos of synthetic_video_set
+
+
+@pytest.fixture(scope="module")
+def synthetic_video_set(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The synthetic video benchmark of SMALL_SYNTHETIC_VIDEOS, written once per test module; its paths."""
+    return generate_video_dataset(tmp_path_factory.mktemp("vid"), progress=False, **SMALL_SYNTHETIC_VIDEOS)
