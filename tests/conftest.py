@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from sipmask_ref.data.coco import CocoInstances
 from sipmask_ref.data.synthetic import generate_video_dataset, make_data
 
 HEIGHT, WIDTH = 32, 48
@@ -162,6 +163,17 @@ class CocoFiles:
 
     def copy(self) -> dict[str, Any]:
         return copy.deepcopy(self.data)
+
+
+def load_coco(files: CocoFiles, **kwargs: Any) -> CocoInstances:
+    """The CocoInstances of a CocoFiles (keyword arguments: CocoInstances')."""
+    return CocoInstances(files.ann_file, files.image_dir, **kwargs)
+
+
+def item_by_image_id(dataset: CocoInstances, image_id: int) -> tuple[torch.Tensor, dict[str, Any]]:
+    """The item of ``dataset`` whose JSON image id is ``image_id``."""
+    index = next(k for k, info in enumerate(dataset.images) if info["id"] == image_id)
+    return dataset[index]
 
 
 @pytest.fixture
