@@ -63,8 +63,10 @@ from tqdm.auto import tqdm
 from . import fcos, model_input
 from .cli_common import UsageError
 from .config import SipMaskConfig
-from .data.coco import AnnotationWarning, CocoInstances, InstanceRecord, read_rgb_array
-from .data.synthetic import ADJACENCY_THRESHOLD, COCO_AREA_BINS, adjacency_flags, area_bin
+from .data.coco import CocoInstances
+from .data.coco_annotations import AnnotationWarning, InstanceRecord
+from .data.image_files import read_rgb_array
+from .data.synthetic.adjacency import ADJACENCY_THRESHOLD, COCO_AREA_BINS, adjacency_flags, area_bin
 from .data.ytvis import YTVISDataset, frame_image_id
 from .files import write_json
 from .viz import draw_instances

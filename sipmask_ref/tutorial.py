@@ -6,9 +6,9 @@ the first notebook that needs it pays for training once and the others reuse the
 outputs/tutorial/.
 
 The repository root, the synthetic data and the cached checkpoints live in workspace.py (video/training.py's
-trained_vis_model needs them too); the Fig. 4 example finder lives in explorer.py (the `demo` command
-uses it). Their names are re-exported here, so `tutorial.repo_root()`, `tutorial.trained_checkpoint()`,
-`tutorial.adjacent_example(...)` keep working.
+trained_vis_model needs them too); the Fig. 4 example finder lives in explorer_maps.py (the `demo`
+command uses it). Their names are re-exported here, so `tutorial.repo_root()`,
+`tutorial.trained_checkpoint()`, `tutorial.adjacent_example(...)` keep working.
 
 `SIPMASK_FAST=1` in the environment shrinks training (CI runs the notebooks that way under nbval);
 unset, the notebooks do the full run whose outputs are committed. The notebooks find the repository
@@ -25,8 +25,8 @@ from . import engine
 from .config import SipMaskConfig
 from .data.coco import CocoInstances
 
-# Re-exported: each has one home (workspace.py, explorer.py); tutorial is where the notebooks find them.
-from .explorer import adjacent_example
+# Re-exported: each has one home (workspace.py, explorer_maps.py); tutorial is where the notebooks find them.
+from .explorer_maps import adjacent_example
 from .workspace import (
     FAST_ENV,
     FAST_ITERS,

@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from PIL import Image
 
-from sipmask_ref.data.coco import decode_segmentation
+from sipmask_ref.data.coco_annotations import decode_segmentation
 from sipmask_ref.files import read_json
 
 

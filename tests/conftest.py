@@ -7,10 +7,11 @@ HEIGHT x WIDTH = 32 x 48. Category ids are deliberately non-contiguous and liste
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -18,7 +19,10 @@ import torch
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from sipmask_ref.data.synthetic import make_data
+from sipmask_ref.config import preset
+from sipmask_ref.data.coco import CocoInstances
+from sipmask_ref.data.synthetic import generate_video_dataset, make_data
+from sipmask_ref.model import SipMask
 
 HEIGHT, WIDTH = 32, 48
 
@@ -162,6 +166,17 @@ class CocoFiles:
 
     def copy(self) -> dict[str, Any]:
         return copy.deepcopy(self.data)
+
+
+def load_coco(files: CocoFiles, **kwargs: Any) -> CocoInstances:
+    """The CocoInstances of a CocoFiles (keyword arguments: CocoInstances')."""
+    return CocoInstances(files.ann_file, files.image_dir, **kwargs)
+
+
+def item_by_image_id(dataset: CocoInstances, image_id: int) -> tuple[torch.Tensor, dict[str, Any]]:
+    """The item of ``dataset`` whose JSON image id is ``image_id``."""
+    index = next(k for k, info in enumerate(dataset.images) if info["id"] == image_id)
+    return dataset[index]
 
 
 @pytest.fixture
@@ -343,3 +358,62 @@ def ytvis_files(tmp_path: Path) -> YtvisFiles:
     }
     ann_file = write_json(tmp_path / "ytvis.json", data)
     return YtvisFiles(root=tmp_path, video_dir=video_dir, ann_file=ann_file, data=data, masks=masks)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Synthetic benchmark
+# --------------------------------------------------------------------------------------------------------
+
+SMALL_SYNTHETIC_VIDEOS = dict(num_train=3, num_val=1, num_frames=8)  # the videos of synthetic_video_set
+
+
+@pytest.fixture(scope="module")
+def synthetic_video_set(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The synthetic video benchmark of SMALL_SYNTHETIC_VIDEOS, written once per test module; its paths."""
+    return generate_video_dataset(tmp_path_factory.mktemp("vid"), progress=False, **SMALL_SYNTHETIC_VIDEOS)
+
+
+# --------------------------------------------------------------------------------------------------------
+# The explorer (tests/test_explorer.py, tests/test_explorer_maps.py)
+# --------------------------------------------------------------------------------------------------------
+
+EXPLORER_SIZE = 64
+
+
+class ExplorerImages:
+    """Two 64 x 64 images with two square instances each (labels 1 and 2), for the explorer."""
+
+    class_names: ClassVar[list[str]] = ["a", "b"]
+
+    def __init__(self) -> None:
+        generator = torch.Generator().manual_seed(0)
+        self.items = []
+        for k in range(2):
+            image = torch.rand(3, EXPLORER_SIZE, EXPLORER_SIZE, generator=generator)
+            boxes = torch.tensor([[4.0 + k, 6.0, 30.0, 28.0], [34.0, 30.0 + k, 60.0, 58.0]])
+            masks = torch.zeros(2, EXPLORER_SIZE, EXPLORER_SIZE, dtype=torch.uint8)
+            for g, (x1, y1, x2, y2) in enumerate(boxes.int().tolist()):
+                masks[g, y1:y2, x1:x2] = 1
+            self.items.append(
+                (image, {"boxes": boxes, "labels": torch.tensor([1, 2]), "masks": masks, "image_id": k + 1})
+            )
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int):
+        return self.items[index]
+
+
+def explorer_model(sub_regions=(2, 2), score_threshold: float = 0.0) -> SipMask:
+    """An untrained cpu_tiny SipMask for ExplorerImages, in eval mode (the same weights each call)."""
+    torch.manual_seed(0)
+    config = dataclasses.replace(
+        preset("cpu_tiny"),
+        num_classes=2,
+        input_size=(EXPLORER_SIZE, EXPLORER_SIZE),
+        sub_regions=sub_regions,
+        score_threshold=score_threshold,
+        max_detections=8,
+    )
+    return SipMask(config).eval()

@@ -47,17 +47,17 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..files import read_json
-from .coco import (
+from .coco import Transform
+from .coco_annotations import (
     AnnotationWarning,
     InstanceRecord,
-    Transform,
     build_target,
     category_maps,
     check_categories,
     is_int,
-    load_rgb_image,
     parse_instance,
 )
+from .image_files import load_rgb_image
 from .transforms import apply_same_transform, transform_with_seed, transformed_target
 
 MODES = ("pairs", "frames", "images")

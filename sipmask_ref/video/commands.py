@@ -36,7 +36,7 @@ from ..cli_common import (
     train_target,
 )
 from ..config import SipMaskConfig
-from ..data.coco import load_rgb_image
+from ..data.image_files import load_rgb_image
 from ..data.ytvis import YTVISDataset
 from ..dataset_check import scanned_video_sets
 from ..eval.coco import save_metrics
