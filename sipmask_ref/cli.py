@@ -13,6 +13,8 @@
     compare     Table 1 on this machine: SipMask, the YOLACT-like baseline and torchvision's Mask
                 R-CNN trained for the same CPU budget, box / mask AP and ms per image, into
                 results/speed_accuracy.json and results/speed_accuracy.md (see compare/)
+    leak        §3.3 measured: how much the masks of the reproduction's 1x1 and 2x2 runs (Table 4) lie
+                on same-class neighbours, per seed, into results/leak.json and results/leak.md
     reproduce-video  the tracker comparison of §3.5 on the synthetic videos, several seeds, into
                 results/video/ (video.reproduce; `python -m sipmask_ref.video reproduce` forwards here)
     check-data  read every image and annotation of a COCO-format set as training would and describe its
@@ -49,6 +51,7 @@ from .commands import (
     cmd_demo,
     cmd_evaluate,
     cmd_export,
+    cmd_leak,
     cmd_make_data,
     cmd_predict,
     cmd_reproduce,
@@ -235,6 +238,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="train nothing: write the tables of the runs already finished in --work-dir",
     )
     p.set_defaults(func=cmd_reproduce)
+
+    p = commands.add_parser(
+        "leak", help="the leak of the Table 4 runs' masks onto same-class neighbours (results/leak.*)"
+    )
+    p.add_argument("--seeds", type=int, default=3, help="seeds of each row to measure (default: 3)")
+    p.add_argument("--out", default="results", help="folder for leak.json / leak.md (default: results)")
+    p.add_argument(
+        "--work-dir",
+        default="outputs/ablations",
+        help="the reproduction's runs (default: outputs/ablations)",
+    )
+    p.add_argument("--data-root", default="data", help="where the synthetic benchmark lives (default: data)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_leak)
 
     p = commands.add_parser(
         "reproduce-video", help="the tracker comparison on the synthetic videos (§3.5, results/video/)"

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import tiny_synthetic
-from sipmask_ref import leak_table, reproduce
+from sipmask_ref import cli, leak_table, reproduce
 from sipmask_ref.eval.leak import image_leaks, mask_leak, match_detections, summarize_leaks
 
 
@@ -107,3 +107,16 @@ def test_leak_table_from_reproduce_checkpoints(tmp_path: Path) -> None:
     assert saved["format"] == leak_table.FORMAT and saved["rows"].keys() == report["rows"].keys()
     markdown = (tmp_path / "results" / "leak.md").read_text()
     assert markdown.startswith("# The leak of masks") and "| 1x1 |" in markdown and "| 2x2 |" in markdown
+    # the command: the same table into --out; a missing checkpoint is one line, exit code 2
+    argv = [
+        "leak",
+        "--seeds",
+        "1",
+        "--work-dir",
+        str(tmp_path / "work"),
+        "--data-root",
+        str(tmp_path / "data"),
+    ]
+    assert cli.main([*argv, "--out", str(tmp_path / "cli"), "--quiet"]) == 0
+    assert json.loads((tmp_path / "cli" / "leak.json").read_text())["rows"] == saved["rows"]
+    assert cli.main([*argv[:3], "--work-dir", str(tmp_path / "none"), "--quiet"]) == 2

@@ -10,7 +10,8 @@ it in this list:
                      cmd_evaluate (evaluate_checkpoint), cmd_predict (write_overlay), cmd_export;
                      `--task vis` and `predict --video` go on to video/commands.py
     demo.py          `demo`: make-data, train cpu_tiny, evaluate, draw (write_prediction_grid)
-    experiments.py   `reproduce` (reproduce/, Tables 2-5) and `compare` (compare/, Table 1)
+    experiments.py   `reproduce` (reproduce/, Tables 2-5), `leak` (leak_table.py: §3.3 on Table 4's
+                     runs) and `compare` (compare/, Table 1)
 
 The public names of the modules are re-exported here. A test that replaces a function patches it where
 it is looked up: `commands.demo.make_synthetic_data` for the demo.
@@ -18,7 +19,7 @@ it is looked up: `commands.demo.make_synthetic_data` for the demo.
 
 from .data import MAKE_DATA_DEFAULTS, cmd_check_data, cmd_make_data, make_synthetic_data
 from .demo import cmd_demo, write_prediction_grid
-from .experiments import cmd_compare, cmd_reproduce
+from .experiments import cmd_compare, cmd_leak, cmd_reproduce
 from .image import (
     PER_CLASS_NAME,
     cmd_evaluate,
@@ -39,6 +40,7 @@ __all__ = [
     "cmd_demo",
     "cmd_evaluate",
     "cmd_export",
+    "cmd_leak",
     "cmd_make_data",
     "cmd_predict",
     "cmd_reproduce",

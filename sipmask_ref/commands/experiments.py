@@ -1,6 +1,8 @@
-"""The experiment commands: `reproduce` (paper Tables 2-5) and `compare` (Table 1) (cli.py registers them).
+"""The experiment commands: `reproduce` (paper Tables 2-5), `leak` (§3.3 measured on Table 4's runs) and
+`compare` (Table 1) (cli.py registers them).
 
 cmd_reproduce     reproduce.reproduce with the command's options, then its tables as Markdown
+cmd_leak          leak_table.leak_table over the 1x1 / 2x2 checkpoints of a reproduction, then its table
 cmd_compare       compare.compare with the command's options (--lr NAME=LR parsed by _learning_rates)
 """
 
@@ -11,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .. import compare, reproduce
+from .. import compare, leak_table, reproduce
 from ..cli_common import UsageError, synthetic_split
 
 
@@ -35,6 +37,20 @@ def cmd_reproduce(args: argparse.Namespace) -> dict[str, Any]:
     except ValueError as error:
         raise UsageError(str(error)) from None
     print(reproduce.to_markdown(report))
+    return report
+
+
+def cmd_leak(args: argparse.Namespace) -> dict[str, Any]:
+    """Measure how much the masks of the Table 4 runs (1x1, 2x2) leak onto same-class neighbours."""
+    if args.seeds < 1:
+        raise UsageError(f"--seeds must be >= 1 (got {args.seeds})")
+    try:
+        report = leak_table.leak_table(
+            args.work_dir, args.data_root, args.seeds, args.out, progress=not args.quiet
+        )
+    except FileNotFoundError as error:
+        raise UsageError(str(error)) from None
+    print(leak_table.to_markdown(report))
     return report
 
 
