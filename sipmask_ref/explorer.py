@@ -56,6 +56,9 @@ GRIDS: dict[str, tuple[int, int]] = {
 }
 # A detection stands for a ground-truth instance when its box overlaps it at least this much.
 MATCH_IOU = 0.5
+# The pruning menu's value for "the model's own grid" (ExplorerState.pruning = None). Not None itself:
+# ipywidgets takes a Dropdown value of None as "nothing selected" and the browser shows an empty menu.
+OWN_GRID = "own"
 
 
 def grid_name(sub_regions: tuple[int, int]) -> str:
@@ -436,8 +439,8 @@ def build_widgets(explorer: Explorer, state: ExplorerState | None = None) -> Any
     )
     model = widgets.Dropdown(options=list(explorer.models), value=state.model, description="model")
     pruning = widgets.Dropdown(
-        options=[("model's own (real)", None)] + [(g, g) for g in GRIDS],
-        value=state.pruning,
+        options=[("model's own (real)", OWN_GRID)] + [(g, g) for g in GRIDS],
+        value=state.pruning or OWN_GRID,
         description="pruning",
     )
     threshold = widgets.FloatSlider(
@@ -449,8 +452,14 @@ def build_widgets(explorer: Explorer, state: ExplorerState | None = None) -> Any
         instance.max = max(explorer.num_instances(change["new"]) - 1, 0)
 
     def show(*_: Any) -> None:
+        # The browser's slider sends back values such as 0.39999999999999997 for 0.40: rounded to the
+        # slider's step (0.05), the state holds the threshold the user sees.
         current = ExplorerState(
-            image.value, min(instance.value, instance.max), model.value, pruning.value, threshold.value
+            image.value,
+            min(instance.value, instance.max),
+            model.value,
+            None if pruning.value == OWN_GRID else pruning.value,
+            round(threshold.value, 2),
         )
         if explorer.num_instances(current.image_index) == 0:
             text, figure = f"image {current.image_index} has no ground-truth instance", None
@@ -550,6 +559,7 @@ def adjacent_example(
 __all__ = [
     "GRIDS",
     "MATCH_IOU",
+    "OWN_GRID",
     "Explorer",
     "ExplorerState",
     "InstanceMaps",
