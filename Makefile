@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint format lab data reproduce compare notebooks clean
+.PHONY: demo test browser-test chromium lint format lab data reproduce compare notebooks clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,12 +18,37 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/python -m sipmask_ref demo
 
-# Unit tests, then every notebook under nbval (lax: only cells marked # NBVAL_CHECK_OUTPUT are compared).
-# SIPMASK_FAST=1 shrinks the notebooks' training runs so that they all fit in a few minutes.
-test: $(STAMP)
+# Unit tests, then every notebook under nbval (lax: only cells marked # NBVAL_CHECK_OUTPUT are compared),
+# then notebook 10's widgets in a real browser (tests/browser/, which `pytest tests` leaves out).
+# SIPMASK_FAST=1 shrinks the notebooks' training runs so that they all fit in a few minutes; the
+# browser test reuses the fast-mode checkpoints that nbval trained.
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest -q tests
 	SIPMASK_FAST=1 $(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax \
 		--nbval-sanitize-with notebooks/nbval_sanitize.cfg notebooks/
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/browser
+
+# The browser test alone: JupyterLab runs a copy of notebook 10, Debian's headless Chromium (driven by
+# Playwright, from the dev extra) moves its widgets; screenshots in outputs/browser_test/. Alone and
+# before any `make test`, the kernel first trains the fast-mode checkpoints (a few minutes).
+browser-test: $(STAMP) chromium
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/browser
+
+# Debian's chromium for the browser test, installed with apt-get when missing and run as root. Otherwise
+# (or if apt-get fails) the test skips and says why; CI sets SIPMASK_BROWSER_REQUIRED=1 so that there
+# a missing browser fails instead.
+CHROMIUM := /usr/bin/chromium
+chromium:
+	@if [ ! -x $(CHROMIUM) ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "== installing Debian's chromium for the browser test (tests/browser/)"; \
+			export DEBIAN_FRONTEND=noninteractive; \
+			apt-get install -y -q chromium || { apt-get update -q && apt-get install -y -q chromium; } \
+				|| echo "make: could not install chromium; the browser test will skip" >&2; \
+		else \
+			echo "make: no $(CHROMIUM) (as root: apt-get install chromium); the browser test will skip" >&2; \
+		fi; \
+	fi
 
 # The checks to run before a change (CI runs them before make test; config in pyproject.toml and
 # jupytext.toml). All four run; the target fails if any of them failed, and names which.

@@ -56,6 +56,9 @@ GRIDS: dict[str, tuple[int, int]] = {
     "3x3": (3, 3),
     "4x4": (4, 4),
 }
+# The pruning menu's value for "the model's own grid" (ExplorerState.pruning = None). Not None itself:
+# ipywidgets takes a Dropdown value of None as "nothing selected" and the browser shows an empty menu.
+OWN_GRID = "own"
 
 
 @dataclass(frozen=True)
@@ -247,8 +250,8 @@ def build_widgets(explorer: Explorer, state: ExplorerState | None = None) -> Any
     )
     model = widgets.Dropdown(options=list(explorer.models), value=state.model, description="model")
     pruning = widgets.Dropdown(
-        options=[("model's own (real)", None)] + [(g, g) for g in GRIDS],
-        value=state.pruning,
+        options=[("model's own (real)", OWN_GRID)] + [(g, g) for g in GRIDS],
+        value=state.pruning or OWN_GRID,
         description="pruning",
     )
     threshold = widgets.FloatSlider(
@@ -260,8 +263,14 @@ def build_widgets(explorer: Explorer, state: ExplorerState | None = None) -> Any
         instance.max = max(explorer.num_instances(change["new"]) - 1, 0)
 
     def show(*_: Any) -> None:
+        # The browser's slider sends back values such as 0.39999999999999997 for 0.40: rounded to the
+        # slider's step (0.05), the state holds the threshold the user sees.
         current = ExplorerState(
-            image.value, min(instance.value, instance.max), model.value, pruning.value, threshold.value
+            image.value,
+            min(instance.value, instance.max),
+            model.value,
+            None if pruning.value == OWN_GRID else pruning.value,
+            round(threshold.value, 2),
         )
         if explorer.num_instances(current.image_index) == 0:
             text, figure = f"image {current.image_index} has no ground-truth instance", None
@@ -311,6 +320,7 @@ def first_matched_instances(
 __all__ = [
     "GRIDS",
     "MATCH_IOU",
+    "OWN_GRID",
     "Explorer",
     "ExplorerState",
     "InstanceMaps",

@@ -26,6 +26,11 @@ from sipmask_ref.model import SipMask
 
 HEIGHT, WIDTH = 32, 48
 
+# tests/browser/ (notebook 10's widgets in JupyterLab and Chromium) needs the notebooks' fast-mode
+# checkpoints and about a minute: `make test` runs it after nbval has trained them, `make browser-test`
+# on its own. A plain `pytest tests` leaves it out; `pytest tests/browser` runs it.
+collect_ignore = ["browser"]
+
 
 # --------------------------------------------------------------------------------------------------------
 # Helpers (plain functions, importable from tests as `from conftest import ...`)

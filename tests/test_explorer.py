@@ -79,3 +79,25 @@ def test_first_matched_instances_and_widgets(setup):
     assert len(found) <= 2 and all(0 <= i < 2 and 0 <= g < 2 for i, g in found)
     box = ex.build_widgets(explorer, ex.ExplorerState(0, 0, "2x2"))
     assert type(box).__name__ == "VBox"
+
+
+def test_widgets_show_the_own_grid_and_the_threshold_the_user_sees(setup, monkeypatch):
+    """Two bugs the browser test found (tests/browser/): the pruning menu was empty for the model's own
+    grid (ipywidgets reads a value of None as "nothing selected"), and the browser's slider sent back
+    0.39999999999999997 for 0.40, which the figure's title printed."""
+    explorer, _ = setup
+    shown: list[ex.ExplorerState] = []
+    monkeypatch.setattr(ex, "render", lambda state, explorer: shown.append(state))
+    box = ex.build_widgets(explorer, ex.ExplorerState(0, 0, "2x2"))
+    model, pruning, threshold = box.children[1].children
+    assert pruning.label == "model's own (real)" and pruning.index == 0
+    assert shown[-1].pruning is None
+    pruning.value = "3x3"
+    assert shown[-1].pruning == "3x3"
+    pruning.label = "model's own (real)"
+    assert shown[-1].pruning is None
+    threshold.value = 0.39999999999999997  # what the browser's slider sent back for 0.40
+    assert shown[-1].threshold == 0.4
+    threshold.value = 0.45000000000000007
+    assert shown[-1].threshold == 0.45
+    assert model.value == "2x2"
