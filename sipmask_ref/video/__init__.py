@@ -10,7 +10,7 @@ Its modules, each importing only those above it in this list:
     drawing.py       draw_video_strip, save_video_gif (paper Fig. 7: one colour per identity)
     training.py      the image stage (image_stage_config, train_image_stage), train_vis (frame pairs),
                      synthetic_video_paths, trained_vis_model (the notebooks' cached model)
-    reproduction.py  reproduce: the synthetic benchmark of the README, seeds x trackers -> results/video/
+    reproduction.py  reproduce: on the synthetic videos, seeds x trackers -> results/video/
     commands.py      the `--task vis` / `predict --video` / `reproduce-video` command-line handlers
                      (commands/image.py and cli.py call them) and main, the old entry point
     __main__.py      `python -m sipmask_ref.video reproduce ...`, forwarded to `reproduce-video`

@@ -1,4 +1,4 @@
-"""§3.5 / §4.4 the tracker comparison of the README on the synthetic videos -> results/video/.
+"""§3.5 / §4.4 the tracker comparison (results/video/README.md) on the synthetic videos -> results/video/.
 
     python -m sipmask_ref reproduce-video [--seeds 0 1 2] [--iters N] [--out results/video]
     (python -m sipmask_ref.video reproduce, the old command, still runs it)

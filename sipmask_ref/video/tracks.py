@@ -51,7 +51,7 @@ from ..geometry import encode_mask
 from ..trackers import IouTracker, TrackMatcher, VideoResultAccumulator, count_id_switches
 from ..video_model import SipMaskVIS
 
-# The trackers compared in the README: the full matcher, the matcher with one term removed, the
+# The trackers compared in results/video/README.md: the full matcher, the matcher with one term removed, the
 # embedding alone, and the IoU-only greedy baseline (no embeddings, previous frame only).
 TRACKERS: tuple[str, ...] = (
     "sipmask",
