@@ -96,7 +96,8 @@ from .spatial_preservation import FeatureAlignment
 
 CONFIG_KEY = "sipmask_ref.config"  # ONNX metadata: json.dumps(dataclasses.asdict(config))
 INPUT_NAME = "images"
-# Parity tolerances (see the module docstring); measured differences are far smaller (docs/USAGE.md, Export to ONNX).
+# Parity tolerances (see the module docstring); the measured differences are far smaller
+# (docs/USAGE.md, Export to ONNX).
 BOX_TOLERANCE_PX = 0.01
 SCORE_TOLERANCE = 1e-4
 MIN_MASK_IOU = 0.99

@@ -11,7 +11,8 @@ use it. Top to bottom:
     encode_masks       binarise and RLE-encode masks (COCO RLE dicts)  [N, 1, H, W] or [N, H, W] -> N dicts
     encode_mask        one bool mask -> its RLE dict                   [H, W] -> dict
 
-Boxes are (x1, y1, x2, y2) with no "+1" in widths (docs/authors_implementation.md, section 8: where sipmask_ref differs from the authors).
+Boxes are (x1, y1, x2, y2) with no "+1" in widths (docs/authors_implementation.md, section 8: where
+sipmask_ref differs from the authors).
 Box unions are clamped at the dtype's smallest positive number, so two empty boxes have IoU 0, not NaN.
 Shape letters as in the package docstring.
 """
