@@ -10,7 +10,16 @@ One paper section, one file:
     spatial_mask_prediction.py  §3.3  M_i = sigmoid(B x C_i), pruned per sub-region, summed
     losses.py                   §3.4  focal, IoU, centerness, mask alignment weighting loss
     head.py, model.py           the head and the whole detector (torchvision detection contract)
+    model_input.py              the detector's input preparation: resize, normalise, pad to 32
     inference.py                NMS / Fast NMS, masks pasted back to the image
+    tracking.py, trackers.py    §3.5  tracking branch and loss; the matcher used frame by frame
+    video_model.py              §3.5  SipMask-VIS: the image model + the tracking branch
+
+Around them, importing downward only (docs/ARCHITECTURE.md draws the storeys): config.py, files.py,
+geometry.py, checkpoints.py (foundations); data/ (COCO, YouTube-VIS, the synthetic benchmark); eval/
+(COCO and video AP, the leak measure); engine/ (training loop, checkpoints, distributed, evaluation);
+helpers (cli_common, workspace, viz, explorer, explorer_maps, dataset_check, export); experiments
+(reproduce/, compare/, video/, leak_table); the command line (cli.py, commands/) and tutorial.py.
 
 Shape letters, used in every shape comment of the package:
 
