@@ -535,7 +535,7 @@ ARCHITECTURE_GROUPS: tuple[tuple[str, float, float, float, float, str], ...] = (
 )
 
 
-def _shape_text(shape: Sequence[int] | str) -> str:
+def shape_text(shape: Sequence[int] | str) -> str:
     """A shape as the text drawn under a node: a string as given, a sequence of ints as [a, b, c]."""
     if isinstance(shape, str):
         return shape
@@ -575,7 +575,7 @@ def plot_architecture(shapes: Mapping[str, Sequence[int] | str], title: str | No
         ax.add_patch(boxes[node])
         ax.text(x, y + 0.9, label, fontsize=8, ha="center", va="center", zorder=3)
         if node in shapes:
-            shape = _shape_text(shapes[node])
+            shape = shape_text(shapes[node])
             ax.text(x, y - 2.0, shape, fontsize=8, ha="center", va="center", color="tab:blue", zorder=3)
     for start, end in ARCHITECTURE_EDGES:
         (x0, y0, _), (x1, y1, _) = ARCHITECTURE_NODES[start], ARCHITECTURE_NODES[end]
