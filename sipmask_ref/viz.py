@@ -509,7 +509,7 @@ ARCHITECTURE_NODES: dict[str, tuple[float, float, str]] = {
     "basis_masks": (60, 12, "basis masks (M)"),
     "det_coefficients": (89, 46, "NMS: N detections,\ncoefficients c_ij"),
     "sub_region_maps": (89, 30, "Eq. 2 per sub-region:\nM_ij = σ(B·c_ij)"),
-    "masks": (89, 14, "crop-split: prune each\nto its quadrant, sum"),
+    "masks": (89, 14, "crop-split: keep each map\nin its sub-region, sum"),
 }
 # fmt: off
 ARCHITECTURE_EDGES: tuple[tuple[str, str], ...] = (
