@@ -195,22 +195,25 @@ for kind in ("interior", "edges", "background", "mixed", "flat", "dead"):
     print(f"{kind:10s} {len(chosen):2d} maps {chosen}")
 
 # %%
-fig, ax = plt.subplots(figsize=(10, 3.4))
+fig, ax = plt.subplots(figsize=(12, 3.8))
 order = np.arange(config.num_basis)
+overall = sum(sums[name] for name in sums) / sum(counts.values())  # [M] each map's mean over all three
 for offset, (name, colour) in zip(
     (-0.27, 0.0, 0.27),
     (("interior", "tab:green"), ("edge", "tab:orange"), ("background", "tab:gray")),
     strict=True,
 ):
-    ax.bar(order + offset, means[name] / peaks, width=0.27, color=colour, label=f"mean over {name} pixels")
-ax.set_xticks(order, [f"{k}\n{kinds[k]}" for k in order], fontsize=8)
-ax.set_ylabel("mean / the map's max")
+    ax.bar(order + offset, means[name] / overall, width=0.27, color=colour, label=f"mean over {name} pixels")
+ax.axhline(1.0, color="black", lw=0.8, ls="--", label="the map's mean over all three regions")
+ax.set_xticks(order, [f"{k}\n{kinds[k]}" for k in order], fontsize=7)
+ax.set_ylabel("region mean / map mean")
 ax.set_xlabel("basis map and the region it prefers")
 ax.set_title(
-    "where each basis mask responds, over the validation split (means divided by each map's max)", fontsize=9
+    "where each basis mask responds, over the validation split (region means relative to the map's mean)",
+    fontsize=9,
 )
-ax.set_ylim(0, 1.25)
-ax.legend(fontsize=8, ncol=3, loc="upper center")
+ax.set_ylim(0, 1.3 * float(max((means[name] / overall).max() for name in means)))
+ax.legend(fontsize=8, ncol=4, loc="upper center")
 fig.tight_layout()
 plt.show()
 
