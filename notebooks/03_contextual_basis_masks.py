@@ -100,8 +100,8 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# What to see: the maps are not alike; each map is drawn on its own colour scale, so read its colour bar
-# for its range: two maps that look equally bright may differ several-fold in value. One image does not
+# What to see: how the maps differ from one another; each map is drawn on its own colour scale, so read its
+# colour bar for its range: two maps that look equally bright may differ several-fold in value. One image does not
 # say what a map is *for*; the measurement below does.
 
 # %% [markdown]
@@ -120,8 +120,8 @@ plt.show()
 # (farther than 3 basis pixels from every mask). A short rule then names the region a map prefers:
 # `interior` or `background` when its mean there is at least 1.5 times its mean in the other of the two,
 # `edges` when its edge mean is at least 1.25 times both, `dead` when its largest value is below 0.01,
-# `flat` when its smallest value is within 10 % of its largest (softplus of a large negative number is near
-# 0, of a constant it is a constant: a flat map carries no shape), and `mixed` otherwise.
+# `flat` when its smallest value is within 10 % of its largest (a nearly constant map carries no shape),
+# and `mixed` otherwise.
 
 
 # %%
