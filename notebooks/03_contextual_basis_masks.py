@@ -101,8 +101,8 @@ plt.show()
 
 # %% [markdown]
 # What to see: how the maps differ from one another; each map is drawn on its own colour scale, so read its
-# colour bar for its range: two maps that look equally bright may differ several-fold in value. One image does not
-# say what a map is *for*; the measurement below does.
+# colour bar for its range: two maps that look equally bright may differ several-fold in value. One image
+# does not say what a map is *for*; the measurement below does.
 
 # %% [markdown]
 # ### What each basis mask responds to, over the validation split
