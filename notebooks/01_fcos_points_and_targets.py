@@ -31,14 +31,13 @@
 
 # %%
 import matplotlib.pyplot as plt
-import numpy as np
 import torch
 from matplotlib.patches import Rectangle
 from matplotlib_inline.backend_inline import set_matplotlib_formats
 
 from sipmask_ref import fcos, preset, tutorial, viz
 
-plt.rcParams["figure.dpi"] = 80
+plt.rcParams["figure.dpi"] = 100
 set_matplotlib_formats("jpeg")  # textured images compress poorly as PNG
 torch.manual_seed(0)
 config = preset("cpu_tiny")
@@ -56,32 +55,45 @@ val = tutorial.synthetic_dataset("val")
 # NBVAL_CHECK_OUTPUT
 feature_sizes = [(128 // s, 128 // s) for s in config.strides]  # (H, W) of P3..P7
 points_per_level = fcos.locations(feature_sizes, config.strides)
-for level, (pts, stride) in enumerate(zip(points_per_level, config.strides)):
-    print(f"P{level + 3}: stride {stride:3d}, map {feature_sizes[level]}, {len(pts):3d} points, "
-          f"first {pts[:3].tolist()}")
-points, strides, regress_ranges = fcos.flatten_levels(points_per_level, config.strides,
-                                                      config.regress_ranges)
+for level, (pts, stride) in enumerate(zip(points_per_level, config.strides, strict=True)):
+    print(
+        f"P{level + 3}: stride {stride:3d}, map {feature_sizes[level]}, {len(pts):3d} points, "
+        f"first {pts[:3].tolist()}"
+    )
+points, strides, regress_ranges = fcos.flatten_levels(points_per_level, config.strides, config.regress_ranges)
 print("all levels:", tuple(points.shape), tuple(strides.shape), tuple(regress_ranges.shape))
 
 # %%
 image, target = val[0]
 fig, axes = plt.subplots(1, 3, figsize=(11, 3.9))
-for ax, level in zip(axes, range(3)):
+for ax, level in zip(axes, range(3), strict=True):
     stride = config.strides[level]
     ax.imshow(viz.to_uint8_image(image), extent=(-0.5, 127.5, 127.5, -0.5))
     for k in range(0, 129, stride):  # cell borders
         ax.axhline(k - 0.5, color="white", lw=0.4, alpha=0.6)
         ax.axvline(k - 0.5, color="white", lw=0.4, alpha=0.6)
     pts = points_per_level[level]
-    ax.scatter(pts[:, 0] - 0.5, pts[:, 1] - 0.5, s=(12, 30, 50)[level], c="yellow",
-               edgecolors="black", linewidths=0.5)
+    ax.scatter(
+        pts[:, 0] - 0.5,
+        pts[:, 1] - 0.5,
+        s=(12, 30, 50)[level],
+        c="yellow",
+        edgecolors="black",
+        linewidths=0.5,
+        label="FCOS point",
+    )
+    ax.plot([], [], color="white", lw=0.8, label="cell border")
     ax.set_title(f"P{level + 3}: stride {stride}, {len(pts)} points")
+    ax.legend(loc="lower right", fontsize=7, facecolor="0.5", framealpha=0.8)
     ax.set_axis_off()
 fig.suptitle("FCOS points: one per feature-map cell, at the cell centre")
 fig.tight_layout()
 plt.show()
 
 # %% [markdown]
+# What to see: every level tiles the same image with cells of its stride, one point at each cell's centre;
+# the coarser the level, the fewer and the further apart its points.
+#
 # (Coordinates are continuous: pixel *j* covers $[j, j+1)$, so the point at 4 is the exact centre of the
 # 8 × 8 cell $[0, 8)$. `imshow` draws pixel *j* centred at *j*, so every figure here draws coordinates
 # shifted by −½, as `viz.draw_instances` does for boxes.)
@@ -99,8 +111,7 @@ plt.show()
 paper = preset("paper_r50_800")
 print("level  stride   paper range        cpu_tiny range")
 for level, stride in enumerate(config.strides):
-    print(f"P{level + 3:<5d}{stride:6d}   {str(paper.regress_ranges[level]):18s} "
-          f"{config.regress_ranges[level]}")
+    print(f"P{level + 3:<5d}{stride:6d}   {paper.regress_ranges[level]!s:18s} {config.regress_ranges[level]}")
 print("center_sampling_radius:", config.center_sampling_radius, "strides")
 
 # %% [markdown]
@@ -123,23 +134,37 @@ inside_box = torch.stack([l, t, r, b], 1).min(1).values > 0
 # 2. strictly inside centre +- 1.5 * stride, clipped to the box
 radius = config.center_sampling_radius * strides
 cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-in_centre = ((x > torch.clamp(cx - radius, min=x1)) & (x < torch.clamp(cx + radius, max=x2))
-             & (y > torch.clamp(cy - radius, min=y1)) & (y < torch.clamp(cy + radius, max=y2)))
+in_centre = (
+    (x > torch.clamp(cx - radius, min=x1))
+    & (x < torch.clamp(cx + radius, max=x2))
+    & (y > torch.clamp(cy - radius, min=y1))
+    & (y < torch.clamp(cy + radius, max=y2))
+)
 # 3. the largest distance in the level's regress range (lo, hi]
 max_distance = torch.stack([l, t, r, b], 1).max(1).values
 in_range = (max_distance > regress_ranges[:, 0]) & (max_distance <= regress_ranges[:, 1])
 mine = inside_box & in_centre & in_range
 
-library = fcos.fcos_targets(points, strides, regress_ranges, boxes[g:g + 1], labels[g:g + 1],
-                            center_radius=config.center_sampling_radius)
+library = fcos.fcos_targets(
+    points,
+    strides,
+    regress_ranges,
+    boxes[g : g + 1],
+    labels[g : g + 1],
+    center_radius=config.center_sampling_radius,
+)
 torch.testing.assert_close(mine, library.labels > 0)
-print(f"ground truth {g}: box {[round(v, 1) for v in (x1, y1, x2, y2)]}, "
-      f"class {val.class_names[int(labels[g]) - 1]}")
+print(
+    f"ground truth {g}: box {[round(v, 1) for v in (x1, y1, x2, y2)]}, "
+    f"class {val.class_names[int(labels[g]) - 1]}"
+)
 level_of_point = torch.cat([torch.full((len(p),), k) for k, p in enumerate(points_per_level)])
 for level in range(5):
     on_level = level_of_point == level
-    print(f"P{level + 3}: inside box {int((inside_box & on_level).sum()):3d}, + centre "
-          f"{int((inside_box & in_centre & on_level).sum()):3d}, + range {int((mine & on_level).sum()):3d}")
+    print(
+        f"P{level + 3}: inside box {int((inside_box & on_level).sum()):3d}, + centre "
+        f"{int((inside_box & in_centre & on_level).sum()):3d}, + range {int((mine & on_level).sum()):3d}"
+    )
 
 # %% [markdown]
 # The same three steps as a picture, on the levels P3–P5: points inside the box (grey), the centre
@@ -148,22 +173,38 @@ for level in range(5):
 
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(11, 3.9))
-for ax, level in zip(axes, range(3)):
+for ax, level in zip(axes, range(3), strict=True):
     stride = config.strides[level]
     on_level = level_of_point == level
     ax.imshow(viz.to_uint8_image(image), extent=(-0.5, 127.5, 127.5, -0.5))
     ax.add_patch(Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, ec="red", lw=1.5))
     rx1, ry1 = max(cx - 1.5 * stride, x1), max(cy - 1.5 * stride, y1)
     rx2, ry2 = min(cx + 1.5 * stride, x2), min(cy + 1.5 * stride, y2)
-    ax.add_patch(Rectangle((rx1 - 0.5, ry1 - 0.5), rx2 - rx1, ry2 - ry1, fill=False, ec="white",
-                           ls="--", lw=1.2))
-    for selection, colour, size in ((on_level, "black", 6), (on_level & inside_box, "lightgrey", 25),
-                                    (on_level & mine, "lime", 60)):
-        ax.scatter(x[selection] - 0.5, y[selection] - 0.5, s=size, c=colour, edgecolors="black",
-                   linewidths=0.4)
+    ax.add_patch(
+        Rectangle((rx1 - 0.5, ry1 - 0.5), rx2 - rx1, ry2 - ry1, fill=False, ec="white", ls="--", lw=1.2)
+    )
+    for selection, colour, size, name in (
+        (on_level, "black", 6, "point"),
+        (on_level & inside_box, "lightgrey", 25, "inside the box"),
+        (on_level & mine, "lime", 60, "positive"),
+    ):
+        ax.scatter(
+            x[selection] - 0.5,
+            y[selection] - 0.5,
+            s=size,
+            c=colour,
+            edgecolors="black",
+            linewidths=0.4,
+            label=name,
+        )
+    ax.plot([], [], color="red", lw=1.5, label="ground-truth box")
+    ax.plot([], [], color="white", ls="--", lw=1.2, label="centre ±1.5 strides")
+    ax.legend(loc="lower right", fontsize=6, facecolor="0.5", framealpha=0.8)
     lo, hi = config.regress_ranges[level]
-    ax.set_title(f"P{level + 3} (stride {stride}, range ({lo:g}, {hi:g}]): "
-                 f"{int((on_level & mine).sum())} positives", fontsize=9)
+    ax.set_title(
+        f"P{level + 3} (stride {stride}, range ({lo:g}, {hi:g}]): {int((on_level & mine).sum())} positives",
+        fontsize=9,
+    )
     ax.set_xlim(-0.5, 127.5)
     ax.set_ylim(127.5, -0.5)
     ax.set_axis_off()
@@ -171,6 +212,10 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
+# What to see: on each level the dashed centre region keeps only the points near the middle of the box, and
+# the regress range then removes whole levels; the green dots are the only positives, and the counts in the
+# titles match the table printed above.
+#
 # ## 4. The smallest-area tie-break
 #
 # When a point qualifies for two ground truths (overlapping boxes of similar scale on the same level),
@@ -179,15 +224,30 @@ plt.show()
 
 # %%
 # NBVAL_CHECK_OUTPUT
-toy_boxes = torch.tensor([[16.0, 16.0, 56.0, 56.0],   # 40 x 40, area 1600
-                          [36.0, 30.0, 60.0, 54.0]])  # 24 x 24, area 576, overlapping the first
+toy_boxes = torch.tensor(
+    [
+        [16.0, 16.0, 56.0, 56.0],  # 40 x 40, area 1600
+        [36.0, 30.0, 60.0, 54.0],
+    ]
+)  # 24 x 24, area 576, overlapping the first
 toy_labels = torch.tensor([1, 1])
 toy = fcos.fcos_targets(points, strides, regress_ranges, toy_boxes, toy_labels, center_radius=0)
-alone = [fcos.fcos_targets(points, strides, regress_ranges, toy_boxes[k:k + 1], toy_labels[k:k + 1],
-                           center_radius=0).labels > 0 for k in range(2)]
+alone = [
+    fcos.fcos_targets(
+        points, strides, regress_ranges, toy_boxes[k : k + 1], toy_labels[k : k + 1], center_radius=0
+    ).labels
+    > 0
+    for k in range(2)
+]
 both = alone[0] & alone[1]
-print("points that qualify for box 0:", int(alone[0].sum()), "| for box 1:", int(alone[1].sum()),
-      "| for both:", int(both.sum()))
+print(
+    "points that qualify for box 0:",
+    int(alone[0].sum()),
+    "| for box 1:",
+    int(alone[1].sum()),
+    "| for both:",
+    int(both.sum()),
+)
 print("the contested points go to box", toy.matched_gt[both].unique().tolist(), "(the smaller one)")
 assert (toy.matched_gt[both] == 1).all()
 
@@ -206,6 +266,9 @@ ax.set_title("smallest area wins (center sampling off)", fontsize=9)
 plt.show()
 
 # %% [markdown]
+# What to see: the red-circled points lie in both boxes, and every one of them is coloured like the smaller
+# box 1 (orange).
+#
 # (Center sampling is switched off in the toy, `center_radius=0`, so that the two boxes overlap in many
 # points; with it on, contested points are rarer but still occur between adjacent instances.)
 #
@@ -216,33 +279,87 @@ plt.show()
 
 # %%
 # NBVAL_CHECK_OUTPUT
-assigned = fcos.fcos_targets(points, strides, regress_ranges, boxes, labels,
-                             center_radius=config.center_sampling_radius)
+assigned = fcos.fcos_targets(
+    points, strides, regress_ranges, boxes, labels, center_radius=config.center_sampling_radius
+)
 for level in range(5):
     on_level = level_of_point == level
     matched = assigned.matched_gt[on_level & (assigned.labels > 0)]
-    print(f"P{level + 3}: {int(len(matched)):3d} positives for ground truths {sorted(set(matched.tolist()))}")
+    print(f"P{level + 3}: {len(matched):3d} positives for ground truths {sorted(set(matched.tolist()))}")
 sides = (boxes[:, 2:] - boxes[:, :2]).max(1).values
 print("longest side of each ground truth (px):", [round(float(s)) for s in sides])
-print("ground truths without any positive:",
-      sorted(set(range(len(boxes))) - set(assigned.matched_gt.tolist())))
+print(
+    "ground truths without any positive:", sorted(set(range(len(boxes))) - set(assigned.matched_gt.tolist()))
+)
 
 # %%
 colours = viz.instance_colors(len(boxes))
 fig, axes = plt.subplots(1, 3, figsize=(11, 3.9))
-for ax, level in zip(axes, range(3)):
+for ax, level in zip(axes, range(3), strict=True):
     on_level = level_of_point == level
     viz.draw_instances(ax, image, boxes=boxes, masks=target["masks"], colors=colours, alpha=0.35)
     background = on_level & (assigned.labels == 0)
     ax.scatter(x[background] - 0.5, y[background] - 0.5, s=4, c="white", alpha=0.7)
     for k in range(len(boxes)):
         chosen = on_level & (assigned.matched_gt == k)
-        ax.scatter(x[chosen] - 0.5, y[chosen] - 0.5, s=50, color=colours[k], edgecolors="black", linewidths=0.6)
+        ax.scatter(
+            x[chosen] - 0.5,
+            y[chosen] - 0.5,
+            s=50,
+            color=colours[k],
+            edgecolors="black",
+            linewidths=0.6,
+            label=f"positive for ground truth {k}",
+        )
+    ax.scatter([], [], s=4, c="white", label="background point")
     ax.set_title(f"P{level + 3}: {int((on_level & (assigned.labels > 0)).sum())} positives", fontsize=9)
+    ax.legend(loc="lower right", fontsize=6, facecolor="0.5", framealpha=0.8)
 fig.tight_layout()
 plt.show()
 
 # %% [markdown]
+# What to see: small objects take their positives on P3 and larger ones on P4 (the printed table says which
+# ground truth lands on which level); a large object can get positives on two levels.
+#
+# Not every ground truth gets a positive. A small or thin box may hold no point of its level inside its
+# centre square, and a point that two boxes want goes to the smaller one (section 4). The next cell scans the
+# whole validation split for ground truths without any positive, prints the images they are in, and assigns
+# each of them again on its own to tell the two causes apart.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+missed = []  # (image index, ground truth, longest side in px, class, positives when assigned alone)
+total = 0
+for index in range(len(val)):
+    _, item = val[index]
+    item_boxes, item_labels = item["boxes"], item["labels"]
+    total += len(item_boxes)
+    radius = config.center_sampling_radius
+    found = fcos.fcos_targets(points, strides, regress_ranges, item_boxes, item_labels, center_radius=radius)
+    for k in sorted(set(range(len(item_boxes))) - set(found.matched_gt.tolist())):
+        side = float((item_boxes[k, 2:] - item_boxes[k, :2]).max())
+        single = fcos.fcos_targets(
+            points,
+            strides,
+            regress_ranges,
+            item_boxes[k : k + 1],
+            item_labels[k : k + 1],
+            center_radius=radius,
+        )
+        name = val.class_names[int(item_labels[k]) - 1]
+        missed.append((index, k, side, name, int((single.labels > 0).sum())))
+print(f"ground truths without any positive: {len(missed)} of {total} in {len(val)} validation images")
+for index, k, side, name, alone in missed:
+    print(
+        f"  val image {index}, ground truth {k}: {name}, longest side {side:.0f} px; "
+        f"{alone} positives when assigned alone"
+    )
+
+# %% [markdown]
+# In the images printed above, every ground truth without a positive has positives when it is assigned
+# alone: it loses all of them to the smallest-area tie-break, to a smaller box it overlaps. No point is then
+# trained to detect that object, a cost of the tie-break when instances touch.
+#
 # Each positive regresses $(l, t, r, b)$ to its box; decoding them with `fcos.decode_boxes` gives the box
 # back exactly — a round trip worth checking once:
 
@@ -260,8 +377,9 @@ print("decode_boxes(points, box_targets) == the assigned boxes for", int(positiv
 # * `fcos.fcos_targets` keeps a (point, ground truth) pair when the point is inside the box, inside the
 #   centre square ±1.5 strides (clipped to the box), and $\max(l,t,r,b)$ is in the level's regress range;
 #   the smallest box wins a contested point. Everything else is background (label 0).
-# * Objects of different sizes are therefore learned on different levels; tiny objects may fall between
-#   the stride-8 points and get no positive at all (look at validation image 7).
+# * Objects of different sizes are therefore learned on different levels. A few ground truths get no
+#   positive at all; in the validation images printed in section 5 they lost their points to a smaller
+#   overlapping box.
 # * The positives' `box_targets` are the regression targets; their `matched_gt` tells the mask loss
 #   which ground-truth mask each positive must reproduce (notebook 04).
 #
@@ -269,7 +387,8 @@ print("decode_boxes(points, box_targets) == the assigned boxes for", int(positiv
 #
 # 1. Set `center_radius=0` (plain FCOS) for validation image 0. How many more positives are there per
 #    level, and where do the extra ones lie?
-# 2. Count, over the whole validation split, the ground truths that get **no** positive with the
-#    `cpu_tiny` ranges, and with the paper's ranges. Which is worse for 128 × 128 images, and why?
+# 2. Repeat the scan of section 5 with the paper's regress ranges (`paper.regress_ranges`). How many ground
+#    truths get **no** positive now, compared with the `cpu_tiny` ranges? Which is worse for 128 × 128
+#    images, and why?
 # 3. Move the second toy box so that the two boxes have equal areas. Which box wins the contested points
 #    now? (Read step 4 of `fcos_targets`.)

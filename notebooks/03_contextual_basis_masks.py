@@ -5,7 +5,8 @@
 # masks** $B$. YOLACT computes them from one FPN level (P3); SipMask builds them from **P3, P4 and P5** so
 # that they carry more context. This notebook opens `sipmask_ref/basis_masks.py`:
 #
-# 1. the basis masks of the trained model for one image;
+# 1. the basis masks of the trained model for one image, and what each of them responds to, measured over
+#    the validation split;
 # 2. the upsample → concatenate → convolve → upsample step, re-derived inline and checked against the
 #    module;
 # 3. P3-only (`basis_source='p3'`, the YOLACT-like ablation baseline) versus P3–P5: structure and
@@ -32,8 +33,9 @@
 #
 # Details from the authors' code, followed here: the inputs are the **regression-tower outputs** of P3–P5
 # (the branch belongs to the mask-specialized *regression* branch); a 1×1 conv with ReLU precedes the 3×3
-# conv, which is also followed by a ReLU (basis masks are non-negative); with P3 at stride 8, the ×4
-# upsampling puts the basis masks at **stride 2** of the input.
+# conv, which is also followed by a ReLU (basis masks are non-negative; the `cpu_tiny` model used here ends
+# with softplus instead, see section 1); with P3 at stride 8, the ×4 upsampling puts the basis masks at
+# **stride 2** of the input.
 
 # %%
 import dataclasses
@@ -47,7 +49,7 @@ from matplotlib_inline.backend_inline import set_matplotlib_formats
 from sipmask_ref import SipMask, preset, tutorial, viz
 from sipmask_ref.basis_masks import ContextualBasisMasks
 
-plt.rcParams["figure.dpi"] = 80
+plt.rcParams["figure.dpi"] = 100
 set_matplotlib_formats("jpeg")  # textured images compress poorly as PNG
 torch.manual_seed(0)
 model, config = tutorial.trained_model()
@@ -59,15 +61,22 @@ basis = inside["basis_masks"][0]  # [M, H, W]
 # %% [markdown]
 # ## 1. The basis masks of one image
 #
-# A 128 × 128 input gives P3 at 16 × 16 and basis masks at 64 × 64 (stride 2). They are non-negative
-# (ReLU) and class-agnostic: each one lights up a different kind of region — object interiors, edges,
-# sides of objects, background — and each instance picks its own combination of them (notebook 04).
+# The cell below prints the sizes of the input, of P3 and of the basis masks (stride 2). The maps are
+# non-negative (the branch ends with a ReLU or a softplus) and class-agnostic: every instance builds its mask
+# from its own combination of the same maps (notebook 04). Which kind of region each map responds to is a
+# question for measurement, in the second half of this section.
 
 # %%
 # NBVAL_CHECK_OUTPUT
-print("basis masks [B, M, H, W]:", tuple(inside["basis_masks"].shape),
-      "| input:", tuple(inside["images"].shape[-2:]), "| P3:", tuple(inside["features"][0].shape[-2:]))
-print("all >= 0 (ReLU):", bool((basis >= 0).all()))
+print(
+    "basis masks [B, M, H, W]:",
+    tuple(inside["basis_masks"].shape),
+    "| input:",
+    tuple(inside["images"].shape[-2:]),
+    "| P3:",
+    tuple(inside["features"][0].shape[-2:]),
+)
+print(f"all >= 0 ({model.config.basis_activation}):", bool((basis >= 0).all()))
 
 # %%
 num_basis = basis.shape[0]
@@ -78,29 +87,142 @@ axes.flat[0].imshow(viz.to_uint8_image(image))
 axes.flat[0].set_title("input (val 13)", fontsize=8)
 for k in range(num_basis):
     ax = axes.flat[k + 1]
-    ax.imshow(basis[k], cmap="viridis")
-    ax.set_title(f"basis {k}  (max {basis[k].max():.2g})", fontsize=7)
+    shown = ax.imshow(basis[k], cmap="viridis")
+    colorbar = fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.03)
+    colorbar.ax.tick_params(labelsize=6)
+    ax.set_title(f"basis {k}", fontsize=8)
 for ax in axes.flat:
     ax.set_axis_off()
-fig.suptitle("contextual basis masks of the trained cpu_tiny model (each map scaled to its own range)",
-             fontsize=9)
+fig.suptitle(
+    "contextual basis masks of the trained cpu_tiny model (each map on its own colour scale)", fontsize=9
+)
 fig.tight_layout()
 plt.show()
 
 # %% [markdown]
+# What to see: how the maps differ from one another; each map is drawn on its own colour scale, so read its
+# colour bar for its range: two maps that look equally bright may differ several-fold in value. One image
+# does not say what a map is *for*; the measurement below does.
+
+# %% [markdown]
+# ### What each basis mask responds to, over the validation split
+#
 # With the authors' final ReLU, a basis mask can die: its 3×3 conv is pushed below zero at every pixel, the
-# map is 0 on every image and never gets a gradient again (trained from scratch with AdamW, 5–10 of
-# cpu_tiny's 16 maps died that way, and in some runs all of them). `cpu_tiny` therefore ends the branch with
-# softplus (`config.basis_activation`, see `basis_masks.py`): the maps stay non-negative but never lose
-# their gradient. How many maps are (nearly) zero on all of the first 30 validation images?
+# map is 0 on every image and never gets a gradient again (this project's ReLU runs of `cpu_tiny` lost
+# maps that way; the record is in the docstring of `basis_masks.py`). `cpu_tiny` therefore ends the branch
+# with softplus (`config.basis_activation`): the maps stay non-negative but never lose their gradient.
+#
+# So we measure, per basis map and over all validation images: its largest value (a map whose largest value
+# is tiny is dead in all but name), the share of pixels above half of that largest value (is it a sparse or
+# a broad map?), and its mean value in three kinds of region taken from the ground truth: **object
+# interiors** (each instance mask shrunk by 2 basis pixels), **object edges** (a band of ±2 basis pixels
+# around each instance's outline, including the outlines where two instances touch) and **background**
+# (farther than 3 basis pixels from every mask). A short rule then names the region a map prefers:
+# `interior` or `background` when its mean there is at least 1.5 times its mean in the other of the two,
+# `edges` when its edge mean is at least 1.25 times both, `dead` when its largest value is below 0.01,
+# `flat` when its smallest value is within 10 % of its largest (a nearly constant map carries no shape),
+# and `mixed` otherwise.
+
 
 # %%
-images = [val[index][0] for index in range(30)]
-peaks = torch.stack([model.forward_intermediates(images[first:first + 10])["basis_masks"].amax(dim=(0, 2, 3))
-                     for first in range(0, 30, 10)]).amax(0)  # [M] largest value of each basis mask
-print(f"activation: {model.config.basis_activation}")
-print(f"basis masks below 0.01 on all 30 images: {int((peaks < 0.01).sum())} of {len(peaks)}: "
-      f"{(peaks < 0.01).nonzero().flatten().tolist()}")
+def grow(region: torch.Tensor, pixels: int) -> torch.Tensor:
+    # dilate a bool [B, H, W] region by `pixels` (a (2 * pixels + 1)^2 square)
+    grown = F.max_pool2d(region[:, None].float(), 2 * pixels + 1, stride=1, padding=pixels)
+    return grown[:, 0] > 0
+
+
+sums = {name: torch.zeros(config.num_basis) for name in ("interior", "edge", "background")}
+counts = dict.fromkeys(sums, 0)
+peaks = torch.zeros(config.num_basis)  # [M] largest value over the split
+troughs = torch.full((config.num_basis,), float("inf"))  # [M] smallest value over the split
+maps = []  # per batch [B, M, H, W]
+for first in range(0, len(val), 10):
+    items = [val[index] for index in range(first, min(first + 10, len(val)))]
+    with torch.no_grad():
+        out = model.forward_intermediates([image for image, _ in items])
+    assert out["images"].shape[-2:] == items[0][0].shape[-2:], "expected inputs at their own size, no padding"
+    batch_maps = out["basis_masks"]  # [B, M, H/2, W/2]
+    size = batch_maps.shape[-2:]
+    edge, interior, foreground = [], [], []  # per image [H/2, W/2]
+    for _, item in items:
+        # [G, H/2, W/2] each instance's mask at the basis resolution
+        small = F.interpolate(item["masks"][None].float(), size=size, mode="area")[0] >= 0.5
+        band = grow(small, 2) & grow(~small, 2)  # within 2 pixels of an outline, per instance
+        edge.append(band.any(0))
+        interior.append((~grow(~small, 2)).any(0) & ~band.any(0))
+        foreground.append(small.any(0))
+    regions = {
+        "interior": torch.stack(interior),
+        "edge": torch.stack(edge),
+        "background": ~grow(torch.stack(foreground), 3),
+    }
+    for name, region in regions.items():
+        sums[name] += (batch_maps * region[:, None]).sum(dim=(0, 2, 3))
+        counts[name] += int(region.sum())
+    peaks = torch.maximum(peaks, batch_maps.amax(dim=(0, 2, 3)))
+    troughs = torch.minimum(troughs, batch_maps.amin(dim=(0, 2, 3)))
+    maps.append(batch_maps)
+means = {name: sums[name] / counts[name] for name in sums}  # [M] each
+maps = torch.cat(maps)  # [images, M, H/2, W/2]
+broad = (maps > 0.5 * peaks[None, :, None, None]).float().mean(dim=(0, 2, 3))  # [M]
+
+
+def prefers(k: int) -> str:
+    inner, edge, outer = (float(means[name][k]) for name in ("interior", "edge", "background"))
+    if peaks[k] < 0.01:
+        return "dead"
+    if peaks[k] - troughs[k] < 0.1 * peaks[k]:
+        return "flat"
+    if edge >= 1.25 * max(inner, outer):
+        return "edges"
+    if inner >= 1.5 * outer:
+        return "interior"
+    if outer >= 1.5 * inner:
+        return "background"
+    return "mixed"
+
+
+kinds = [prefers(k) for k in range(config.num_basis)]
+print(f"{len(val)} validation images; pixels per region: {counts}")
+print("map    min    max   >half max   mean interior   mean edge   mean background   prefers")
+for k in range(config.num_basis):
+    print(
+        f"{k:3d} {troughs[k]:6.2f} {peaks[k]:6.2f} {broad[k]:9.1%} {means['interior'][k]:13.3f} "
+        f"{means['edge'][k]:11.3f} {means['background'][k]:15.3f}   {kinds[k]}"
+    )
+for kind in ("interior", "edges", "background", "mixed", "flat", "dead"):
+    chosen = [k for k in range(config.num_basis) if kinds[k] == kind]
+    print(f"{kind:10s} {len(chosen):2d} maps {chosen}")
+
+# %%
+fig, ax = plt.subplots(figsize=(12, 3.8))
+order = np.arange(config.num_basis)
+overall = sum(sums[name] for name in sums) / sum(counts.values())  # [M] each map's mean over all three
+for offset, (name, colour) in zip(
+    (-0.27, 0.0, 0.27),
+    (("interior", "tab:green"), ("edge", "tab:orange"), ("background", "tab:gray")),
+    strict=True,
+):
+    ax.bar(order + offset, means[name] / overall, width=0.27, color=colour, label=f"mean over {name} pixels")
+ax.axhline(1.0, color="black", lw=0.8, ls="--", label="the map's mean over all three regions")
+ax.set_xticks(order, [f"{k}\n{kinds[k]}" for k in order], fontsize=7)
+ax.set_ylabel("region mean / map mean")
+ax.set_xlabel("basis map and the region it prefers")
+ax.set_title(
+    "where each basis mask responds, over the validation split (region means relative to the map's mean)",
+    fontsize=9,
+)
+ax.set_ylim(0, 1.3 * float(max((means[name] / overall).max() for name in means)))
+ax.legend(fontsize=8, ncol=4, loc="upper center")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# What to see: the table and the bars say, map by map, whether its mean is larger inside objects, on their
+# outlines or on the background, and the lines under the table list the maps of each kind. Only the kinds
+# with maps in those lines are what this model's basis masks "light up"; a kind with no map is not part of
+# its vocabulary. A `mixed` map has no strong preference among the three regions on average; it can still
+# carry position (one side of an object more than the other), which these region means do not measure.
 
 # %% [markdown]
 # ## 2. Upsample, concatenate, convolve, upsample — re-derived
@@ -116,18 +238,28 @@ with torch.no_grad():
     reg_features = model.head(inside["features"]).reg_features[:3]  # P3, P4, P5: [1, D, H_l, W_l]
     p3, p4, p5 = reg_features
     size = p3.shape[-2:]
-    x = torch.cat([p3,
-                   F.interpolate(p4, size=size, mode="bilinear", align_corners=False),
-                   F.interpolate(p5, size=size, mode="bilinear", align_corners=False)], dim=1)
+    x = torch.cat(
+        [
+            p3,
+            F.interpolate(p4, size=size, mode="bilinear", align_corners=False),
+            F.interpolate(p5, size=size, mode="bilinear", align_corners=False),
+        ],
+        dim=1,
+    )
     branch = model.basis_masks
-    x = F.relu(branch.reduce(x))   # 1x1 conv, 3D -> hidden channels
+    x = F.relu(branch.reduce(x))  # 1x1 conv, 3D -> hidden channels
     x = branch.predict(x)  # 3x3 conv -> M channels
     x = F.softplus(x) if model.config.basis_activation == "softplus" else F.relu(x)  # non-negative
     mine = F.interpolate(x, scale_factor=4, mode="bilinear", align_corners=False)
 torch.testing.assert_close(mine, inside["basis_masks"])
 print("P3, P4, P5 tower outputs:", [tuple(f.shape) for f in reg_features])
-print("concatenated at P3 size:", (1, 3 * p3.shape[1], *size), "->", tuple(mine.shape),
-      ": equal to the module's output")
+print(
+    "concatenated at P3 size:",
+    (1, 3 * p3.shape[1], *size),
+    "->",
+    tuple(mine.shape),
+    ": equal to the module's output",
+)
 
 # %% [markdown]
 # ## 3. P3 only versus P3–P5
@@ -142,12 +274,15 @@ print("concatenated at P3 size:", (1, 3 * p3.shape[1], *size), "->", tuple(mine.
 # NBVAL_CHECK_OUTPUT
 for source in ("p3", "p3-p5"):
     torch.manual_seed(0)
-    module = ContextualBasisMasks(config.fpn_channels, config.num_basis,
-                                  config.basis_hidden_channels, basis_source=source)
+    module = ContextualBasisMasks(
+        config.fpn_channels, config.num_basis, config.basis_hidden_channels, basis_source=source
+    )
     params = sum(p.numel() for p in module.parameters())
-    print(f"basis_source={source!r:8s}: 1x1 conv {module.reduce.in_channels:3d} -> "
-          f"{module.reduce.out_channels} channels, 3x3 conv {module.predict.in_channels} -> "
-          f"{module.predict.out_channels}, {params:6d} parameters")
+    print(
+        f"basis_source={source!r:8s}: 1x1 conv {module.reduce.in_channels:3d} -> "
+        f"{module.reduce.out_channels} channels, 3x3 conv {module.predict.in_channels} -> "
+        f"{module.predict.out_channels}, {params:6d} parameters"
+    )
 
 
 # %% [markdown]
@@ -156,8 +291,10 @@ for source in ("p3", "p3-p5"):
 # What does one basis-mask pixel "see"? With the tiny backbone and the FPN top-down path, every pixel's
 # theoretical receptive field already covers the whole image, so we measure the **effective** one: the
 # gradient of the centre basis pixel (all $M$ maps) with respect to the input, for freshly initialised
-# models (the same seed) on a 256 × 256 noise image. The P3–P5 branch gathers evidence from much further
-# away — the "context" of contextual basis masks.
+# models (the same seed) on a noise image larger than the training images. The P3–P5 branch gathers
+# evidence from further away (the radii are printed under the figure) — the "context" of contextual basis
+# masks.
+
 
 # %%
 def input_gradient(source: str) -> torch.Tensor:
@@ -168,6 +305,7 @@ def input_gradient(source: str) -> torch.Tensor:
     basis_masks[0, :, 64, 64].sum().backward()  # the basis pixel at the image centre
     return x.grad.abs().sum(1)[0]  # [256, 256]
 
+
 def radius_holding(gradient: torch.Tensor, share: float) -> float:
     # half-side of the centred square that holds `share` of the gradient magnitude
     ys, xs = torch.meshgrid(torch.arange(256.0), torch.arange(256.0), indexing="ij")
@@ -176,20 +314,43 @@ def radius_holding(gradient: torch.Tensor, share: float) -> float:
     cumulative = gradient.flatten()[order].cumsum(0) / gradient.sum()
     return float(distance[order][int((cumulative >= share).nonzero()[0])])
 
+
 gradients = {source: input_gradient(source) for source in ("p3", "p3-p5")}
-fig, axes = plt.subplots(1, 2, figsize=(8, 4))
-for ax, (source, gradient) in zip(axes, gradients.items()):
-    ax.imshow(gradient.sqrt(), cmap="magma")
+fig, axes = plt.subplots(1, 2, figsize=(9, 4))
+for ax, (source, gradient) in zip(axes, gradients.items(), strict=True):
+    shown = ax.imshow(gradient.sqrt(), cmap="magma")
+    fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.03, label="sqrt |d basis / d input|")
     r50, r90 = radius_holding(gradient, 0.5), radius_holding(gradient, 0.9)
     for radius, style in ((r50, "-"), (r90, "--")):
-        ax.add_patch(plt.Rectangle((128.5 - radius, 128.5 - radius), 2 * radius, 2 * radius,
-                                   fill=False, ec="cyan", ls=style))
-    ax.set_title(f"basis_source={source!r}: 50% / 90% of the gradient\nwithin ±{r50:.0f} / ±{r90:.0f} px",
-                 fontsize=9)
+        ax.add_patch(
+            plt.Rectangle(
+                (128.5 - radius, 128.5 - radius),
+                2 * radius,
+                2 * radius,
+                fill=False,
+                ec="cyan",
+                ls=style,
+                label=f"{'50' if style == '-' else '90'}% of the gradient",
+            )
+        )
+    ax.legend(loc="lower right", fontsize=7)
+    ax.set_title(
+        f"basis_source={source!r}: 50% / 90% of the gradient\nwithin ±{r50:.0f} / ±{r90:.0f} px", fontsize=9
+    )
     ax.set_axis_off()
 fig.suptitle("effective receptive field of one basis-mask pixel (sqrt of |d basis / d input|)", fontsize=9)
 fig.tight_layout()
 plt.show()
+print(
+    {
+        source: {"50%": radius_holding(g, 0.5), "90%": radius_holding(g, 0.9)}
+        for source, g in gradients.items()
+    }
+)
+
+# %% [markdown]
+# What to see: both gradients are centred on the pixel, and the squares holding half and 90 % of the
+# gradient (the radii printed under the figure) are larger for `p3-p5` than for `p3`.
 
 # %% [markdown]
 # What the extra context buys in accuracy is an ablation question: on COCO the paper finds that "all our
@@ -203,17 +364,22 @@ plt.show()
 # * Basis masks are $M$ non-negative, class-agnostic maps per image, at stride 2 of the input
 #   (`basis_masks [B, M, H/2, W/2]`).
 # * SipMask builds them from the regression-tower outputs of P3, P4 and P5: upsample P4 and P5 to P3's
-#   size, concatenate ($3D$ channels), 1×1 conv + ReLU, 3×3 conv + ReLU to $M$ channels, bilinear ×4.
-# * The P3-only baseline differs only in the input of the first conv, but its basis pixels gather
-#   evidence from a much smaller neighbourhood.
+#   size, concatenate ($3D$ channels), 1×1 conv + ReLU, 3×3 conv to $M$ channels + ReLU (the authors) or
+#   softplus (`cpu_tiny`), bilinear ×4.
+# * What each map responds to is measured, not assumed: the table of section 1 names, per map, the region
+#   (object interiors, edges, background) it prefers, or `mixed`, `flat`, `dead`.
+# * The P3-only baseline differs only in the input of the first conv, but at initialisation its basis
+#   pixels gather evidence from a smaller neighbourhood (the radii printed in section 3).
 #
 # ## Exercises
 #
 # 1. Add P6 to the concatenation in the inline re-derivation (upsample it ×8) and build a
 #    `ContextualBasisMasks`-like module with a $4D$-channel 1×1 conv. How many parameters does it add, and
 #    how much further does the effective receptive field reach?
-# 2. For the trained model, find the basis mask whose response is highest inside the ground-truth masks
-#    and lowest outside them (a "foreground" basis). Is there one that does the opposite?
+# 2. Take the map with the largest ratio of interior to background mean in the table of section 1 and the
+#    one with the smallest, and draw both for three validation images next to the ground truth. Does the
+#    ratio match what you see? Change the region widths (2 and 3 basis pixels) and see whether the names
+#    in the table hold.
 # 3. (Longer: a CPU training run.) Train the P3-only variant with
 #    `tutorial.trained_model(dataclasses.replace(preset("cpu_tiny"), basis_source="p3"), name="cpu_tiny_p3")`
 #    and draw its basis masks and predicted masks next to the ones above.
