@@ -50,7 +50,7 @@ from matplotlib.patches import Patch
 from matplotlib_inline.backend_inline import set_matplotlib_formats
 
 import sipmask_ref
-from sipmask_ref import SipMask, preset, tutorial, viz
+from sipmask_ref import SipMask, architecture_figure, preset, tutorial, viz
 from sipmask_ref.data import synthetic
 
 plt.rcParams["figure.dpi"] = 100
@@ -437,17 +437,17 @@ shapes = {
     "centerness": inside["centerness"][0].shape,
     "basis_masks": inside["basis_masks"].shape,
     "det_coefficients": f"[N, Q, M] = [{n}, {q}, {m}]",
-    "sub_region_maps": "[N, Q, H, W] = " + viz.shape_text(found["sub_region_maps"].shape),
-    "masks": "[N, H, W] = " + viz.shape_text(found["masks"].shape),
+    "sub_region_maps": "[N, Q, H, W] = " + architecture_figure.shape_text(found["sub_region_maps"].shape),
+    "masks": "[N, H, W] = " + architecture_figure.shape_text(found["masks"].shape),
 }
 for name, shape in shapes.items():
-    print(f"{name:17s} {viz.shape_text(shape)}")
+    print(f"{name:17s} {architecture_figure.shape_text(shape)}")
 assert q * m == trained_config.sub_regions[0] * trained_config.sub_regions[1] * trained_config.num_basis
 
 # %%
 height, width = inside["images"].shape[-2:]
 title = f"SipMask (paper Fig. 3) with the shapes of one {height} x {width} validation image (val 13)"
-display(viz.plot_architecture(shapes, title=title))
+display(architecture_figure.plot_architecture(shapes, title=title))
 
 # %% [markdown]
 # What to see: all stride-8 maps (C3, P3, and the head outputs, shown at P3) have the same height and width,

@@ -89,7 +89,19 @@ STOREYS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("data", ("data",)),  # above the paper since model_input.py holds the model's input preparation
     ("evaluation", ("eval",)),
     ("engine", ("engine",)),
-    ("helpers", ("cli_common", "workspace", "explorer", "explorer_maps", "viz", "dataset_check", "export")),
+    (
+        "helpers",
+        (
+            "cli_common",
+            "workspace",
+            "explorer",
+            "explorer_maps",
+            "viz",
+            "architecture_figure",
+            "dataset_check",
+            "export",
+        ),
+    ),
     ("experiments", ("reproduce", "compare", "video", "leak_table")),
     ("entry points", ("cli", "__main__", "tutorial", "commands")),
 )

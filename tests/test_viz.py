@@ -5,7 +5,6 @@ import pytest
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 from PIL import Image
 
 from sipmask_ref import viz
@@ -92,24 +91,3 @@ def test_write_sample_figure_for_images_and_videos(tmp_path):
     assert video_png.read_bytes()[:8] == PNG_SIGNATURE
     with pytest.raises(FileNotFoundError):
         viz.write_sample_figure(tmp_path / "missing", tmp_path / "x.png")
-
-
-def test_plot_architecture_draws_every_node_edge_and_given_shape():
-    shapes = {"input": torch.Size([1, 3, 128, 128]), "P7": (1, 64, 1, 1), "masks": "[N, H, W] = [5, 64, 64]"}
-    figure = viz.plot_architecture(shapes, title="Fig. 3")
-    (ax,) = figure.axes
-    texts = [t.get_text() for t in ax.texts]
-    for expected in ("[1, 3, 128, 128]", "[1, 64, 1, 1]", "[N, H, W] = [5, 64, 64]"):
-        assert texts.count(expected) == 1  # every shape given appears once, as text
-    for _, _, label in viz.ARCHITECTURE_NODES.values():
-        assert label in texts
-    boxes = [p for p in ax.patches if isinstance(p, FancyBboxPatch)]
-    arrows = [p for p in ax.patches if isinstance(p, FancyArrowPatch)]
-    assert len(boxes) == len(viz.ARCHITECTURE_NODES) and len(arrows) == len(viz.ARCHITECTURE_EDGES)
-    names = set(viz.ARCHITECTURE_NODES)
-    assert all(start in names and end in names for start, end in viz.ARCHITECTURE_EDGES)
-    assert figure.dpi >= 100
-    canvas = FigureCanvasAgg(figure)
-    canvas.draw()  # renders without error
-    with pytest.raises(ValueError, match="unknown node"):
-        viz.plot_architecture({"P8": (1, 64, 1, 1)})
