@@ -11,8 +11,10 @@ uses it). Their names are re-exported here, so `tutorial.repo_root()`, `tutorial
 `tutorial.adjacent_example(...)` keep working.
 
 `SIPMASK_FAST=1` in the environment shrinks training (CI runs the notebooks that way under nbval);
-unset, the notebooks do the full run whose outputs are committed. The notebooks find the repository
-from their working directory (notebooks/); elsewhere, set `SIPMASK_REPO` to the repository root.
+unset, the notebooks do the full run whose outputs are committed. Training runs on CUDA when this
+machine has it (`SIPMASK_DEVICE=cpu` forces the CPU); the models come back on the CPU either way. The
+notebooks find the repository from their working directory (notebooks/); elsewhere, set `SIPMASK_REPO`
+to the repository root.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from .data.coco import CocoInstances
 # Re-exported: each has one home (workspace.py, explorer.py); tutorial is where the notebooks find them.
 from .explorer import adjacent_example
 from .workspace import (
+    DEVICE_ENV,
     FAST_ENV,
     FAST_ITERS,
     REPO_ENV,
@@ -38,9 +41,11 @@ from .workspace import (
     synthetic_data,
     synthetic_dataset,
     trained_checkpoint,
+    training_device,
 )
 
 __all__ = [
+    "DEVICE_ENV",
     "FAST_ENV",
     "FAST_ITERS",
     "REPO_ENV",
@@ -53,6 +58,7 @@ __all__ = [
     "synthetic_dataset",
     "trained_checkpoint",
     "trained_model",
+    "training_device",
 ]
 
 
@@ -65,7 +71,7 @@ def trained_model(
     train_set: CocoInstances | None = None,
 ) -> tuple[torch.nn.Module, SipMaskConfig]:
     """The model of `trained_checkpoint(config, name, iters, root=root, train_set=train_set)`, in eval
-    mode on the CPU, and its config."""
+    mode on the CPU (wherever it trained: training_device()), and its config."""
     checkpoint = trained_checkpoint(config, name, iters, root=root, train_set=train_set)
     model, config = engine.load_checkpoint(checkpoint, "cpu")
     return model.eval(), config

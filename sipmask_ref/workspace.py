@@ -12,11 +12,13 @@ runs from the repository root).
                        non-editable install works the same)
     repo_relative      a path relative to that root, for records that are committed
     fast_mode          SIPMASK_FAST=1: the notebooks' training runs shrink (CI runs them so)
+    training_device    where the notebooks' models train: $SIPMASK_DEVICE, else CUDA when available,
+                       else the CPU (the cached checkpoint does not depend on it)
     synthetic_data     the synthetic benchmark under <root>/data (generated if missing) -> its paths
     synthetic_dataset  one split of it as a CocoInstances dataset
     model_dir          <root>/outputs/tutorial/<name>, or <name>_fast in fast mode
     trained_checkpoint a SipMask trained once into model_dir(name) and reused while its config and
-                       length stay the same
+                       length stay the same (on whichever device trained it)
 """
 
 from __future__ import annotations
@@ -36,12 +38,34 @@ from .model import SipMask
 
 REPO_ENV = "SIPMASK_REPO"  # the repository root, when the working directory is not inside it
 FAST_ENV = "SIPMASK_FAST"
+DEVICE_ENV = "SIPMASK_DEVICE"  # where the notebooks' models train, e.g. cpu or cuda:1 (default: automatic)
 FAST_ITERS = 60  # iterations of cpu_tiny in fast mode: enough to exercise every code path
 
 
 def fast_mode() -> bool:
     """True when SIPMASK_FAST is set to anything but '', '0' or 'false'."""
     return os.environ.get(FAST_ENV, "").strip().lower() not in ("", "0", "false")
+
+
+def training_device() -> torch.device:
+    """Where trained_checkpoint (and video.trained_vis_model) train: $SIPMASK_DEVICE when set (cpu,
+    cuda, cuda:N), else CUDA when this machine has it, else the CPU.
+
+    On the CPU the run is the one it always was (same seed, same code path). The cache does not
+    record the device: a checkpoint trained on a GPU is reused on a machine without one (on a GPU the
+    weights differ from a CPU run in the last digits, as the kernels differ). Raises ValueError naming
+    SIPMASK_DEVICE when it asks for a device this machine lacks.
+    """
+    name = os.environ.get(DEVICE_ENV, "").strip()
+    if not name:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"{DEVICE_ENV}={name!r}: unknown device (use cpu, cuda or cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{DEVICE_ENV}={name}: CUDA is not available on this machine (unset it or use cpu)")
+    return device
 
 
 def repo_root() -> Path:
@@ -120,7 +144,8 @@ def trained_checkpoint(
     The first call trains (`config`, default the cpu_tiny preset; `iters`, default the preset's
     max_iters, or FAST_ITERS in fast mode) and writes the checkpoint; later calls only return its
     path. A cached checkpoint trained with another config or iteration count (say, after a preset
-    changed) is trained again. Training runs with gradients on even where the caller switched them off.
+    changed) is trained again. Training runs with gradients on even where the caller switched them off,
+    on training_device() (CUDA when available; the checkpoint holds no device, so any machine reuses it).
     root: the folder holding data/ and outputs/ (default repo_root()); train_set: the data to train on
     (default the synthetic train split under <root>/data).
     """
@@ -144,7 +169,7 @@ def trained_checkpoint(
                 train_set,
                 out,
                 iters=steps,
-                device="cpu",
+                device=training_device(),
                 checkpoint_every=max(steps, 1),
                 log_every=max(steps // 10, 1),
             )

@@ -65,6 +65,13 @@ def test_trained_model_trains_once_with_grad_off_and_again_when_the_config_chang
 
 
 def test_the_notebook_names_are_one_implementation_each():
-    for name in ("repo_root", "fast_mode", "model_dir", "synthetic_data", "trained_checkpoint"):
+    for name in (
+        "repo_root",
+        "fast_mode",
+        "model_dir",
+        "synthetic_data",
+        "trained_checkpoint",
+        "training_device",
+    ):
         assert getattr(tutorial, name) is getattr(workspace, name)
     assert tutorial.adjacent_example is explorer.adjacent_example

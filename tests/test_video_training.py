@@ -46,7 +46,7 @@ def test_trained_vis_model_fine_tunes_again_after_the_image_model_changes(ytvis_
 
     def fake_train_vis(config, train_set, out, init_from, iters, **kwargs):
         """Stands in for the fine-tuning: records the call, writes a real (untrained) checkpoint."""
-        calls.append({"init_from": init_from, "grad": torch.is_grad_enabled()})
+        calls.append({"init_from": init_from, "grad": torch.is_grad_enabled(), "device": kwargs["device"]})
         model = SipMaskVIS(config)
         engine.save_checkpoint(
             {
@@ -69,12 +69,14 @@ def test_trained_vis_model_fine_tunes_again_after_the_image_model_changes(ytvis_
         },
     )
     monkeypatch.setattr(training, "train_vis", fake_train_vis)
+    monkeypatch.setattr(workspace, "training_device", lambda: torch.device("cuda"))  # as on a GPU machine
     monkeypatch.delenv(workspace.FAST_ENV, raising=False)
     monkeypatch.setenv(workspace.REPO_ENV, str(tmp_path))  # the notebooks' call: no paths given
 
     with torch.no_grad():  # as a notebook that switched gradients off
         model, _ = training.trained_vis_model(iters=1, image_checkpoint=image_checkpoint)
-    assert isinstance(model, SipMaskVIS) and calls == [{"init_from": image_checkpoint, "grad": True}]
+    assert isinstance(model, SipMaskVIS)
+    assert calls == [{"init_from": image_checkpoint, "grad": True, "device": torch.device("cuda")}]
     assert (tmp_path / "outputs" / "tutorial" / "cpu_tiny_vis" / engine.CHECKPOINT_NAME).is_file()
     # cached: newer than the image model
     training.trained_vis_model(iters=1, image_checkpoint=image_checkpoint)

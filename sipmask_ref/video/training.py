@@ -281,7 +281,9 @@ def trained_vis_model(
     Checkpoint: <root>/outputs/tutorial/cpu_tiny_vis[_fast]/; data: the synthetic videos under
     <root>/data. In fast mode (SIPMASK_FAST=1) the image model and the fine-tuning are both short. A
     cached checkpoint older than the image model it starts from (say, the image model was retrained
-    after a preset changed) is fine-tuned again. Returns the model in eval mode on the CPU and its config.
+    after a preset changed) is fine-tuned again. The fine-tuning runs on workspace.training_device()
+    (CUDA when available; the cache does not depend on it). Returns the model in eval mode on the CPU
+    and its config.
     """
     root = workspace.repo_root() if root is None else Path(root)
     out = workspace.model_dir("cpu_tiny_vis", root)
@@ -307,6 +309,7 @@ def trained_vis_model(
                 out,
                 init_from=image_checkpoint,
                 iters=steps,
+                device=workspace.training_device(),
                 checkpoint_every=max(steps, 1),
                 log_every=max(steps // 10, 1),
             )
