@@ -12,6 +12,7 @@ from pycocotools.coco import COCO
 
 from sipmask_ref.eval.coco import (
     STAT_NAMES,
+    detection_owners,
     encode_masks,
     evaluate_coco,
     format_table,
@@ -242,3 +243,38 @@ def test_files_and_table(tmp_path):
     assert lines[2].split() == ["segm"] + ["100.0"] * 5 + ["-", "75.0"] + ["100.0"] * 5
     with pytest.raises(FileNotFoundError):
         evaluate_coco(tmp_path / "missing.json", results)
+
+
+def test_a_subset_scores_as_if_the_other_instances_and_their_detections_were_not_there():
+    # Subset: the small object of image 1 and the object of image 2, predicted exactly; the other two
+    # are predicted 6 px off (box IoU 0.74 and 0.89), so they miss the high IoU thresholds.
+    subset, others = [OBJECTS[0], OBJECTS[3]], [OBJECTS[1], OBJECTS[2]]
+    exact = predictions_to_coco_results(make_predictions(subset), list(IMAGES), LABEL_TO_CAT_ID)
+    shifted = predictions_to_coco_results(make_predictions(others, shift_x=6), list(IMAGES), LABEL_TO_CAT_ID)
+    gt = make_gt()  # annotation ids 1..4 in the order of OBJECTS
+    metrics = evaluate_coco(gt, exact + shifted, ann_ids=[1, 4])
+    assert metrics["segm"]["AP"] == pytest.approx(1.0) and metrics["bbox"]["AP"] == pytest.approx(1.0)
+    # the other half: the same numbers as a ground truth holding only its instances, with only their
+    # detections
+    alone = evaluate_coco(make_gt(others), shifted)
+    half = evaluate_coco(gt, exact + shifted, ann_ids=[2, 3])
+    for iou_type in ("bbox", "segm"):
+        assert half[iou_type] == pytest.approx(alone[iou_type]), iou_type
+    assert alone["segm"]["AP"] < 1.0
+    # COCO's ignore flag alone would leave the 6-px-off detections as false positives at IoU >= 0.9
+    # (they match no kept instance and are too far from their own to be ignored): the subset of exact
+    # detections would score below 1. The detections are attributed to their instances instead:
+    assert detection_owners(gt, exact + shifted, "bbox") == [1, 4, 2, 3]
+
+
+def test_detections_on_the_background_stay_in_every_subset():
+    gt = make_gt()
+    results = predictions_to_coco_results(make_predictions(), list(IMAGES), LABEL_TO_CAT_ID)
+    background = {"image_id": 2, "category_id": 7, "score": 0.99, "bbox": [65.0, 52.0, 10.0, 5.0]}
+    background["segmentation"] = encode_masks(rect_mask(2, 65, 52, 75, 57)[None], 0.5)[0]
+    assert detection_owners(gt, [background], "segm") == [None]
+    for ann_ids in ([1, 4], [2, 3]):
+        assert evaluate_coco(gt, results, ann_ids=ann_ids)["segm"]["AP"] == pytest.approx(1.0)
+        assert evaluate_coco(gt, results + [background], ann_ids=ann_ids)["segm"]["AP"] < 1.0
+    with pytest.raises(ValueError, match="ann_ids not in the ground truth"):
+        evaluate_coco(gt, results, ann_ids=[99])

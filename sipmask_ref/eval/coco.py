@@ -14,6 +14,11 @@ The pipeline is the one of the official implementation (and of mmdet / detectron
   (and -1 where none exists, as above), instead of crashing inside pycocotools' `loadRes`.
 * For segm the results' 'bbox' is dropped before `loadRes`, so a detection's size class (small /
   medium / large) is its MASK area, not its box area (pycocotools otherwise uses the box area).
+* AP on a subset of the instances (`evaluate_coco(..., ann_ids=...)`, e.g. the adjacent ones): the
+  other instances are ignored, as COCO ignores crowd regions, AND the detections that belong to them
+  (`detection_owners`: the instance each detection overlaps most) are removed. Ignoring alone is not
+  enough: COCOeval only ignores a detection that matches an ignored instance at the IoU threshold, so
+  at 0.75..0.95 the other instances' imprecise detections would count as false positives of the subset.
 """
 
 from __future__ import annotations
@@ -22,12 +27,13 @@ import contextlib
 import copy
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
@@ -51,6 +57,7 @@ STAT_NAMES: tuple[str, ...] = (
     "ARl",
 )  # the order of COCOeval.stats
 IOU_TYPES: tuple[str, ...] = ("bbox", "segm")
+_SOURCE_ID = "source_id"  # the caller's id of an annotation that _load_gt renumbered
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -137,12 +144,18 @@ def _load_gt(coco_gt: COCO | str | os.PathLike, verbose: bool) -> COCO:
     if 0 in ids or len(set(ids)) != len(ids):
         dataset = copy.deepcopy(coco_gt.dataset)
         for new_id, ann in enumerate(dataset["annotations"], start=1):
+            ann[_SOURCE_ID] = ann["id"]  # what the caller calls it (evaluate_coco's ann_ids)
             ann["id"] = new_id
         with _quiet(verbose):
             coco_gt = COCO()
             coco_gt.dataset = dataset
             coco_gt.createIndex()
     return coco_gt
+
+
+def _source_id(ann: dict) -> Any:
+    """An annotation's id as the caller gave it (before _load_gt renumbered it, if it did)."""
+    return ann.get(_SOURCE_ID, ann["id"])
 
 
 def _check_gt(coco_gt: COCO, iou_types: Sequence[str]) -> None:
@@ -195,18 +208,60 @@ def _load_results(coco_gt: COCO, results: list[dict], iou_type: str) -> COCO:
     return coco_gt.loadRes([{k: v for k, v in r.items() if k != drop} for r in results])
 
 
+def detection_owners(coco_gt: COCO, results: list[dict], iou_type: str) -> list[int | None]:
+    """For each result, the id of the ground-truth instance it belongs to, or None.
+
+    A detection belongs to the non-crowd instance of its image that it overlaps most (IoU in the
+    geometry of iou_type: boxes for 'bbox', masks for 'segm'), whatever the two classes; None when it
+    overlaps none (a detection on the background). Ties: the instance listed first. This is the
+    attribution behind evaluate_coco's ann_ids; ids are coco_gt's own.
+    """
+    key = "bbox" if iou_type == "bbox" else "segmentation"
+    owners: list[int | None] = []
+    for result in results:
+        anns = coco_gt.loadAnns(coco_gt.getAnnIds(imgIds=result["image_id"], iscrowd=False))
+        if not anns:
+            owners.append(None)
+            continue
+        regions = [a["bbox"] if key == "bbox" else coco_gt.annToRLE(a) for a in anns]
+        ious = np.asarray(mask_utils.iou([result[key]], regions, [0] * len(anns))).reshape(-1)  # [G]
+        best = int(np.argmax(ious))
+        owners.append(int(anns[best]["id"]) if ious[best] > 0 else None)
+    return owners
+
+
+class _SubsetEval(COCOeval):
+    """COCOeval that ignores every ground-truth instance outside `keep` (as it ignores crowd regions)."""
+
+    def __init__(self, coco_gt: COCO, coco_dt: COCO, iou_type: str, keep: set[int]):
+        super().__init__(coco_gt, coco_dt, iouType=iou_type)
+        self.keep = keep
+
+    def _prepare(self) -> None:
+        super()._prepare()
+        for instances in self._gts.values():
+            for ann in instances:
+                ann["ignore"] = ann["ignore"] or ann["id"] not in self.keep
+
+
 def evaluate_coco(
     coco_gt: COCO | str | os.PathLike,
     results: list[dict] | str | os.PathLike,
     iou_types: Sequence[str] = IOU_TYPES,
     verbose: bool = False,
     image_ids: Sequence[int] | None = None,
+    ann_ids: Collection[int] | None = None,
 ) -> dict[str, dict[str, float]]:
     """COCO AP/AR for each iou type: {'bbox': {'AP': .., ..., 'ARl': ..}, 'segm': {...}}.
 
     coco_gt: a pycocotools COCO object or the path of a COCO annotation JSON.
     results: COCO result dicts (see `predictions_to_coco_results`) or the path of a results JSON.
     image_ids: evaluate on these images only (default: every image of the ground truth).
+    ann_ids: score these ground-truth instances only (default: all). Every other instance is ignored
+        (neither a miss nor a true positive, like a crowd region), and the detections that belong to
+        one of them (detection_owners, per iou type) are removed first; detections on the background
+        stay, as false positives of every subset. So two complementary subsets split the detections
+        about instances between them, and neither pays for the other's imprecise detections.
     Values are fractions in [0, 1]; -1 where COCOeval has no ground truth for that setting.
     pycocotools' prints are silenced unless verbose.
     """
@@ -228,11 +283,27 @@ def evaluate_coco(
             raise ValueError(f"image_ids not in the ground truth: {missing[:20]}")
         eval_image_ids = sorted(set(image_ids))
 
+    keep: set[int] | None = None
+    if ann_ids is not None:
+        wanted = set(ann_ids)
+        keep = {ann["id"] for ann in coco_gt.dataset.get("annotations", []) if _source_id(ann) in wanted}
+        unknown = wanted - {_source_id(ann) for ann in coco_gt.dataset.get("annotations", [])}
+        if unknown:
+            raise ValueError(f"ann_ids not in the ground truth: {sorted(unknown)[:20]}")
+
     metrics: dict[str, dict[str, float]] = {}
     for iou_type in iou_types:
+        scored = results
+        if keep is not None:
+            owners = detection_owners(coco_gt, results, iou_type)
+            scored = [r for r, o in zip(results, owners, strict=True) if o is None or o in keep]
         with _quiet(verbose):
-            coco_dt = _load_results(coco_gt, results, iou_type)
-            evaluator = COCOeval(coco_gt, coco_dt, iouType=iou_type)
+            coco_dt = _load_results(coco_gt, scored, iou_type)
+            evaluator = (
+                COCOeval(coco_gt, coco_dt, iouType=iou_type)
+                if keep is None
+                else _SubsetEval(coco_gt, coco_dt, iou_type, keep)
+            )
             evaluator.params.imgIds = eval_image_ids
             evaluator.evaluate()
             evaluator.accumulate()
