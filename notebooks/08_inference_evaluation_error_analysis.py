@@ -8,7 +8,7 @@
 # * evaluate the trained `cpu_tiny` model on the synthetic val split with pycocotools: the 12 COCO
 #   numbers for boxes and masks, AP per object size and per class, precision/recall curves;
 # * compare AP on *adjacent* instances (a same-class neighbour inside the box, the case SipMask is
-#   built for) with AP on isolated ones;
+#   built for) with AP on isolated ones, for the 2×2 model and a 1×1 model on the same instances;
 # * sort the errors at a working threshold into false-positive types and misses, with figures.
 #
 # The paper, §4.1:
@@ -26,28 +26,40 @@
 # Fast NMS (`config.nms`).
 
 # %%
+import contextlib
 import dataclasses
+import io
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.patches import Patch
 from pycocotools import mask as mask_utils
 from pycocotools.cocoeval import COCOeval
 from torchvision.ops import batched_nms, box_iou
 
 from sipmask_ref import engine, fcos, inference, tutorial
-from sipmask_ref.data.synthetic import adjacency_flags
-from sipmask_ref.eval.coco import STAT_NAMES, evaluate_coco, format_table, predictions_to_coco_results
+from sipmask_ref.config import preset
+from sipmask_ref.data.synthetic import ADJACENCY_THRESHOLD, adjacency_flags
+from sipmask_ref.eval.coco import (
+    STAT_NAMES,
+    detection_owners,
+    evaluate_coco,
+    format_table,
+    predictions_to_coco_results,
+)
 from sipmask_ref.spatial_preservation import flatten_coefficients
 from sipmask_ref.viz import draw_instances
 
-plt.rcParams["figure.dpi"] = 80
+plt.rcParams["figure.dpi"] = 110  # every figure below: legible at notebook width
 torch.manual_seed(0)
 torch.set_grad_enabled(False)  # inference only
 model, config = tutorial.trained_model()
 val_set = tutorial.synthetic_dataset("val")
-print(f"nms = {config.nms!r}, score_threshold = {config.score_threshold}, nms_iou = {config.nms_iou}, "
-      f"max_detections = {config.max_detections}")
+print(
+    f"nms = {config.nms!r}, score_threshold = {config.score_threshold}, nms_iou = {config.nms_iou}, "
+    f"max_detections = {config.max_detections}, mask_threshold = {config.mask_threshold}"
+)
 
 # %% [markdown]
 # ## Fast NMS on a tiny example, re-derived
@@ -60,11 +72,15 @@ print(f"nms = {config.nms!r}, score_threshold = {config.score_threshold}, nms_io
 # operation instead of a loop.
 
 # %%
-toy_boxes = torch.tensor([[0, 0, 10, 10], [2.5, 0, 12.5, 10], [5, 0, 15, 10], [40, 40, 50, 50], [1, 1, 11, 11]])
+toy_boxes = torch.tensor(
+    [[0, 0, 10, 10], [2.5, 0, 12.5, 10], [5, 0, 15, 10], [40, 40, 50, 50], [1, 1, 11, 11]]
+)
 toy_scores = torch.tensor([[0.9, 0.0], [0.8, 0.0], [0.7, 0.0], [0.6, 0.0], [0.0, 0.5]])  # [P, C]
 names = "ABCDE"
-print("IoU(A,B) = %.2f  IoU(B,C) = %.2f  IoU(A,C) = %.2f" % (
-    box_iou(toy_boxes[:1], toy_boxes[1:2]), box_iou(toy_boxes[1:2], toy_boxes[2:3]), box_iou(toy_boxes[:1], toy_boxes[2:3])))
+iou_ab, iou_bc, iou_ac = (
+    float(box_iou(toy_boxes[i : i + 1], toy_boxes[j : j + 1])) for i, j in ((0, 1), (1, 2), (0, 2))
+)
+print(f"IoU(A,B) = {iou_ab:.2f}  IoU(B,C) = {iou_bc:.2f}  IoU(A,C) = {iou_ac:.2f}")
 
 
 def fast_nms_inline(boxes, scores, iou_threshold=0.5, score_threshold=0.1):
@@ -74,7 +90,7 @@ def fast_nms_inline(boxes, scores, iou_threshold=0.5, score_threshold=0.1):
     for c in range(scores.shape[1]):
         order = sorted(range(len(boxes)), key=lambda i: -float(scores[i, c]))
         for rank, i in enumerate(order):
-            above = [box_iou(boxes[i:i + 1], boxes[h:h + 1]).item() for h in order[:rank]]
+            above = [box_iou(boxes[i : i + 1], boxes[h : h + 1]).item() for h in order[:rank]]
             if max(above, default=0.0) <= iou_threshold and scores[i, c] > score_threshold:
                 kept.append((float(scores[i, c]), i, c))
     kept.sort(key=lambda t: -t[0])
@@ -101,6 +117,7 @@ print("standard NMS (torchvision.ops.batched_nms) keeps:", [names[i] for i in ca
 # pipelines. Their score thresholds also differ: standard NMS thresholds the raw probability, Fast NMS
 # thresholds probability × centerness.
 
+
 # %%
 def detect(inter: dict, config) -> inference.Detections:
     """inference.detect for image 0 of forward_intermediates' outputs (what SipMask._detect does)."""
@@ -111,13 +128,18 @@ def detect(inter: dict, config) -> inference.Detections:
         centerness=[x[0].flatten() for x in inter["centerness"]],  # [P_l]
         coefficients=[flatten_coefficients(x[:1])[0] for x in inter["coefficients"]],  # [P_l, Q, M]
         points=fcos.locations(sizes, config.strides),
-        strides=config.strides, image_size=inter["image_sizes"][0], config=config)
+        strides=config.strides,
+        image_size=inter["image_sizes"][0],
+        config=config,
+    )
 
 
 image, target = val_set[7]
 inter = model.forward_intermediates([image])
-paths = {"fast": detect(inter, config),
-         "standard": detect(inter, dataclasses.replace(config, nms="standard"))}
+paths = {
+    "fast": detect(inter, config),
+    "standard": detect(inter, dataclasses.replace(config, nms="standard")),
+}
 torch.testing.assert_close(paths["fast"].boxes, inter["detections"][0]["boxes"] * 2)  # the model's own path
 for name, found in paths.items():
     print(f"{name:8s}: {len(found.scores)} detections, best scores {np.round(found.scores[:5].numpy(), 3)}")
@@ -133,17 +155,25 @@ wide = dataclasses.replace(config, score_threshold=0.05, max_detections=10_000, 
 sizes = [tuple(x.shape[-2:]) for x in inter["cls_logits"]]
 probs = torch.cat([x[0].flatten(1).t().sigmoid() for x in inter["cls_logits"]])  # [P, C]
 ctr = torch.cat([x[0].flatten().sigmoid() for x in inter["centerness"]])  # [P]
-boxes = torch.cat([fcos.decode_boxes(p, x[0].flatten(1).t() * s) for p, x, s in
-                   zip(fcos.locations(sizes, config.strides), inter["box_regression"], config.strides)])
+boxes = torch.cat(
+    [
+        fcos.decode_boxes(p, x[0].flatten(1).t() * s)
+        for p, x, s in zip(
+            fcos.locations(sizes, config.strides), inter["box_regression"], config.strides, strict=True
+        )
+    ]
+)
 boxes = inference.clip_boxes(boxes, inter["image_sizes"][0])
 scored = probs * ctr[:, None]  # [P, C]
-fast_index, fast_labels, _ = inference.fast_nms(boxes, scored, wide.nms_iou, wide.score_threshold,
-                                                wide.fast_nms_top_k, wide.max_detections)
+fast_index, fast_labels, _ = inference.fast_nms(
+    boxes, scored, wide.nms_iou, wide.score_threshold, wide.fast_nms_top_k, wide.max_detections
+)
 candidate, cls = (scored > wide.score_threshold).nonzero(as_tuple=True)
 keep = batched_nms(boxes[candidate], scored[candidate, cls], cls, wide.nms_iou)
-fast_set = set(zip(fast_index.tolist(), fast_labels.tolist()))
-standard_set = set(zip(candidate[keep].tolist(), cls[keep].tolist()))
-print(f"same {len(candidate)} candidates: Fast NMS keeps {len(fast_set)}, standard NMS keeps {len(standard_set)}")
+fast_set = set(zip(fast_index.tolist(), fast_labels.tolist(), strict=True))
+standard_set = set(zip(candidate[keep].tolist(), cls[keep].tolist(), strict=True))
+print(f"same {len(candidate)} candidates: Fast NMS keeps {len(fast_set)}, ", end="")
+print(f"standard NMS keeps {len(standard_set)}")
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -151,35 +181,62 @@ print("Fast NMS survivors are a subset of standard NMS survivors:", fast_set <= 
 
 # %%
 shown = len(target["boxes"])  # draw as many detections of each path as there are objects
-fig, axes = plt.subplots(1, 3, figsize=(8.4, 3.1), dpi=64)
-draw_instances(axes[0], image, boxes=target["boxes"], masks=target["masks"], labels=target["labels"],
-               class_names=val_set.class_names, title="ground truth")
+fig, axes = plt.subplots(1, 3, figsize=(10, 3.6))
+draw_instances(
+    axes[0],
+    image,
+    boxes=target["boxes"],
+    masks=target["masks"],
+    labels=target["labels"],
+    class_names=val_set.class_names,
+    title="ground truth",
+)
 scale = inter["scale_factors"][0][0]
-for ax, (name, found) in zip(axes[1:], paths.items()):
-    draw_instances(ax, image, boxes=found.boxes[:shown] / scale, labels=found.labels[:shown],
-                   scores=found.scores[:shown], class_names=val_set.class_names,
-                   title=f"{name} NMS: its {shown} best of {len(found.scores)}")
+for ax, (name, found) in zip(axes[1:], paths.items(), strict=True):
+    draw_instances(
+        ax,
+        image,
+        boxes=found.boxes[:shown] / scale,
+        labels=found.labels[:shown],
+        scores=found.scores[:shown],
+        class_names=val_set.class_names,
+        title=f"{name} NMS: its {shown} best of {len(found.scores)}",
+    )
+for ax in axes:
+    ax.set_title(ax.get_title(), pad=14)  # above the labels of boxes that touch the top edge
 plt.tight_layout()
 plt.show()
 
 # %% [markdown]
+# Both lists start from the same best-scored detection (nothing can suppress it). Below it the two
+# paths part: standard NMS keeps overlapping boxes that Fast NMS drops, so its list reaches the cap of
+# `max_detections` sooner. The next cells compare the two suppression rules alone.
+#
 # ## COCO evaluation with pycocotools
 #
 # `engine.evaluate` runs the model over a dataset and scores it. Underneath, three steps: predictions
-# go to COCO result dicts (boxes as [x, y, w, h], masks binarised at `config.mask_threshold` = 0.4 and
-# RLE-encoded, labels mapped back to the dataset's category ids), then COCOeval. We do the steps
-# ourselves so that we can keep the results for the analysis below. The full run evaluates all 150
-# val images. Fast mode takes the first 20.
+# go to COCO result dicts (boxes as [x, y, w, h], masks binarised at `config.mask_threshold` (printed
+# in the first cell) and RLE-encoded, labels mapped back to the dataset's category ids), then COCOeval.
+# We do the steps ourselves so that we can keep the results for the analysis below. The full run
+# evaluates every val image; fast mode takes the first 20.
 
 # %%
 num_images = 20 if tutorial.fast_mode() else len(val_set)
-results, image_ids = [], []
-for first in range(0, num_images, 8):
-    batch = [val_set[i] for i in range(first, min(first + 8, num_images))]
-    outputs = engine.predict_images(model, [im for im, _ in batch], "cpu")
-    ids = [int(t["image_id"]) for _, t in batch]
-    results += predictions_to_coco_results(outputs, ids, val_set.label_to_cat_id, config.mask_threshold)
-    image_ids += ids
+
+
+def coco_results(net, mask_threshold: float) -> tuple[list[dict], list[int]]:
+    """The COCO result dicts of `net` on the first num_images val images, and those images' ids."""
+    found, ids = [], []
+    for first in range(0, num_images, 8):
+        batch = [val_set[i] for i in range(first, min(first + 8, num_images))]
+        outputs = engine.predict_images(net, [im for im, _ in batch], "cpu")
+        batch_ids = [int(t["image_id"]) for _, t in batch]
+        found += predictions_to_coco_results(outputs, batch_ids, val_set.label_to_cat_id, mask_threshold)
+        ids += batch_ids
+    return found, ids
+
+
+results, image_ids = coco_results(model, config.mask_threshold)
 metrics = evaluate_coco(val_set.coco, results, image_ids=image_ids)
 print(f"{len(image_ids)} images, {len(results)} detections\n")
 print(format_table(metrics))
@@ -200,42 +257,50 @@ print(format_table(metrics))
 # [T IoU thresholds, R recall points, K classes, A area ranges, M max-detection settings]. Its mean
 # over the valid entries is the AP, which we check against `evaluate_coco`.
 
-# %%
-def coco_eval(iou_type: str, evaluator=COCOeval, **kwargs) -> COCOeval:
-    """Evaluate `results` on `image_ids` of the val split; pycocotools' prints silenced."""
-    import contextlib, io
 
+# %%
+def coco_eval(iou_type: str) -> COCOeval:
+    """Evaluate `results` on `image_ids` of the val split; pycocotools' prints silenced."""
     drop = "segmentation" if iou_type == "bbox" else "bbox"
     with contextlib.redirect_stdout(io.StringIO()):
         detections = val_set.coco.loadRes([{k: v for k, v in r.items() if k != drop} for r in results])
-        E = evaluator(val_set.coco, detections, iou_type, **kwargs)
-        E.params.imgIds = image_ids
-        E.evaluate()
-        E.accumulate()
-        E.summarize()
-    return E
+        evaluator = COCOeval(val_set.coco, detections, iou_type)
+        evaluator.params.imgIds = image_ids
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return evaluator
 
 
 evals = {t: coco_eval(t) for t in ("bbox", "segm")}
-for t, E in evals.items():
-    np.testing.assert_allclose(E.stats, [metrics[t][n] for n in STAT_NAMES])
+for t, evaluator in evals.items():
+    np.testing.assert_allclose(evaluator.stats, [metrics[t][n] for n in STAT_NAMES])
 
 class_names = [val_set.class_names[val_set.cat_id_to_label[c] - 1] for c in evals["segm"].params.catIds]
-fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
-for k, (t, E) in enumerate(evals.items()):
-    precision = E.eval["precision"][:, :, :, 0, -1]  # [T, R, K], area all, 100 detections
-    per_class = [precision[:, :, c][precision[:, :, c] > -1].mean() if (precision[:, :, c] > -1).any()
-                 else 0.0 for c in range(precision.shape[2])]
+fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
+for k, (t, evaluator) in enumerate(evals.items()):
+    precision = evaluator.eval["precision"][:, :, :, 0, -1]  # [T, R, K], area all, 100 detections
+    per_class = [
+        precision[:, :, c][precision[:, :, c] > -1].mean() if (precision[:, :, c] > -1).any() else 0.0
+        for c in range(precision.shape[2])
+    ]
     axes[0].bar(np.arange(len(class_names)) + 0.4 * k - 0.2, per_class, 0.4, label=t)
     for T, style in ((0, "-"), (5, "--")):  # IoU 0.5 and 0.75
-        curve = E.eval["precision"][T, :, :, 0, -1]  # [R, K]
+        curve = evaluator.eval["precision"][T, :, :, 0, -1]  # [R, K]
         valid = curve > -1
         mean = np.where(valid.any(1), (curve * valid).sum(1) / np.maximum(valid.sum(1), 1), np.nan)
-        axes[1].plot(E.params.recThrs, mean, style, color=f"C{k}", label=f"{t}, IoU {E.params.iouThrs[T]:.2f}")
+        axes[1].plot(
+            evaluator.params.recThrs,
+            mean,
+            style,
+            color=f"C{k}",
+            label=f"{t}, IoU {evaluator.params.iouThrs[T]:.2f}",
+        )
     sizes_ap = [metrics[t][n] for n in ("APs", "APm", "APl")]
     axes[2].bar(np.arange(3) + 0.4 * k - 0.2, [max(v, 0) for v in sizes_ap], 0.4, label=t)
 axes[0].set_xticks(range(len(class_names)), class_names, rotation=30)
 axes[0].set_title("AP per class")
+axes[0].set_ylabel("AP (IoU 0.50:0.95)")
 axes[0].legend()
 axes[1].set_xlabel("recall")
 axes[1].set_ylabel("precision (mean over classes)")
@@ -243,21 +308,43 @@ axes[1].set_title("precision / recall")
 axes[1].legend(fontsize=7)
 axes[2].set_xticks(range(3), ["small", "medium", "large"])
 axes[2].set_title("AP per object size")
+axes[2].set_ylabel("AP (IoU 0.50:0.95)")
 axes[2].legend()
 plt.tight_layout()
 plt.show()
+
+# %% [markdown]
+# Read the three panels against the table above: which classes are hard for boxes and which for masks
+# (the bars per class), how precision falls as recall grows, lower at IoU 0.75 (dashed) than at 0.5,
+# and the size panel, which has no bar for "large" when the val images hold no large object
+# (COCOeval's -1).
 
 # %% [markdown]
 # ## Adjacent versus isolated instances
 #
 # The synthetic benchmark is built around SipMask's claim: the spatial coefficients help where a
 # same-class neighbour reaches into the box (Fig. 4 of the paper). `adjacency_flags` marks an instance
-# *adjacent* when ≥ 10% of its box belongs to other instances of its class.
+# *adjacent* when at least `ADJACENCY_THRESHOLD` of its box (printed below) belongs to other instances
+# of its class, and *isolated* otherwise.
 #
-# To get AP on a subset of the ground truth, COCO's usual trick applies: the other instances are
-# **ignored**. This is how crowd regions and the size ranges of APs/APm/APl work. A detection matched to
-# an ignored instance counts neither as a true nor as a false positive. A three-line subclass of
-# COCOeval does it.
+# **Scoring a subset.** To get AP on the adjacent instances alone, the isolated ones must vanish from
+# the evaluation: both the instances and the detections that are about them. COCO's usual trick, the
+# *ignore* flag of crowd regions and of the APs/APm/APl size ranges, does only half of it: a detection
+# is ignored only when it matches an ignored instance *at the IoU threshold being scored*. At IoU 0.9
+# most detections of isolated instances match nothing, so they would stay as false positives of the
+# adjacent subset (and the adjacent ones of the isolated subset), and the whole set would score above
+# both halves. `evaluate_coco(..., ann_ids=subset)` does both halves:
+#
+# 1. every detection belongs to the instance of its image it overlaps most, whatever the class
+#    (`detection_owners`; IoU of boxes for bbox AP, of masks for segm AP);
+# 2. the detections that belong to an instance outside the subset are removed;
+# 3. the instances outside the subset are ignored (neither misses nor true positives);
+# 4. detections that overlap no instance at all stay: they are false positives of every subset, as of
+#    the whole set.
+#
+# So the two subsets share out the detections about instances, and neither pays for the other's
+# imprecise ones. AP is not an average over instances, so "all" need not lie between the two halves:
+# the background false positives weigh more on a subset with fewer instances.
 
 # %%
 adjacent_ids, isolated_ids = set(), set()
@@ -266,32 +353,78 @@ for image_id in image_ids:
     if not anns:
         continue
     masks = np.stack([val_set.coco.annToMask(a).astype(bool) for a in anns])
-    for ann, flag in zip(anns, adjacency_flags(masks, [a["category_id"] for a in anns])):
+    for ann, flag in zip(anns, adjacency_flags(masks, [a["category_id"] for a in anns]), strict=True):
         (adjacent_ids if flag else isolated_ids).add(ann["id"])
+subsets = {"adjacent": adjacent_ids, "isolated": isolated_ids, "all": adjacent_ids | isolated_ids}
+print(f"adjacent: >= {ADJACENCY_THRESHOLD:.0%} of the box covered by same-class instances")
+print(f"{len(adjacent_ids)} adjacent and {len(isolated_ids)} isolated instances in {len(image_ids)} images")
+owners = detection_owners(val_set.coco, results, "segm")
+for name, keep in subsets.items():
+    kept = sum(o is None or o in keep for o in owners)
+    print(
+        f"segm, {name:8s}: {kept} of {len(results)} detections scored "
+        f"({sum(o is None for o in owners)} on the background)"
+    )
 
+# %% [markdown]
+# The comparison the paper makes is between models, not between subsets: adjacent instances are
+# harder for any model (a neighbour of the same class sits inside the box). So we score a second
+# model on the **same** subsets: the same preset with one set of coefficients per box,
+# `sub_regions=(1, 1)` (YOLACT's scheme; the checkpoint notebook 04 trains, cached as
+# `outputs/tutorial/cpu_tiny_1x1/`). The paper's claim predicts that the 2×2 model gains most on the
+# adjacent instances.
 
-class SubsetEval(COCOeval):
-    """COCOeval on the ground-truth instances in `keep`; all others are ignored (like crowd regions)."""
+# %%
+single_config = dataclasses.replace(preset("cpu_tiny"), sub_regions=(1, 1))
+single_model, single_config = tutorial.trained_model(
+    single_config, name="cpu_tiny_1x1", iters=20 if tutorial.fast_mode() else None
+)
+single_results, single_ids = coco_results(single_model, single_config.mask_threshold)
+assert single_ids == image_ids
+subset_ap = {}  # (model, subset) -> {iou type: {metric: value}}
+for model_name, found in (("2x2", results), ("1x1", single_results)):
+    for name, keep in subsets.items():
+        ann_ids = None if name == "all" else keep  # "all": the plain evaluation
+        subset_ap[model_name, name] = evaluate_coco(val_set.coco, found, image_ids=image_ids, ann_ids=ann_ids)
+assert subset_ap["2x2", "all"] == metrics  # "all" is the evaluation of the table above
+print(f"{'':10s}{'segm AP':>17s}{'segm AP50':>19s}{'bbox AP':>17s}")
+print(f"{'':10s}" + "".join(f"{'2x2':>6s}{'1x1':>6s}{'gain':>6s} " for _ in range(3)))
+for name in subsets:
+    row = ""
+    for iou_type, stat in (("segm", "AP"), ("segm", "AP50"), ("bbox", "AP")):
+        two, one = (100 * subset_ap[m, name][iou_type][stat] for m in ("2x2", "1x1"))
+        row += f"{two:6.1f}{one:6.1f}{two - one:+6.1f} "
+    print(f"{name:10s}{row}")
+gain = {
+    name: 100 * (subset_ap["2x2", name]["segm"]["AP"] - subset_ap["1x1", name]["segm"]["AP"])
+    for name in ("adjacent", "isolated")
+}
+holds = "holds" if gain["adjacent"] > gain["isolated"] else "does not hold"
+print(f"\nsegm AP gain of 2x2 over 1x1: adjacent {gain['adjacent']:+.1f}, isolated {gain['isolated']:+.1f}")
+print(f"the paper's prediction (a larger gain on adjacent instances) {holds} on this run")
 
-    def __init__(self, gt, dt, iou_type, keep):
-        super().__init__(gt, dt, iou_type)
-        self.keep = keep
+# %% [markdown]
+# The same numbers as bars: for each subset, the 1×1 model (blue) beside the 2×2 model (orange). Read
+# the gap between the two bars of a subset, not the height across subsets: adjacent instances are
+# harder for both models.
 
-    def _prepare(self):
-        super()._prepare()
-        for instances in self._gts.values():
-            for g in instances:
-                g["ignore"] = g["ignore"] or g["id"] not in self.keep
-
-
-print(f"{len(adjacent_ids)} adjacent and {len(isolated_ids)} isolated instances in these {len(image_ids)} images\n")
-print(f"{'':10s}{'bbox AP':>9s}{'AP50':>7s}{'segm AP':>9s}{'AP50':>7s}")
-for name, keep in (("adjacent", adjacent_ids), ("isolated", isolated_ids), ("all", adjacent_ids | isolated_ids)):
-    row = []
-    for t in ("bbox", "segm"):
-        E = coco_eval(t, SubsetEval, keep=keep)
-        row += [100 * E.stats[0], 100 * E.stats[1]]
-    print(f"{name:10s}" + "".join(f"{v:9.1f}" if i % 2 == 0 else f"{v:7.1f}" for i, v in enumerate(row)))
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
+top = max(100 * m[t][stat] for m in subset_ap.values() for t, stat in (("segm", "AP"), ("segm", "AP50")))
+for ax, (iou_type, stat) in zip(axes, (("segm", "AP"), ("segm", "AP50")), strict=True):
+    for k, model_name in enumerate(("1x1", "2x2")):
+        values = [100 * subset_ap[model_name, name][iou_type][stat] for name in subsets]
+        bars = ax.bar(
+            np.arange(3) + 0.4 * k - 0.2, values, 0.4, color=f"C{k}", label=f"{model_name} sub-regions"
+        )
+        ax.bar_label(bars, fmt="%.1f", fontsize=8)
+    ax.set_xticks(range(3), list(subsets))
+    ax.set_title(f"{iou_type} {stat} by subset")
+    ax.legend(loc="upper left", ncol=2, fontsize=8)
+axes[0].set_ylabel("AP (%)")
+axes[0].set_ylim(0, 1.3 * max(top, 1e-3))  # headroom for the legend
+plt.tight_layout()
+plt.show()
 
 # %% [markdown]
 # ## Errors at a working threshold
@@ -318,8 +451,13 @@ for image_id in image_ids:
     gts[image_id] = anns
     if not dets:
         continue
-    ious = (mask_utils.iou([d["segmentation"] for d in dets], [val_set.coco.annToRLE(a) for a in anns],
-                           [0] * len(anns)) if anns else np.zeros((len(dets), 0)))
+    ious = (
+        mask_utils.iou(
+            [d["segmentation"] for d in dets], [val_set.coco.annToRLE(a) for a in anns], [0] * len(anns)
+        )
+        if anns
+        else np.zeros((len(dets), 0))
+    )
     ious = np.asarray(ious).reshape(len(dets), len(anns))
     taken = set()
     for d, det in enumerate(dets):
@@ -337,8 +475,15 @@ for image_id in image_ids:
             kind = "localisation"
         else:
             kind = "background"
-        records.append({"image_id": image_id, "score": det["score"], "kind": kind, "det": det,
-                        "gt": match if kind == "true positive" else -1})
+        records.append(
+            {
+                "image_id": image_id,
+                "score": det["score"],
+                "kind": kind,
+                "det": det,
+                "gt": match if kind == "true positive" else -1,
+            }
+        )
 
 num_gt = sum(len(a) for a in gts.values())
 order = sorted(records, key=lambda r: -r["score"])
@@ -347,7 +492,8 @@ precision, recall = tp / np.arange(1, len(order) + 1), tp / max(num_gt, 1)
 f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-9)
 best = int(np.argmax(f1)) if len(f1) else 0
 threshold = order[best]["score"] if order else 1.0
-print(f"best F1 {f1[best]:.2f} at score >= {threshold:.3f} (precision {precision[best]:.2f}, recall {recall[best]:.2f})")
+print(f"best F1 {f1[best]:.2f} at score >= {threshold:.3f} ", end="")
+print(f"(precision {precision[best]:.2f}, recall {recall[best]:.2f})")
 
 # %%
 confident = [r for r in records if r["score"] >= threshold]
@@ -362,11 +508,14 @@ ax.barh(list(counts), list(counts.values()), color=["C2"] + ["C3"] * 4 + ["C1"] 
 for y, v in enumerate(counts.values()):
     ax.text(v, y, f" {v}", va="center", fontsize=8)
 ax.invert_yaxis()
+ax.set_xlabel("count")
 ax.set_title(f"detections with score >= {threshold:.2f} and missed instances ({len(image_ids)} images)")
 plt.tight_layout()
 plt.show()
-print(f"adjacent instances: {100 * len(adjacent_ids) / max(num_gt, 1):.0f}% of all, "
-      f"{100 * missed_adjacent / max(len(missed), 1):.0f}% of the missed")
+print(
+    f"adjacent instances: {100 * len(adjacent_ids) / max(num_gt, 1):.0f}% of all, "
+    f"{100 * missed_adjacent / max(len(missed), 1):.0f}% of the missed"
+)
 
 # %% [markdown]
 # Fast NMS works per class, so nothing stops one object from being reported under several classes at
@@ -376,7 +525,7 @@ print(f"adjacent instances: {100 * len(adjacent_ids) / max(num_gt, 1):.0f}% of a
 #
 # Examples: the four images whose best-scored false positive scores highest. In each, the six
 # best-scored detections above the threshold are drawn as boxes: true positives in green, false
-# positives in red with their type. Missed instances are dashed yellow boxes.
+# positives in red with their type. Missed instances are dashed yellow-on-black boxes.
 
 # %%
 worst_fp = {}
@@ -385,21 +534,36 @@ for r in confident:
         worst_fp[r["image_id"]] = max(worst_fp.get(r["image_id"], 0.0), r["score"])
 worst = sorted(worst_fp, key=lambda i: (-worst_fp[i], i))[:4]
 index_of = {int(val_set.get_image_info(k)["id"]): k for k in range(num_images)}
-fig, axes = plt.subplots(1, 4, figsize=(10, 3.1), dpi=64)
-for ax, image_id in zip(axes, worst):
+fig, axes = plt.subplots(1, 4, figsize=(12, 3.6))
+for ax, image_id in zip(axes, worst, strict=False):  # fewer than 4 images with false positives: blank panels
     image, target = val_set[index_of[image_id]]
     mine = sorted((r for r in confident if r["image_id"] == image_id), key=lambda r: -r["score"])[:6]
     xywh = np.array([r["det"]["bbox"] for r in mine]).reshape(-1, 4)
     colours = np.array([[0.1, 0.8, 0.2] if r["kind"] == "true positive" else [0.9, 0.1, 0.1] for r in mine])
-    draw_instances(ax, image, boxes=np.c_[xywh[:, :2], xywh[:, :2] + xywh[:, 2:]],
-                   labels=["TP" if r["kind"] == "true positive" else r["kind"] for r in mine],
-                   scores=[r["score"] for r in mine], colors=colours.reshape(-1, 3),
-                   title=f"image {image_id}: {sum(i == image_id for i, _ in missed)} missed")
+    draw_instances(
+        ax,
+        image,
+        boxes=np.c_[xywh[:, :2], xywh[:, :2] + xywh[:, 2:]],
+        labels=["TP" if r["kind"] == "true positive" else r["kind"] for r in mine],
+        scores=[r["score"] for r in mine],
+        colors=colours.reshape(-1, 3),
+        title=f"image {image_id}: {sum(i == image_id for i, _ in missed)} missed",
+    )
     for i, g in missed:
         if i == image_id:
             x, y, w, h = gts[i][g]["bbox"]
-            ax.add_patch(plt.Rectangle((x - 0.5, y - 0.5), w, h, fill=False, ls="--", color="yellow"))
-plt.tight_layout()
+            for colour, style, width in (("black", "-", 2.5), ("yellow", "--", 1.5)):  # visible on any colour
+                ax.add_patch(
+                    plt.Rectangle((x - 0.5, y - 0.5), w, h, fill=False, ls=style, lw=width, color=colour)
+                )
+    ax.set_title(ax.get_title(), pad=14)
+legend = [
+    Patch(facecolor="none", edgecolor=(0.1, 0.8, 0.2), lw=2, label="true positive"),
+    Patch(facecolor="none", edgecolor=(0.9, 0.1, 0.1), lw=2, label="false positive (its type)"),
+    Patch(facecolor="none", edgecolor="yellow", ls="--", lw=2, label="missed instance"),
+]
+fig.legend(handles=legend, loc="lower center", ncol=3, fontsize=9)
+plt.tight_layout(rect=(0, 0.08, 1, 1))
 plt.show()
 
 # %% [markdown]
@@ -411,17 +575,19 @@ plt.show()
 # * COCO evaluation: results are boxes as [x, y, w, h], masks binarised at 0.4 as RLE, and dataset
 #   category ids, which COCOeval turns into 12 numbers per type. `eval["precision"]` [T, R, K, A, M]
 #   holds everything needed for per-class APs and precision/recall curves.
-# * AP on a subset of the instances (adjacent or isolated) comes from ignoring the others, as for crowd
-#   regions. The error breakdown at the best-F1 threshold shows what limits the model: duplicates,
-#   confusions, poor masks or misses.
+# * AP on a subset of the instances (adjacent or isolated) ignores the other instances, as for crowd
+#   regions, and removes the detections that belong to them (`evaluate_coco(..., ann_ids=...)`); the
+#   models are compared on the same subsets. The error breakdown at the best-F1 threshold shows what
+#   limits the model: duplicates, confusions, poor masks or misses.
 #
 # ## Exercises
 #
 # 1. Evaluate the same model with `dataclasses.replace(config, nms="standard")` (set `model.config`)
 #    and compare the 12 numbers with Fast NMS. Which of AP, AP50 and AR100 moves, and why?
-# 2. Train a 1×1 model (`tutorial.trained_model(dataclasses.replace(preset("cpu_tiny"),
-#    sub_regions=(1, 1)), name="cpu_tiny_1x1")`) and compare its adjacent and isolated segm AP with the
-#    2×2 model's. The paper's claim predicts the larger gap on adjacent instances.
+# 2. Score the adjacent subset the naive way: a COCOeval subclass whose `_prepare` only sets
+#    `ignore` on the isolated instances, with all detections kept. Compare its segm AP and AP50 with
+#    `evaluate_coco(..., ann_ids=adjacent_ids)`. Which of the two moves more, and why does it depend
+#    on the IoU threshold?
 # 3. The mask threshold is 0.4 (the authors' value). Re-run the COCO evaluation with
 #    `predictions_to_coco_results(..., mask_threshold=t)` for t in 0.3, 0.5, 0.6. How does segm AP
 #    change, and does box AP change at all?
