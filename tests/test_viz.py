@@ -146,7 +146,7 @@ def test_plot_leak_comparison_structure():
     ]
     labels = [t.get_text() for legend in figure.legends for t in legend.get_texts()]
     assert "the instance g (ground truth)" in labels and "same-class neighbour(s)" in labels
-    assert figure._suptitle is not None and figure._suptitle.get_text() == "a title"
+    assert figure.get_suptitle() == "a title"
     figure.canvas.draw()  # lays out and renders without error
 
 
