@@ -218,7 +218,7 @@ print("sub_regions:", config.sub_regions, "vs", single_config.sub_regions)
 # mask does not cover. A model can trade one for the other (a mask cut too tightly has no leak but a
 # large miss), so we read both. `leak_table.measure_leak` runs a model over a dataset and averages over
 # the matched instances. Here: the two tutorial models, one training run each, on the validation split;
-# notebook 09 reads the same measure over three seeds of the reproduction's Table 4 models.
+# notebook 09 reads the same measure over the seeds of the reproduction's Table 4 models.
 
 # %%
 # fast mode (make test): a few images, enough to run every line; its young models' numbers mean nothing
