@@ -1,4 +1,7 @@
-"""Drawing helpers: instance colours, mask overlays, boxes with labels, and a grid of dataset samples.
+"""Drawing helpers: instance colours, mask overlays, boxes with labels, a grid of dataset samples, and
+the paper's Fig. 4: the sub-region maps of one detection (`plot_spatial_mask_prediction`) and, for
+two models side by side, with the instance, its same-class neighbours and the measured leak
+(`plot_leak_comparison`, `LeakView`; the measure is eval/leak.py).
 
 Every function accepts numpy arrays or torch tensors, in the layouts the rest of the package uses:
 
@@ -28,7 +31,7 @@ from sipmask_ref.data.coco_annotations import decode_segmentation
 from sipmask_ref.files import read_json
 
 
-def _to_numpy(array: Any) -> np.ndarray:
+def to_numpy(array: Any) -> np.ndarray:
     """A numpy copy of a numpy array or a torch tensor (on any device)."""
     if hasattr(array, "detach"):  # a torch tensor
         return array.detach().cpu().numpy()
@@ -37,7 +40,7 @@ def _to_numpy(array: Any) -> np.ndarray:
 
 def to_uint8_image(image: Any) -> np.ndarray:
     """An RGB image as uint8 [H, W, 3], from uint8 HWC, float HWC / CHW in [0, 1], or grey [H, W]."""
-    array = _to_numpy(image)
+    array = to_numpy(image)
     if array.ndim == 3 and array.shape[0] in (1, 3) and array.shape[-1] not in (1, 3):
         array = array.transpose(1, 2, 0)  # CHW -> HWC
     if array.ndim == 3 and array.shape[-1] == 1:
@@ -53,7 +56,7 @@ def to_uint8_image(image: Any) -> np.ndarray:
 
 def to_bool_masks(masks: Any, threshold: float = 0.5) -> np.ndarray:
     """Masks as bool [N, H, W]: [N, 1, H, W] is squeezed, float masks are taken above ``threshold``."""
-    array = _to_numpy(masks)
+    array = to_numpy(masks)
     if array.ndim == 4 and array.shape[1] == 1:
         array = array[:, 0]
     if array.ndim == 2:
@@ -142,16 +145,16 @@ def draw_instances(
     colour ``colors[k]`` (default :func:`instance_colors`). imshow puts pixel j's centre at j, so the
     box edge x1 is drawn at x1 - 0.5: the outline runs exactly around the box's pixels.
     """
-    box_array = None if boxes is None else _to_numpy(boxes).astype(np.float64).reshape(-1, 4)
+    box_array = None if boxes is None else to_numpy(boxes).astype(np.float64).reshape(-1, 4)
     mask_array = None if masks is None else to_bool_masks(masks, threshold)
     label_list = (
         None
         if labels is None
         else list(labels)
         if isinstance(labels, (list, tuple))
-        else _to_numpy(labels).tolist()
+        else to_numpy(labels).tolist()
     )
-    score_list = None if scores is None else _to_numpy(scores).astype(np.float64).tolist()
+    score_list = None if scores is None else to_numpy(scores).astype(np.float64).tolist()
     counts = {
         name: len(v)
         for name, v in (
@@ -333,7 +336,7 @@ def write_sample_figure(
     return out_png
 
 
-def _zoom_window(
+def zoom_window(
     box: Sequence[float], height: int, width: int, margin: float = 0.6
 ) -> tuple[int, int, int, int]:
     """Integer window (x0, y0, x1, y1) around a box, enlarged by `margin` of its size on each side."""
@@ -403,11 +406,11 @@ def plot_spatial_mask_prediction(
         sub-regions (each with its own cell outlined), the pruned sum, the final mask, and Fig. 4(a).
     """
     k_h, k_w = int(sub_regions[0]), int(sub_regions[1])
-    box = [float(v) for v in _to_numpy(detection["boxes"][index])]
-    maps = _to_numpy(detection["sub_region_maps"][index]).astype(np.float32)  # [Q, H, W]
-    summed = _to_numpy(detection["masks"][index]).astype(np.float32)  # [H, W]
+    box = [float(v) for v in to_numpy(detection["boxes"][index])]
+    maps = to_numpy(detection["sub_region_maps"][index]).astype(np.float32)  # [Q, H, W]
+    summed = to_numpy(detection["masks"][index]).astype(np.float32)  # [H, W]
     height, width = summed.shape
-    window = _zoom_window(box, height, width)
+    window = zoom_window(box, height, width)
     picture = to_uint8_image(image)
     extra = 2 if single_map is not None else 0
     columns = 1 + k_w + 2 + extra
@@ -463,7 +466,7 @@ def plot_spatial_mask_prediction(
         box=box,
     )
     if single_map is not None:
-        single = _to_numpy(single_map).astype(np.float32)
+        single = to_numpy(single_map).astype(np.float32)
         xs, ys = np.arange(width), np.arange(height)
         inside = ((xs >= box[0]) & (xs < box[2]))[None, :] & ((ys >= box[1]) & (ys < box[3]))[:, None]
         _show_map(

@@ -98,6 +98,7 @@ STOREYS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "explorer_maps",
             "viz",
             "architecture_figure",
+            "leak_figure",
             "dataset_check",
             "export",
         ),

@@ -9,7 +9,7 @@ import torch
 from sipmask_ref import assemble_masks, engine, explorer, preset, tutorial, workspace
 from sipmask_ref.data.coco import CocoInstances
 from sipmask_ref.data.synthetic import generate_image_dataset
-from sipmask_ref.viz import _zoom_window, plot_spatial_mask_prediction
+from sipmask_ref.viz import plot_spatial_mask_prediction, zoom_window
 
 
 @pytest.mark.parametrize("sub_regions", [(2, 2), (1, 1), (3, 3)])
@@ -34,7 +34,7 @@ def test_spatial_mask_prediction_figure_has_one_panel_per_sub_region(sub_regions
     # input + k_h*k_w sub-region maps + pruned sum + final mask + the two 1x1 panels
     assert len(figure.axes) == 1 + k_h * k_w + 2 + 2
     # the final-mask panel shows exactly the pruned sum thresholded at 0.4, inside the zoom window
-    x0, y0, x1, y1 = _zoom_window(boxes[0].tolist(), 32, 32)
+    x0, y0, x1, y1 = zoom_window(boxes[0].tolist(), 32, 32)
     final = np.asarray(figure.axes[2 + k_h * k_w].images[0].get_array())
     expected = (detection["masks"][0].numpy() > 0.4)[y0:y1, x0:x1]
     np.testing.assert_array_equal(final, expected.astype(np.float32))

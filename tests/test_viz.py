@@ -7,7 +7,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
-from sipmask_ref import viz
+from sipmask_ref import leak_figure, viz
 from sipmask_ref.data import synthetic as S
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -91,3 +91,68 @@ def test_write_sample_figure_for_images_and_videos(tmp_path):
     assert video_png.read_bytes()[:8] == PNG_SIGNATURE
     with pytest.raises(FileNotFoundError):
         viz.write_sample_figure(tmp_path / "missing", tmp_path / "x.png")
+
+
+def _leak_scene() -> tuple[np.ndarray, np.ndarray, np.ndarray, list[leak_figure.LeakView]]:
+    """A 64 x 64 image with an instance and a same-class neighbour; a 2x2 and a 1x1 model's detection."""
+    image = np.full((64, 64, 3), 90, dtype=np.uint8)
+    instance = np.zeros((64, 64), dtype=bool)
+    instance[20:40, 10:30] = True
+    neighbour = np.zeros((1, 64, 64), dtype=bool)
+    neighbour[0, 24:44, 30:50] = True
+    rng = np.random.default_rng(0)
+    views = []
+    for name, (k_h, k_w), leak in (("2x2 SipMask", (2, 2), 0.02), ("1x1", (1, 1), 0.31)):
+        detection = {
+            "boxes": torch.tensor([[0.0, 0.0, 4.0, 4.0], [5.0, 10.0, 15.0, 20.0]]),  # basis pixels
+            "sub_region_maps": torch.from_numpy(rng.random((2, k_h * k_w, 32, 32), dtype=np.float32)),
+        }
+        mask = instance | (neighbour[0] & (leak > 0.1))
+        views.append(leak_figure.LeakView(name, detection, 1, mask, leak, 0.05, (k_h, k_w)))
+    return image, instance, neighbour, views
+
+
+def test_plot_leak_comparison_structure():
+    image, instance, neighbour, views = _leak_scene()
+    figure = leak_figure.plot_leak_comparison(image, instance, neighbour, views, scale=2.0, title="a title")
+    assert figure.dpi >= 100
+    colorbars = [ax for ax in figure.axes if "shared scale" in ax.get_ylabel()]
+    assert len(colorbars) == 1  # one colour bar for every map
+    panels = [ax for ax in figure.axes if ax not in colorbars]
+    # per model: input, its Q maps, its final mask -> (1 + 4 + 1) + (1 + 1 + 1)
+    assert len(panels) == 9
+    maps = [ax for ax in panels if ax.get_title().startswith("M_")]
+    assert len(maps) == 5
+    assert [ax.get_title() for ax in maps[:4]] == [
+        f"M_{q}j = σ(B·c_{q}j): {where}"
+        for q, where in zip(
+            (1, 2, 3, 4), ("top-left", "top-right", "bottom-left", "bottom-right"), strict=True
+        )
+    ]
+    assert maps[4].get_title().endswith("whole box")
+    for ax in maps:  # one colour scale 0..1
+        assert ax.images[0].get_clim() == (0.0, 1.0)
+    for ax in panels:  # the instance and its neighbour outlined on every panel, the box drawn
+        colours = {tuple(np.round(c.get_edgecolor()[0], 3)) for c in ax.collections}
+        assert len(ax.collections) == 2 and len(colours) == 2
+        assert len(ax.patches) >= 1
+    for ax in maps[:4]:  # box and the sub-region the map is kept in
+        assert len(ax.patches) == 2
+    finals = [ax for ax in panels if ax.get_title() == "final mask (binary)"]
+    assert [ax.get_xlabel() for ax in finals] == ["leak 2.0%   miss 5.0%", "leak 31.0%   miss 5.0%"]
+    assert [ax.get_title() for ax in panels if "input" in ax.get_title()] == [
+        "2x2 SipMask: input, its box j",
+        "1x1: input, its box j",
+    ]
+    labels = [t.get_text() for legend in figure.legends for t in legend.get_texts()]
+    assert "the instance g (ground truth)" in labels and "same-class neighbour(s)" in labels
+    assert figure.get_suptitle() == "a title"
+    figure.canvas.draw()  # lays out and renders without error
+
+
+def test_plot_leak_comparison_rejects_bad_input():
+    image, instance, neighbour, views = _leak_scene()
+    with pytest.raises(ValueError, match="image's size"):
+        leak_figure.plot_leak_comparison(image, instance[:10], neighbour, views)
+    with pytest.raises(ValueError, match="views is empty"):
+        leak_figure.plot_leak_comparison(image, instance, neighbour, [])
