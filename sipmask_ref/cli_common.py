@@ -11,6 +11,7 @@ handlers; the video package imports nothing of commands/ or cli.py).
     checked_checkpoint   a checkpoint dict, with a missing or foreign file as a UsageError
     checked_preset       a preset by name, an unknown name as a UsageError
     synthetic_split      the annotation file and image folder of a split of the synthetic benchmark
+    checked_paths        an annotation file and its folder, both given and present (image or video sets)
     checked_dataset      a CocoInstances with both paths checked, bad files as one-line usage errors
     train_target         the device and output folder of `train`, after checking --resume and --iters
     config_for_training  the preset with the task, the training set's class count and the overrides
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any
 
@@ -87,15 +89,27 @@ def synthetic_split(root: Path, split: str, generate: bool = True) -> tuple[Path
     return ann, images
 
 
-def checked_dataset(ann: Path | str | None, images: Path | str | None, what: str) -> CocoInstances:
-    """A CocoInstances with both paths checked; bad files become one-line usage errors."""
-    if ann is None or images is None:
-        raise UsageError(f"{what}: give both the annotation JSON and the image folder")
-    ann, images = Path(ann), Path(images)
+def checked_paths(
+    ann: os.PathLike[str] | str | None,
+    folder: os.PathLike[str] | str | None,
+    what: str,
+    kinds: tuple[str, str],
+) -> tuple[Path, Path]:
+    """(annotation file, folder) of a dataset, both given and present, else a one-line UsageError.
+    kinds: how to name them, e.g. ('annotation JSON', 'image folder')."""
+    if ann is None or folder is None:
+        raise UsageError(f"{what}: give both the {kinds[0]} and the {kinds[1]}")
+    ann, folder = Path(ann), Path(folder)
     if not ann.is_file():
         raise UsageError(f"{what}: annotation file not found: {ann}")
-    if not images.is_dir():
-        raise UsageError(f"{what}: image folder not found: {images}")
+    if not folder.is_dir():
+        raise UsageError(f"{what}: {kinds[1]} not found: {folder}")
+    return ann, folder
+
+
+def checked_dataset(ann: Path | str | None, images: Path | str | None, what: str) -> CocoInstances:
+    """A CocoInstances with both paths checked; bad files become one-line usage errors."""
+    ann, images = checked_paths(ann, images, what, ("annotation JSON", "image folder"))
     try:
         dataset = CocoInstances(ann, images)
     except (ValueError, FileNotFoundError) as error:

@@ -31,6 +31,7 @@ from ..cli_common import (
     UsageError,
     checked_checkpoint,
     checked_device,
+    checked_paths,
     config_for_training,
     same_categories,
     train_target,
@@ -67,13 +68,7 @@ def _video_dataset(
     ann: str | os.PathLike | None, video_dir: str | os.PathLike | None, mode: str, what: str, seed: int = 0
 ) -> YTVISDataset:
     """A YTVISDataset with both paths checked; bad files become one-line usage errors."""
-    if ann is None or video_dir is None:
-        raise UsageError(f"{what}: give both the YouTube-VIS JSON and the video folder")
-    ann, video_dir = Path(ann), Path(video_dir)
-    if not ann.is_file():
-        raise UsageError(f"{what}: annotation file not found: {ann}")
-    if not video_dir.is_dir():
-        raise UsageError(f"{what}: video folder not found: {video_dir}")
+    ann, video_dir = checked_paths(ann, video_dir, what, ("YouTube-VIS JSON", "video folder"))
     try:
         dataset = YTVISDataset(ann, video_dir, mode=mode, seed=seed)
     except (ValueError, FileNotFoundError) as error:
