@@ -49,7 +49,7 @@ from sipmask_ref import engine, tutorial
 from sipmask_ref.config import preset
 from sipmask_ref.model import SipMask
 
-plt.rcParams["figure.dpi"] = 80
+plt.rcParams["figure.dpi"] = 100
 torch.manual_seed(0)
 print("fast mode:", tutorial.fast_mode())
 
