@@ -23,20 +23,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import platform
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-import torchvision
 
 from .. import checkpoints, engine
 from ..config import SipMaskConfig, preset
 from ..data.coco import CocoInstances
 from ..files import read_json_or_none
-from ..reproduce.runs import config_json, synthetic_datasets, write_record
+from ..reproduce.runs import config_json, machine, synthetic_datasets, write_record
 from .models import BASE_PRESET, MODELS, ModelSpec, base_config, build_model, count_parameters, load_model
 from .report import FORMAT, command_line, relative, write_report
 from .timing import (
@@ -379,12 +377,7 @@ def compare(
         },
         "environment": {
             "date": time.strftime("%Y-%m-%d"),
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "torchvision": torchvision.__version__,
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(),
+            **machine(),
             "device": "cpu",
             "failed": failed,
         },

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import os
-import platform
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -19,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torchvision
 
 from ..data.synthetic import make_data
 from ..files import read_json
@@ -29,6 +27,7 @@ from .runs import (
     BASE_PRESET,
     ablation_config,
     load_finished_run,
+    machine,
     run_name,
     run_one,
     run_record_path,
@@ -40,12 +39,7 @@ from .verdicts import NOISE_FACTOR, assemble
 
 def _environment(jobs: int, threads: int) -> dict[str, Any]:
     return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
+        **machine(),
         "device": "cpu",
         "jobs": jobs,
         "threads_per_job": threads,

@@ -22,12 +22,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import platform
 import time
 import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
+import torchvision
 
 from .. import checkpoints, engine
 from ..config import SipMaskConfig, preset
@@ -94,6 +96,18 @@ def run_checkpoint_path(work_dir: str | os.PathLike, variant: Variant, seed: int
 def write_record(obj: Any, path: Path) -> Path:
     """Write a record or report as JSON (indent 1, a final newline), atomically (files.write_json)."""
     return write_json(obj, path, indent=1, end="\n")
+
+
+def machine() -> dict[str, Any]:
+    """The software and machine a run record was made on (Python, torch, torchvision, platform, CPUs)."""
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+    }
 
 
 def config_json(config: SipMaskConfig) -> dict[str, Any]:
