@@ -54,7 +54,7 @@ chromium:
 # jupytext.toml). All four run; the target fails if any of them failed, and names which.
 lint: $(STAMP)
 	@failed=""; \
-	echo "== ruff check: lint rules over sipmask_ref/, tests/, benchmarks/ (notebooks/ excluded)"; \
+	echo "== ruff check: lint rules over sipmask_ref/, tests/, benchmarks/ and the notebooks' .py pairs"; \
 	$(BIN)/ruff check . || failed="$$failed ruff-check"; \
 	echo "== ruff format --check: every Python file formatted (make format rewrites them)"; \
 	$(BIN)/ruff format --check . || failed="$$failed ruff-format"; \

@@ -13,7 +13,7 @@
 # 5. all four training losses of the model on a batch.
 
 # %% [markdown]
-# From the paper:
+# From the paper ([arXiv:2007.14772](https://arxiv.org/abs/2007.14772)):
 #
 # > The overall loss function of our framework contains loss terms corresponding to bounding-box detection
 # > (classification and regression) and mask generation. For box classification $L_{cls}$ and box
@@ -27,12 +27,13 @@
 # > regression branch generates both bounding-box offsets for each instance and a set of
 # > category-independent maps, termed as basis masks, for an image. (§3)
 #
-# As in FCOS [40] (and the authors' code) the regression branch also predicts a **centerness** logit per
-# location, trained with binary cross-entropy and multiplied into the class score at inference.
+# As in FCOS [40] (and the authors' code,
+# [docs/authors_implementation.md §2.2](../docs/authors_implementation.md#22-detection-losses)) the
+# regression branch also predicts a **centerness** logit per location, trained with binary cross-entropy
+# and multiplied into the class score at inference.
 
 # %%
 import matplotlib.pyplot as plt
-import numpy as np
 import torch
 import torch.nn.functional as F
 from matplotlib.patches import Rectangle
@@ -41,7 +42,7 @@ from torchvision.ops import box_iou
 
 from sipmask_ref import fcos, losses, tutorial, viz
 
-plt.rcParams["figure.dpi"] = 80
+plt.rcParams["figure.dpi"] = 100
 set_matplotlib_formats("jpeg")  # textured images compress poorly as PNG
 torch.manual_seed(0)
 model, config = tutorial.trained_model()
@@ -63,41 +64,49 @@ print("input", tuple(inside["images"].shape), "(normalised, padded to a multiple
 for name in ("features", "cls_logits", "box_regression", "centerness", "coefficients"):
     print(f"{name:15s}", [tuple(x.shape) for x in inside[name]])
 print(f"{'basis_masks':15s}", tuple(inside["basis_masks"].shape))
-print("C =", config.num_classes, "classes, Q =", config.num_sub_regions, "sub-regions, M =",
-      config.num_basis, "basis masks, D =", config.fpn_channels, "channels")
+print(
+    f"C = {config.num_classes} classes, Q = {config.num_sub_regions} sub-regions, "
+    f"M = {config.num_basis} basis masks, D = {config.fpn_channels} channels"
+)
 
 # %%
 # NBVAL_CHECK_OUTPUT
 head = model.head
-def count(module):
-    return sum(p.numel() for p in module.parameters())
-for name in ("cls_tower", "reg_tower", "feature_alignment", "cls_logits", "box_regression",
-             "centerness", "spatial_coefficients"):
-    print(f"{name:22s} {count(getattr(head, name)):8d} parameters")
+parts = ("cls_tower", "reg_tower", "feature_alignment", "cls_logits", "box_regression", "centerness")
+for name in (*parts, "spatial_coefficients"):
+    count = sum(p.numel() for p in getattr(head, name).parameters())
+    print(f"{name:22s} {count:8d} parameters")
 print(f"{'scales':22s} {head.scales.numel():8d} (one learnable scalar per level)")
 
 # %% [markdown]
 # Where the trained model thinks objects are: the best class probability per location on P3–P5, the
-# centerness probability, and their product — the score used to rank detections (dark = 0, bright = 1).
+# centerness probability, and their product, the score used to rank detections (dark = 0, bright = 1).
 
 # %%
-fig, axes = plt.subplots(3, 4, figsize=(10, 7.6))
+fig, axes = plt.subplots(3, 4, figsize=(10.5, 7.6), layout="constrained")
 for row, level in enumerate(range(3)):
     cls_prob = inside["cls_logits"][level][0].sigmoid().max(0).values  # [H, W]
     ctr_prob = inside["centerness"][level][0, 0].sigmoid()  # [H, W]
     axes[row, 0].imshow(viz.to_uint8_image(image))
     axes[row, 0].set_title("input" if row == 0 else "", fontsize=9)
     axes[row, 0].set_ylabel(f"P{level + 3} (stride {config.strides[level]})")
-    for column, (values, name) in enumerate(((cls_prob, "max class prob."), (ctr_prob, "centerness"),
-                                             (cls_prob * ctr_prob, "product (ranking score)")), 1):
-        axes[row, column].imshow(values, vmin=0, vmax=1, cmap="magma")
+    panels = [(cls_prob, "max class prob."), (ctr_prob, "centerness")]
+    panels.append((cls_prob * ctr_prob, "product (ranking score)"))
+    for column, (values, name) in enumerate(panels, start=1):
+        shown = axes[row, column].imshow(values, vmin=0, vmax=1, cmap="magma")
         if row == 0:
             axes[row, column].set_title(name, fontsize=9)
 for ax in axes.flat:
     ax.set_xticks([])
     ax.set_yticks([])
-fig.tight_layout()
+fig.colorbar(shown, ax=axes[:, 1:], fraction=0.03, label="probability (all maps share this scale)")
 plt.show()
+
+# %% [markdown]
+# The class-probability maps are bright at only a few locations, most of them on the ring at the bottom
+# left (on P3 and P4), and dark over the background. The centerness maps are bright in many places,
+# background included: centerness is trained only at positive points, so off the objects its value means
+# nothing. In the product the background is dark again, because there the class probability is.
 
 # %% [markdown]
 # ## 2. Focal loss
@@ -140,17 +149,19 @@ print(f"focal loss {library.item():.3f}: inline == library")
 
 # %%
 sizes = [(int(x.shape[-2]), int(x.shape[-1])) for x in inside["cls_logits"]]
-points, strides, ranges = fcos.flatten_levels(fcos.locations(sizes, config.strides), config.strides,
-                                              config.regress_ranges)
-assigned = fcos.fcos_targets(points, strides, ranges, target["boxes"], target["labels"],
-                             config.center_sampling_radius)
+points, strides, ranges = fcos.flatten_levels(
+    fcos.locations(sizes, config.strides), config.strides, config.regress_ranges
+)
+assigned = fcos.fcos_targets(
+    points, strides, ranges, target["boxes"], target["labels"], config.center_sampling_radius
+)
 point_logits = torch.cat([x[0].flatten(1).t() for x in inside["cls_logits"]])  # [P, C]
 point_targets = F.one_hot(assigned.labels, config.num_classes + 1)[:, 1:].float()  # [P, C]
 
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
 p_t_axis = torch.linspace(0.01, 1, 200)
 for g in (0, 0.5, 1, 2, 5):
-    axes[0].plot(p_t_axis, -(1 - p_t_axis) ** g * torch.log(p_t_axis), label=f"γ = {g}")
+    axes[0].plot(p_t_axis, -((1 - p_t_axis) ** g) * torch.log(p_t_axis), label=f"γ = {g}")
 axes[0].set_xlabel("$p_t$ (probability of the correct answer)")
 axes[0].set_ylabel("loss (α omitted)")
 axes[0].set_title("focal loss: easy examples ($p_t$ → 1) fade out", fontsize=10)
@@ -164,15 +175,26 @@ for g in (0.0, 2.0):
     per_point = (-alpha_t * (1 - p_t) ** g * torch.log(p_t.clamp(min=1e-12))).sum(1)  # [P]
     background = assigned.labels == 0
     shares.append(float(per_point[background].sum() / per_point.sum()))
-axes[1].bar(["α-balanced CE (γ = 0)", "focal (γ = 2)"], shares, color=["tab:gray", "tab:blue"])
+labels_gamma = ["α-balanced CE (γ = 0)", "focal (γ = 2)"]
+axes[1].bar(labels_gamma, shares, color=["tab:gray", "tab:blue"])
 axes[1].set_ylim(0, 1)
 axes[1].set_ylabel("share of L_cls from background")
-axes[1].set_title(f"val image 5: {int((assigned.labels == 0).sum())} background vs "
-                  f"{int((assigned.labels > 0).sum())} positive points", fontsize=10)
+axes[1].set_title(
+    f"val image 5: {int((assigned.labels == 0).sum())} background vs "
+    f"{int((assigned.labels > 0).sum())} positive points",
+    fontsize=10,
+)
 fig.tight_layout()
 plt.show()
+for name, share in zip(labels_gamma, shares, strict=True):
+    print(f"{name:22s} background share of L_cls: {share:.2f}")
 
 # %% [markdown]
+# Left: the larger $\gamma$, the faster the loss of a well-classified example ($p_t$ near 1) falls to 0.
+# Right, on the trained model's points of one image: the background points, which far outnumber the
+# positives, carry a sizeable share of the α-balanced cross-entropy, and the focusing term ($\gamma = 2$)
+# shrinks that share to a small fraction of it (the two shares are printed under the figure).
+#
 # ## 3. IoU loss on $(l, t, r, b)$
 #
 # A positive point predicts its distances to the four box sides; the target box contains the same point,
@@ -199,15 +221,30 @@ pred = target_ltrb * scale[:, None]  # all four distances scaled together
 ones = torch.ones(1)
 iou_loss = [losses.box_loss(p[None], target_ltrb, ones, "iou").item() for p in pred]
 giou_loss = [losses.box_loss(p[None], target_ltrb, ones, "giou").item() for p in pred]
-fig, ax = plt.subplots(figsize=(5, 3.3))
+fig, ax = plt.subplots(figsize=(6, 3.6))
 ax.plot(scale, iou_loss, label="-log IoU (paper, FCOS)")
 ax.plot(scale, giou_loss, label="1 - GIoU (SipMask-benchmark)")
 ax.axvline(1.0, color="grey", ls=":")
 ax.set_xlabel("predicted distances / target distances")
 ax.set_ylabel("loss")
-ax.set_title("box losses are scale-invariant: same loss for a 10 px or 100 px box", fontsize=9)
+ax.set_title("all four predicted distances scaled by the same factor", fontsize=10)
 ax.legend()
 plt.show()
+
+# %% [markdown]
+# Both losses are 0 only when the prediction equals the target (ratio 1). Away from it, $-\log$ IoU keeps
+# growing (it has no bound as IoU → 0), while $1 - $ GIoU stays below 1 here: the two boxes are nested,
+# so the enclosing box is the larger one and GIoU equals IoU ($1 - $ GIoU can reach 2 only for boxes far
+# apart). Neither loss depends on the size of the box, only on the ratios: scaling the prediction and the
+# target together by 10 leaves both unchanged.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+for kind in ("iou", "giou"):
+    small = losses.box_loss(pred_ltrb, target_ltrb, ones, kind)
+    large = losses.box_loss(10 * pred_ltrb, 10 * target_ltrb, ones, kind)
+    torch.testing.assert_close(small, large)
+    print(f"{kind}: the loss of a box and of the same box 10x larger are equal")
 
 # %% [markdown]
 # ## 4. Centerness
@@ -233,8 +270,10 @@ library = fcos.centerness_target(ltrb[inside_box])
 torch.testing.assert_close(mine, library)
 centerness = torch.zeros(60, 96)
 centerness[inside_box] = library
-print(f"max {centerness.max().item():.3f} at the centre, {int((centerness > 0.5).sum())} "
-      f"of {int(inside_box.sum())} pixels above 0.5")
+print(
+    f"max {centerness.max().item():.3f} at the centre, {int((centerness > 0.5).sum())} "
+    f"of {int(inside_box.sum())} pixels above 0.5"
+)
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -256,10 +295,21 @@ axes[1].set_ylabel("predicted (sigmoid)")
 axes[1].set_title(f"trained model, the {int(positive.sum())} positives of val image 5", fontsize=9)
 fig.tight_layout()
 plt.show()
+print(
+    f"center sampling radius {config.center_sampling_radius} strides; centerness targets of the positives "
+    f"from {targets_ctr.min():.2f} to {targets_ctr.max():.2f}"
+)
+correlation = torch.corrcoef(torch.stack([targets_ctr, predicted_ctr]))[0, 1]
+print(f"correlation of predicted and target centerness over the positives: {correlation:.2f}")
 
 # %% [markdown]
-# With center sampling (notebook 01), positives lie within 1.5 strides of the box centre, so most
-# centerness targets are well above 0; a model in fast mode has not yet learned to tell them apart.
+# Left: the target is 1 only at the box centre and falls to 0 at the sides; the contours are pointed ovals
+# stretched along the box, because the horizontal and vertical ratios multiply. Right: center sampling
+# (notebook 01) keeps the positives within `center_sampling_radius` strides of the box centre, yet their
+# targets still spread over most of (0, 1) (range printed above): for a small box that radius reaches
+# close to its sides. The trained model's predictions follow the dotted diagonal closely (correlation
+# printed above); a model trained for a few iterations only (fast mode) has not yet learned to tell the
+# positives apart.
 #
 # ## 5. All the losses of one training step
 #
@@ -273,8 +323,8 @@ batch = [val[k] for k in (5, 9)]
 model.train()
 loss_dict = model([im for im, _ in batch], [t for _, t in batch])
 model.eval()
-print(sorted(loss_dict), "-> total = sum of the four, each a scalar:",
-      all(v.ndim == 0 for v in loss_dict.values()))
+all_scalars = all(v.ndim == 0 for v in loss_dict.values())
+print(sorted(loss_dict), "-> total = sum of the four, each a scalar:", all_scalars)
 
 # %%
 for name, value in loss_dict.items():

@@ -41,7 +41,7 @@ from sipmask_ref import fcos, losses, tutorial
 from sipmask_ref.model import basis_size_gt_masks, flatten_outputs, paired_box_iou
 from sipmask_ref.viz import draw_instances
 
-plt.rcParams["figure.dpi"] = 80
+plt.rcParams["figure.dpi"] = 100
 torch.manual_seed(0)
 print("fast mode:", tutorial.fast_mode())
 
@@ -59,8 +59,8 @@ train_set = tutorial.synthetic_dataset("train")
 items = [train_set[i] for i in range(8)]
 images = [image for image, _ in items]
 targets = [target for _, target in items]
-print(config.sub_regions, "sub-regions,", config.num_basis, "basis masks, alignment_weight =",
-      config.alignment_weight)
+print(config.sub_regions, "sub-regions,", config.num_basis, "basis masks,", end=" ")
+print("alignment_weight =", config.alignment_weight)
 
 # %% [markdown]
 # ## The positives, their scores s_j and overlaps o_j
@@ -76,26 +76,26 @@ with torch.no_grad():
     _, outputs, basis_masks = model.run_network(batch.images)  # basis [B, M, H, W]
     sizes = [tuple(x.shape[-2:]) for x in outputs.cls_logits]
     points, strides, ranges = fcos.flatten_levels(
-        fcos.locations(sizes, config.strides), config.strides, config.regress_ranges)
+        fcos.locations(sizes, config.strides), config.strides, config.regress_ranges
+    )
     cls, reg, ctr, coefficients = flatten_outputs(outputs)  # [B, P, C], [B, P, 4], [B, P], [B, P, Q, M]
     reg = reg * strides[None, :, None]  # stride units -> pixels
 
 level_of_point = torch.cat([torch.full((h * w,), l) for l, (h, w) in enumerate(sizes)])  # [P]
 positives = []  # one dict per image
 for b, target in enumerate(batch.targets):
-    assigned = fcos.fcos_targets(points, strides, ranges, target["boxes"], target["labels"],
-                                 config.center_sampling_radius)
+    assigned = fcos.fcos_targets(
+        points, strides, ranges, target["boxes"], target["labels"], config.center_sampling_radius
+    )
     index = (assigned.labels > 0).nonzero().squeeze(1)  # [N]
     boxes = fcos.decode_boxes(points[index], reg[b, index]) / 2  # [N, 4] basis-map pixels
     keep = losses.valid_mask_boxes(boxes)
     index, boxes = index[keep], boxes[keep]
     gt = assigned.matched_gt[index]  # [N]
-    positives.append({
-        "index": index, "boxes": boxes, "gt": gt,
-        "scores": cls[b, index, assigned.labels[index] - 1].sigmoid(),  # s_j
-        "ious": paired_box_iou(boxes * 2, target["boxes"][gt]),  # o_j
-        "level": level_of_point[index],  # 0 = P3, 1 = P4, ...
-    })
+    scores = cls[b, index, assigned.labels[index] - 1].sigmoid()  # s_j
+    ious = paired_box_iou(boxes * 2, target["boxes"][gt])  # o_j
+    level = level_of_point[index]  # 0 = P3, 1 = P4, ...
+    positives.append(dict(index=index, boxes=boxes, gt=gt, scores=scores, ious=ious, level=level))
 print("positives per image:", [len(p["index"]) for p in positives])
 
 # %%
@@ -107,10 +107,11 @@ points_plot = axes[0].scatter(o, s, c=s * o, s=10, cmap="viridis")
 axes[0].set_xlabel("o_j: IoU of the predicted box with its ground truth")
 axes[0].set_ylabel("s_j: score of the ground-truth class")
 axes[0].set_title("every positive of the batch, coloured by α_j = s_j·o_j")
-fig.colorbar(points_plot, ax=axes[0])
+fig.colorbar(points_plot, ax=axes[0], label="α_j = s_j·o_j (raw)")
 for l in np.unique(level):
     axes[1].hist((s * o)[level == l], bins=20, range=(0, 1), alpha=0.6, label=f"P{3 + l}")
 axes[1].set_xlabel("raw α_j = s_j·o_j")
+axes[1].set_ylabel("positives")
 axes[1].set_title("raw weights by pyramid level")
 axes[1].legend()
 plt.tight_layout()
@@ -118,10 +119,11 @@ plt.show()
 print(f"correlation of s and o over {len(s)} positives: {np.corrcoef(s, o)[0, 1]:.2f}")
 
 # %% [markdown]
-# The score and the overlap measure different things. A positive near the border of its object often
-# predicts a poor box (low $o_j$) yet may still classify well, and the reverse happens too. The
-# product is large only when both are good. In the paper's words, α picks out "high quality bounding-box
-# detections".
+# The score and the overlap measure different things: over the batch they are hardly correlated (printed
+# above). In the scatter, positives with a poor box (low $o_j$, left) still reach middling scores, and
+# many well-placed boxes (right) have low scores. The product is large, the bright points, only in the
+# top-right corner where both are good. In the paper's words, α picks out "high quality bounding-box
+# detections". On every level the raw products stay far below 1 (right).
 #
 # ## Normalisation: the mean weight is 1 in every image
 #
@@ -165,7 +167,6 @@ for mode in losses.ALIGNMENT_MODES:
 
 # %% [markdown]
 # And on the positives of one real image: each bar is one positive, sorted by its `cls+loc` weight.
-# `cls` and `loc` each agree with the product only in part.
 
 # %%
 p = max(positives, key=lambda p: len(p["index"]))
@@ -181,38 +182,70 @@ ax.legend(ncol=4)
 plt.tight_layout()
 plt.show()
 
+
+def ranks(values: torch.Tensor) -> torch.Tensor:
+    return torch.argsort(torch.argsort(values)).float()
+
+
+product_ranks = ranks(p["scores"] * p["ious"])
+for name, values in (("cls", p["scores"]), ("loc", p["ious"])):
+    rho = torch.corrcoef(torch.stack([ranks(values), product_ranks]))[0, 1]
+    print(f"rank correlation of {name} with cls+loc over the {len(values)} positives: {rho:.2f}")
+
+# %% [markdown]
+# The `none` bars are all 1 and the `cls+loc` bars fall from left to right by construction. The `cls`
+# bars follow the product more closely than the `loc` bars do (the rank correlations printed above), so in
+# this image the score decides most of the ordering, while the `loc` bars stay closer to 1 throughout and
+# rise again for several of the lightest positives (right end). Each single-factor mode agrees with the
+# product only in part.
+
 # %% [markdown]
 # Where do the heavy weights sit? Below: one training image with its ground truth (left), and every
 # positive location as a dot coloured by its normalised weight (right), with the predicted boxes of
-# the heaviest (solid) and the lightest (dashed) positive. Positives whose boxes fit their object
-# well dominate the mask loss.
+# the heaviest (solid) and the lightest (dashed) positive.
 
 # %%
 b = max(range(len(positives)), key=lambda b: len(positives[b]["index"]))
 p = positives[b]
 fig, axes = plt.subplots(1, 2, figsize=(9, 4.2))
-draw_instances(axes[0], images[b], boxes=targets[b]["boxes"], masks=targets[b]["masks"],
-               labels=targets[b]["labels"], class_names=train_set.class_names, title="ground truth")
+instances = {key: targets[b][key] for key in ("boxes", "masks", "labels")}
+draw_instances(axes[0], images[b], **instances, class_names=train_set.class_names, title="ground truth")
+axes[0].set_title("ground truth", pad=14)  # above the labels of boxes that touch the top edge
 axes[1].imshow(0.5 * images[b].permute(1, 2, 0).numpy())
 xy = points[p["index"]].numpy()
-dots = axes[1].scatter(xy[:, 0], xy[:, 1], c=p["alpha"].numpy(), cmap="plasma", s=25, edgecolors="white",
-                       linewidths=0.3)
-for j, style in ((int(p["alpha"].argmax()), "-"), (int(p["alpha"].argmin()), "--")):
+dots = axes[1].scatter(
+    xy[:, 0], xy[:, 1], c=p["alpha"].numpy(), cmap="plasma", s=25, edgecolors="white", linewidths=0.3
+)
+extremes = {"heaviest": int(p["alpha"].argmax()), "lightest": int(p["alpha"].argmin())}
+for (name, j), (style, color) in zip(extremes.items(), (("-", "yellow"), ("--", "cyan")), strict=True):
     x1, y1, x2, y2 = (p["boxes"][j] * 2).tolist()
-    axes[1].add_patch(plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, lw=1.5, ls=style,
-                                    color=plt.get_cmap("plasma")(1.0 if style == "-" else 0.0)))
+    box = plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, lw=2, ls=style, color=color)
+    axes[1].add_patch(box)
+    box.set_label(f"predicted box of the {name} positive")
 fig.colorbar(dots, ax=axes[1], label="normalised α_j")
 axes[1].set_title("positive locations, colour = α_j")
+axes[1].legend(loc="upper center", bbox_to_anchor=(0.5, -0.02), fontsize=8, frameon=False)
 axes[1].set_axis_off()
 plt.tight_layout()
 plt.show()
+for name, j in extremes.items():
+    print(
+        f"{name}: s_j = {p['scores'][j]:.2f}, o_j = {p['ious'][j]:.2f}, "
+        f"normalised α_j = {p['alpha'][j]:.2f} (level P{3 + int(p['level'][j])})"
+    )
 
 # %% [markdown]
+# The bright dots, the heaviest weights, sit on the blue star at the bottom right: its positives both
+# score well and predict boxes that fit it (the solid box; s_j and o_j printed above). The lightest
+# positive (dashed box) predicts a box with a fair overlap but scores very low for its class, so its
+# mask loss counts little: either factor alone can demote a positive.
+#
 # ## Re-deriving the weighted mask loss for a few instances
 #
 # For one image we take five positives and compute
 #
-# $$l^j = \frac{1}{w_j h_j} \sum_{(x, y) \in \text{box}_j} \mathrm{BCE}\big(\sigma(B(x, y) \cdot c_{q(x, y), j}),\; \mathrm{gt}_j(x, y)\big),
+# $$l^j = \frac{1}{w_j h_j} \sum_{(x, y) \in \text{box}_j}
+# \mathrm{BCE}\big(\sigma(B(x, y) \cdot c_{q(x, y), j}),\; \mathrm{gt}_j(x, y)\big),
 # \qquad L_{mask} = \frac{1}{N} \sum_j \alpha_j\, l^j,$$
 #
 # where $q(x, y)$ is the sub-region of box $j$ that pixel $(x, y)$ falls in (§3.3). We loop over
@@ -264,8 +297,11 @@ with torch.no_grad():
     per_image = []
     for b, p in enumerate(positives):
         gt = basis_size_gt_masks(batch.targets[b]["masks"], basis_masks.shape[-2:])[p["gt"]]
-        per_image.append(losses.mask_loss(basis_masks[b], coefficients[b, p["index"]], p["boxes"], gt,
-                                          p["alpha"], config.sub_regions))
+        per_image.append(
+            losses.mask_loss(
+                basis_masks[b], coefficients[b, p["index"]], p["boxes"], gt, p["alpha"], config.sub_regions
+            )
+        )
     model_losses = model.compute_losses(outputs, basis_masks, batch.targets)
 torch.testing.assert_close(torch.stack(per_image).mean(), model_losses["loss_mask"])
 print("mean over images of mask_loss == model loss_mask:", sorted(model_losses))

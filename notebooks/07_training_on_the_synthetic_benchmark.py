@@ -29,9 +29,10 @@
 # (epochs 8 and 11 of 12 for "1×").
 #
 # `cpu_tiny` keeps the schedule's shape (warm-up, two late ×0.1 steps) but trains a small CNN from
-# scratch with **AdamW** at lr 4e-3 (`config.optimizer`) for 1800 iterations. From scratch and in
-# a few hundred iterations AdamW got further than SGD at lr 0.01–0.1 (see the preset's docstring). `engine.build_optimizer` builds either
-# one. The schedule below multiplies whichever learning rate the optimizer has.
+# scratch with **AdamW** (`config.optimizer`), at the learning rate and for the number of iterations of its
+# column in the table below. From scratch and in a few hundred iterations AdamW got further than SGD at
+# lr 0.01–0.1 (see the preset's docstring). `engine.build_optimizer` builds either one. The schedule below
+# multiplies whichever learning rate the optimizer has.
 
 # %%
 import dataclasses
@@ -45,7 +46,7 @@ import numpy as np
 import torch
 from torch.utils.data import Subset
 
-from sipmask_ref import engine, tutorial
+from sipmask_ref import engine, fcos, tutorial
 from sipmask_ref.config import preset
 from sipmask_ref.model import SipMask
 
@@ -57,10 +58,12 @@ print("fast mode:", tutorial.fast_mode())
 # ## The recipe, preset by preset
 
 # %%
-fields = ("optimizer", "lr", "momentum", "weight_decay", "bias_lr_factor", "bias_weight_decay",
-          "warmup_method", "warmup_iters", "warmup_factor", "lr_steps", "max_iters", "batch_size")
+fields = ["optimizer", "lr", "momentum", "weight_decay", "bias_lr_factor", "bias_weight_decay"]
+fields += ["warmup_method", "warmup_iters", "warmup_factor", "lr_steps", "max_iters", "batch_size"]
 presets = ("paper_r50_800", "paper_r50_544", "cpu_tiny")
 configs = {name: preset(name) for name in presets}
+
+
 def show(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
@@ -84,10 +87,18 @@ ax.set_yscale("log")
 ax.legend()
 plt.tight_layout()
 plt.show()
-c = configs["cpu_tiny"]
-print(f"cpu_tiny: warm-up over the first {c.warmup_iters} of {c.max_iters} iterations "
-      f"({100 * c.warmup_iters / c.max_iters:.0f}%); the paper's 1x: {configs['paper_r50_800'].warmup_iters} "
-      f"of {configs['paper_r50_800'].max_iters}")
+for name, c in configs.items():
+    print(
+        f"{name:14s} warm-up: the first {c.warmup_iters} of {c.max_iters} iterations "
+        f"({100 * c.warmup_iters / c.max_iters:.1f}%), lr x0.1 at {c.lr_steps}"
+    )
+
+# %% [markdown]
+# All three curves have the same shape: a short warm-up, a long plateau at the full learning rate, then two
+# drops by ×0.1 in the last part of the run. The paper's 800-pixel preset warms up at a constant fraction
+# of the learning rate, the two others linearly (the table above). On this fraction axis the paper's
+# warm-ups are squeezed against 0, because their runs are far longer, while the warm-up of `cpu_tiny` is a
+# visible ramp (the percentages printed above).
 
 
 # %% [markdown]
@@ -96,14 +107,17 @@ print(f"cpu_tiny: warm-up over the first {c.warmup_iters} of {c.max_iters} itera
 # The same schedule is a warm-up scheduler (`LinearLR` or `ConstantLR`) chained with `MultiStepLR`.
 # We step both through every iteration of each preset and compare with `engine.lr_factor`.
 
+
 # %%
 # NBVAL_CHECK_OUTPUT
 def torch_schedule(c) -> list[float]:
     """The lr multiplier of every iteration of config c, from torch.optim.lr_scheduler."""
     optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
-    warmup = (torch.optim.lr_scheduler.LinearLR(optimizer, c.warmup_factor, 1.0, c.warmup_iters)
-              if c.warmup_method == "linear" else
-              torch.optim.lr_scheduler.ConstantLR(optimizer, c.warmup_factor, c.warmup_iters))
+    warmup = (
+        torch.optim.lr_scheduler.LinearLR(optimizer, c.warmup_factor, 1.0, c.warmup_iters)
+        if c.warmup_method == "linear"
+        else torch.optim.lr_scheduler.ConstantLR(optimizer, c.warmup_factor, c.warmup_iters)
+    )
     steps = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(c.lr_steps), gamma=0.1)
     factors = []
     for _ in range(c.max_iters):
@@ -138,16 +152,18 @@ for name in ("cpu_tiny", "paper_r50_800"):
 # Training the full preset takes a while on a laptop CPU. **In this notebook the full run reuses the
 # tutorial checkpoint** (outputs/tutorial/cpu_tiny/) that the other notebooks share, with its
 # `train_log.jsonl`, instead of training again. In fast mode (`SIPMASK_FAST=1`, used by the tests) the
-# run is 60 iterations long.
+# run is `tutorial.FAST_ITERS` iterations long. The cell prints how long the loaded run was.
 
 # %%
 model, config = tutorial.trained_model()
 run_dir = tutorial.model_dir("cpu_tiny")  # outputs/tutorial/cpu_tiny[_fast]
-records = [json.loads(line) for line in (run_dir / engine.LOG_NAME).read_text().splitlines() if line.strip()]
+lines = (run_dir / engine.LOG_NAME).read_text().splitlines()
+records = [json.loads(line) for line in lines if line.strip()]
 records = [r for r in records if "loss" in r]  # evaluation records, if any, hold "metrics" instead
 saved = engine.read_checkpoint(run_dir / engine.CHECKPOINT_NAME)
-print(f"{run_dir.relative_to(tutorial.repo_root())}: {saved['iteration']} iterations, "
-      f"{len(records)} log records, every {records[1]['iteration'] - records[0]['iteration']} iterations")
+every = records[1]["iteration"] - records[0]["iteration"]
+print(f"{run_dir.relative_to(tutorial.repo_root())}: {saved['iteration']} iterations, ", end="")
+print(f"{len(records)} log records, every {every} iterations")
 
 # %%
 steps = [r["iteration"] for r in records]
@@ -155,23 +171,53 @@ fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
 for key in ("loss_cls", "loss_box", "loss_centerness", "loss_mask", "loss"):
     axes[0].plot(steps, [r[key] for r in records], label=key, lw=2 if key == "loss" else 1)
 axes[0].set_xlabel("iteration")
+axes[0].set_ylabel("loss")
 axes[0].set_title("mean losses over each logging window")
 axes[0].legend(fontsize=8)
 axes[1].plot(steps, [r["lr"] for r in records], "o-", ms=3, label="logged lr")
 its = np.arange(1, steps[-1] + 1)
-axes[1].plot(its, [config.lr * engine.lr_factor(int(i) - 1, config) for i in its], lw=0.8,
-             label="config.lr x lr_factor")
+scheduled = [config.lr * engine.lr_factor(int(i) - 1, config) for i in its]
+axes[1].plot(its, scheduled, lw=0.8, label="config.lr x lr_factor")
 axes[1].set_xlabel("iteration")
+axes[1].set_ylabel("learning rate")
 axes[1].set_title("learning rate")
 axes[1].legend(fontsize=8)
 plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# The centerness loss levels off well above 0. It is a BCE against soft targets in (0, 1], whose minimum
-# is the targets' entropy, not 0. `loss_box` is −log IoU weighted by centerness, and `loss_mask` is the
-# α-weighted BCE of notebook 05. Every term has weight 1 (`L = L_reg + L_cls + L_mask`, plus
-# centerness).
+# Left: the total loss falls fastest in the first few hundred iterations and then keeps creeping down;
+# `loss_cls`, `loss_box` and `loss_mask` fall with it, while the centerness loss stays nearly flat, well
+# above 0. Right: the logged learning rate lies on the schedule, with its warm-up and two drops.
+#
+# Why does the centerness loss stay flat? It is a BCE against soft targets in (0, 1], whose minimum is
+# the targets' entropy, not 0. The lowest value it could reach on training images, measured:
+
+# %%
+train_set = tutorial.synthetic_dataset("train")
+with torch.no_grad():
+    batch = model.preprocess([train_set[k][0] for k in range(16)], [train_set[k][1] for k in range(16)])
+    _, outputs, _ = model.run_network(batch.images)
+sizes = [tuple(x.shape[-2:]) for x in outputs.cls_logits]
+points, strides, ranges = fcos.flatten_levels(
+    fcos.locations(sizes, config.strides), config.strides, config.regress_ranges
+)
+centerness_targets = []
+for target in batch.targets:
+    assigned = fcos.fcos_targets(
+        points, strides, ranges, target["boxes"], target["labels"], config.center_sampling_radius
+    )
+    centerness_targets.append(fcos.centerness_target(assigned.box_targets[assigned.labels > 0]))
+ctr = torch.cat(centerness_targets).clamp(max=1 - 1e-7)  # a target of 1 has entropy 0
+entropy = -(ctr * ctr.log() + (1 - ctr) * (1 - ctr).log())
+print(f"{len(ctr)} positives of 16 training images, mean entropy of their targets: {entropy.mean():.3f}")
+print(f"loss_centerness in the last log record: {records[-1]['loss_centerness']:.3f}")
+
+# %% [markdown]
+# The trained model's centerness loss sits only a little above that floor: the flat curve is a model that
+# has learned centerness almost as well as it can be learned, not one that is stuck. `loss_box` is
+# −log IoU weighted by centerness, and `loss_mask` is the α-weighted BCE of notebook 05. Every term has
+# weight 1 (`L = L_reg + L_cls + L_mask`, plus centerness).
 #
 # ## Resume: an interrupted run ends exactly where an uninterrupted one does
 #
@@ -185,15 +231,14 @@ plt.show()
 # differently from one call to the next, so the last bit of a gradient can change. With SGD such a
 # difference is far below the precision of the weights. AdamW divides every gradient by its own running
 # RMS, so near-zero gradients (here: the P6 layer, which sees 1×1 maps at this input size) are scaled up
-# to a full step, and the last-bit noise then reaches the weights (about 1e-9). For an exact comparison
-# the demo runs single-threaded.
+# to a full step, and the last-bit noise then reaches the weights. For an exact comparison the demo runs
+# single-threaded.
 
 # %%
 # NBVAL_CHECK_OUTPUT
-train_set = tutorial.synthetic_dataset("train")
 tiny_data = Subset(train_set, range(8))
-tiny = dataclasses.replace(preset("cpu_tiny"), num_classes=len(train_set.class_names), batch_size=1,
-                           input_size=(64, 64), warmup_iters=1, lr_steps=(2,), max_iters=3)
+tiny = dataclasses.replace(preset("cpu_tiny"), num_classes=len(train_set.class_names), batch_size=1)
+tiny = dataclasses.replace(tiny, input_size=(64, 64), warmup_iters=1, lr_steps=(2,), max_iters=3)
 
 
 def fresh_model() -> SipMask:
@@ -209,13 +254,16 @@ with tempfile.TemporaryDirectory() as tmp:
     engine.train(whole, tiny, tiny_data, tmp / "whole", log_every=1, progress=False)
     interrupted = fresh_model()
     engine.train(interrupted, tiny, tiny_data, tmp / "split", iters=1, log_every=1, progress=False)
-    print("checkpoint after the interruption, step", engine.read_checkpoint(tmp / "split" / "checkpoint.pt")["iteration"])
+    step = engine.read_checkpoint(tmp / "split" / engine.CHECKPOINT_NAME)["iteration"]
+    print("checkpoint after the interruption, step", step)
     resumed = fresh_model()  # a new process would start from fresh weights too
     engine.train(resumed, tiny, tiny_data, tmp / "split", resume=True, log_every=1, progress=False)
-    logged = [json.loads(line)["iteration"] for line in (tmp / "split" / engine.LOG_NAME).read_text().splitlines()]
+    lines = (tmp / "split" / engine.LOG_NAME).read_text().splitlines()
+    logged = [json.loads(line)["iteration"] for line in lines]
 torch.set_num_threads(threads)
 
-same = all(torch.equal(a, b) for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()))
+pairs = zip(whole.state_dict().values(), resumed.state_dict().values(), strict=True)
+same = all(torch.equal(a, b) for a, b in pairs)
 print("resumed weights == uninterrupted weights, bit for bit:", same)
 print("iterations in the resumed run's log:", logged)
 assert same
@@ -226,7 +274,7 @@ assert same
 #
 # | knob | where | effect |
 # |---|---|---|
-# | `iters` | `engine.train(..., iters=)`, `--iters` | stop early. The lr steps stay where the preset puts them, so a short run never decays |
+# | `iters` | `engine.train(..., iters=)`, `--iters` | stop early; the lr steps stay put: no decay |
 # | `max_iters`, `lr_steps`, `warmup_iters` | config | a shorter schedule that still decays |
 # | `batch_size` | config, `--batch-size` | images per step: time per step is roughly proportional |
 # | `input_size` | config | pixels per image: cost grows with the area |
@@ -237,6 +285,7 @@ assert same
 # Change a preset with `dataclasses.replace`. For example, two settings, each timed in the full run
 # (timings depend on the machine and on what else runs on it; fast mode only counts parameters):
 
+
 # %%
 def seconds_per_step(config, steps: int = 3) -> float:
     """Fastest of `steps` timed training steps (forward, backward, optimizer), after one warm-up step.
@@ -246,7 +295,7 @@ def seconds_per_step(config, steps: int = 3) -> float:
     engine.seed_everything(config.seed)
     model = SipMask(config).train()
     optimizer = engine.build_optimizer(model, config)
-    images, targets = zip(*[tiny_data[i % len(tiny_data)] for i in range(config.batch_size)])
+    images, targets = zip(*[tiny_data[i % len(tiny_data)] for i in range(config.batch_size)], strict=True)
     times = []
     for _ in range(steps + 1):
         start = time.perf_counter()
@@ -259,25 +308,30 @@ def seconds_per_step(config, steps: int = 3) -> float:
 
 
 base = dataclasses.replace(preset("cpu_tiny"), num_classes=len(train_set.class_names))
-small = dataclasses.replace(base, batch_size=2, input_size=(96, 96), fpn_channels=32, num_basis=8,
-                            basis_hidden_channels=64)
+small = dataclasses.replace(base, batch_size=2, input_size=(96, 96))
+small = dataclasses.replace(small, fpn_channels=32, num_basis=8, basis_hidden_channels=64)
 seconds = {}
 for name, c in (("cpu_tiny", base), ("shrunk", small)):
     n_params = sum(p.numel() for p in SipMask(c).parameters())
-    print(f"{name:9s} batch {c.batch_size}, input {c.input_size}, D={c.fpn_channels}, M={c.num_basis}: "
-          f"{n_params / 1e6:.2f} M parameters")
+    print(
+        f"{name:9s} batch {c.batch_size}, input {c.input_size}, D={c.fpn_channels}, M={c.num_basis}: "
+        f"{n_params / 1e6:.2f} M parameters"
+    )
     if not tutorial.fast_mode():
         seconds[name] = seconds_per_step(c)
 if seconds:
-    print(f"time per step: cpu_tiny {seconds['cpu_tiny']:.2f} s, shrunk {seconds['shrunk']:.2f} s "
-          f"({seconds['cpu_tiny'] / seconds['shrunk']:.1f}x faster)")
+    print(
+        f"time per step: cpu_tiny {seconds['cpu_tiny']:.2f} s, shrunk {seconds['shrunk']:.2f} s "
+        f"({seconds['cpu_tiny'] / seconds['shrunk']:.1f}x faster)"
+    )
 
 # %% [markdown]
 # ## Summary
 #
 # * The paper's recipe is SGD at lr 0.01 with momentum 0.9 and weight decay 1e-4, a warm-up, and ×0.1
 #   at two late steps. `cpu_tiny` keeps the same schedule shape on a short run, with AdamW because it
-#   trains from scratch (see its column in the table). `engine.lr_factor` is exactly PyTorch's warm-up scheduler chained with `MultiStepLR`.
+#   trains from scratch (see its column in the table). `engine.lr_factor` is exactly PyTorch's warm-up
+#   scheduler chained with `MultiStepLR`.
 # * `engine.train` logs mean losses to `train_log.jsonl` and writes atomic checkpoints. A resumed run
 #   matches an uninterrupted one bit for bit on CPU.
 # * A run is made smaller with `iters`, the schedule fields, `batch_size`, `input_size` and the width of
