@@ -180,8 +180,9 @@ def render(state: ExplorerState, explorer: Explorer) -> Figure:
 
     The input around the box, the k_h x k_w unpruned maps sigma(B x c_ij) (each with its own cell
     outlined), their pruned sum and the mask above the threshold with the ground-truth mask's
-    outline in red; the title says which model, which
-    grid, whether that grid is real or a thought experiment, and the mask IoU with the ground truth.
+    outline in red and its same-class neighbours' dashed in blue (where a leak shows); the title says
+    which model, which grid, whether that grid is real or a thought experiment, and the mask IoU with
+    the ground truth.
     Without a matching detection: the image with the ground-truth box, and a title saying so.
     """
     maps, facts = explorer.maps(state)
@@ -211,12 +212,20 @@ def render(state: ExplorerState, explorer: Explorer) -> Figure:
         f"mask IoU vs GT {facts['gt_mask_iou']:.2f}"
     )
     figure = plot_spatial_mask_prediction(
-        maps.image, detection, 0, maps.sub_regions, maps.threshold, title=title + " (red: ground truth)"
+        maps.image,
+        detection,
+        0,
+        maps.sub_regions,
+        maps.threshold,
+        title=title + " | on the mask: instance red, same-class neighbours dashed blue",
     )
-    # The ground-truth mask as a red contour over the final mask, mapped to basis-map pixels:
+    # The ground-truth masks as contours over the final mask, mapped to basis-map pixels:
     # original pixel centre (x + 0.5) -> input pixels * sx -> basis pixels / 2 -> pixel index - 0.5.
     _, target = explorer.item(state.image_index)
     gt_mask = target["masks"][state.instance].float().numpy()  # [H0, W0]
+    same_class = target["labels"] == target["labels"][state.instance]  # [G]
+    same_class[state.instance] = False
+    neighbours = target["masks"][same_class].any(dim=0).float().numpy()  # [H0, W0]
     sx, sy = explorer.intermediates(state.model, state.image_index)["scale_factors"][0]
     xs = (np.arange(gt_mask.shape[1]) + 0.5) * sx / 2 - 0.5
     ys = (np.arange(gt_mask.shape[0]) + 0.5) * sy / 2 - 0.5
@@ -224,6 +233,10 @@ def render(state: ExplorerState, explorer: Explorer) -> Figure:
     limits = final_axis.get_xlim(), final_axis.get_ylim()
     if gt_mask.any():
         final_axis.contour(xs, ys, gt_mask, levels=[0.5], colors="red", linewidths=1.0)
+    if neighbours.any():
+        final_axis.contour(
+            xs, ys, neighbours, levels=[0.5], colors="#1e90ff", linewidths=1.0, linestyles="--"
+        )
     final_axis.set_xlim(limits[0])
     final_axis.set_ylim(limits[1])
     return figure

@@ -101,3 +101,23 @@ def test_widgets_show_the_own_grid_and_the_threshold_the_user_sees(setup, monkey
     threshold.value = 0.45000000000000007
     assert shown[-1].threshold == 0.45
     assert model.value == "2x2"
+
+
+def test_render_outlines_the_same_class_neighbour_on_the_mask():
+    """The final-mask panel carries the instance's contour (red) and, only when the image holds another
+    instance of its class, the neighbour's (dashed blue): where a leak would show."""
+    model = explorer_model(score_threshold=0.0)
+
+    def contour_colours(dataset) -> list[tuple[float, ...]]:
+        explorer = ex.Explorer({"2x2": model}, dataset)
+        figure = ex.render(ex.ExplorerState(image_index=1, instance=0, model="2x2"), explorer)
+        final_axis = figure.axes[-1]
+        return [tuple(c.get_edgecolor()[0][:3]) for c in final_axis.collections]
+
+    different = ExplorerImages()  # labels 1 and 2: no same-class neighbour
+    same = ExplorerImages()
+    for _, target in same.items:
+        target["labels"] = torch.tensor([1, 1])
+    red, blue = (1.0, 0.0, 0.0), tuple(int("1e90ff"[i : i + 2], 16) / 255 for i in (0, 2, 4))
+    assert contour_colours(different) == [red]
+    assert contour_colours(same) == [red, pytest.approx(blue)]
