@@ -246,19 +246,22 @@ figure.savefig(jpeg, format="jpeg")
 display(Image(jpeg.getvalue()))
 
 # %% [markdown]
-# What to see. In the 1×1 row the one map is bright on the triangle *and* on the strip of the neighbour
+# What to see. In the 1×1 row the one map is bright on the instance *and* on the strip of the neighbour
 # (dashed blue) that lies inside the upper left of the yellow box. With one set of coefficients the box
-# is the only cut, so the final mask keeps that strip: about a third of its pixels lie on the neighbour
-# (leak 32.5 %). In the 2×2 row only the top-left map counts in that corner (green). It is dark on the
-# neighbour there and bright on the triangle, so the final mask stops at the red outline (leak 2.5 %).
-# The other quadrants' maps are bright elsewhere in the image too, but pruning discards that.
+# is the only cut, so the final mask keeps that strip; its leak (under the mask, and in the lines printed
+# above) is the share of the mask that lies on the neighbour. In the 2×2 row only the top-left map counts
+# in that corner (green). It is dark on most of the neighbour there and bright on the instance, so the
+# final mask stays close to the red outline and its leak is much smaller. The other quadrants' maps are
+# bright elsewhere in the image too, but pruning discards that.
 #
 # ## The example, four ways
 #
 # The same instance in the explorer's own figure, rendered with the 2×2 model (real), the 1×1 model
 # (real), and the 2×2 model pruned with 1×1 and with 3×3 (thought experiments). In each figure: the input
 # around the box, the unpruned map of every sub-region (yellow: the cell it is kept in), the pruned sum
-# and the mask, with the ground truth outlined in red.
+# and the mask, with the instance outlined in red and its same-class neighbours dashed in blue. Every
+# map is drawn on the same fixed scale, 0 (dark purple) to 1 (yellow), the colour bar at the right; the
+# mask is yellow where it is on.
 
 # %%
 views = [
@@ -274,11 +277,11 @@ for view in views:
 # %% [markdown]
 # The first two figures are the two real models of the figure above, now in the explorer's colours: the
 # 1×1 mask spreads beyond the red outline into the upper left of its box, and the 2×2 mask follows the
-# outline (mask IoU 0.52 vs 0.85). The thought experiments say something else. Averaging the 2×2 model's
-# four coefficient sets (pruned 1×1) does not give the 1×1 model's leak: it keeps only a blob in the
-# middle of the triangle (IoU 0.40): each of the 2×2 model's four sets was only ever trained to be right
-# inside its own cell, and their mean is right almost nowhere. Regridding to 3×3 gives almost the 2×2
-# mask (IoU 0.86).
+# outline (each view's mask IoU is in the line printed above its figure). The thought experiments say
+# something else. Averaging the 2×2 model's four coefficient sets (pruned 1×1) does not give the 1×1
+# model's leak: it keeps only a blob in the middle of the instance, the lowest mask IoU of the four views.
+# Each of the 2×2 model's four sets was only ever trained to be right inside its own cell, and their mean
+# is right almost nowhere. Regridding to 3×3 gives almost the 2×2 mask (compare their printed IoUs).
 #
 # ## The threshold
 #

@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from PIL import Image
@@ -403,7 +405,8 @@ def plot_spatial_mask_prediction(
             for the same instance, drawn before and after pruning to the box, as Fig. 4(a).
     Returns:
         a matplotlib Figure (Agg): the image with the box, the k_h x k_w maps laid out like the
-        sub-regions (each with its own cell outlined), the pruned sum, the final mask, and Fig. 4(a).
+        sub-regions (each with its own cell outlined), the pruned sum, the final mask, Fig. 4(a), and
+        last a colour bar for the maps (every map is drawn on the same 0..1 scale).
     """
     k_h, k_w = int(sub_regions[0]), int(sub_regions[1])
     box = [float(v) for v in to_numpy(detection["boxes"][index])]
@@ -414,9 +417,10 @@ def plot_spatial_mask_prediction(
     picture = to_uint8_image(image)
     extra = 2 if single_map is not None else 0
     columns = 1 + k_w + 2 + extra
-    figure = Figure(figsize=(1.9 * columns, 1.9 * max(k_h, 1) + 0.5), dpi=90)
+    figure = Figure(figsize=(1.9 * columns + 0.6, 1.9 * max(k_h, 1) + 0.5), dpi=100)
     FigureCanvasAgg(figure)
-    grid = figure.add_gridspec(k_h, columns)
+    # the last, narrow column holds the colour bar shared by every map (all drawn on 0..1)
+    grid = figure.add_gridspec(k_h, columns + 1, width_ratios=[1.0] * columns + [0.08])
 
     ax = figure.add_subplot(grid[:, 0])
     scale = picture.shape[1] / width  # input pixels per basis-map pixel (2)
@@ -479,6 +483,11 @@ def plot_spatial_mask_prediction(
             f"1x1: pruned, > {threshold}",
             box=box,
         )
+    colour_bar = figure.colorbar(
+        ScalarMappable(norm=Normalize(0.0, 1.0), cmap="viridis"), cax=figure.add_subplot(grid[:, columns])
+    )
+    colour_bar.set_label("map value (mask: 1 = on)", fontsize=7)
+    colour_bar.ax.tick_params(labelsize=7)
     if title:
         figure.suptitle(title, fontsize=9)
     figure.tight_layout()

@@ -51,8 +51,8 @@ def test_explorer_maps_describe_and_render(setup):
     assert "thought experiment" in ex.describe(dataclasses.replace(state, pruning="3x3"), explorer)
     figure = ex.render(dataclasses.replace(state, pruning="3x3"), explorer)
     assert isinstance(figure, Figure)
-    assert len(figure.axes) == 1 + 9 + 2  # input, 3 x 3 maps, pruned sum, mask
-    assert len(ex.render(ex.ExplorerState(0, 1, "1x1"), explorer).axes) == 1 + 1 + 2
+    assert len(figure.axes) == 1 + 9 + 2 + 1  # input, 3 x 3 maps, pruned sum, mask, colour bar
+    assert len(ex.render(ex.ExplorerState(0, 1, "1x1"), explorer).axes) == 1 + 1 + 2 + 1
 
 
 def test_explorer_without_detections_and_bad_states():
@@ -111,7 +111,7 @@ def test_render_outlines_the_same_class_neighbour_on_the_mask():
     def contour_colours(dataset) -> list[tuple[float, ...]]:
         explorer = ex.Explorer({"2x2": model}, dataset)
         figure = ex.render(ex.ExplorerState(image_index=1, instance=0, model="2x2"), explorer)
-        final_axis = figure.axes[-1]
+        (final_axis,) = [ax for ax in figure.axes if ax.get_title().startswith("final mask")]
         return [tuple(c.get_edgecolor()[0][:3]) for c in final_axis.collections]
 
     different = ExplorerImages()  # labels 1 and 2: no same-class neighbour

@@ -31,8 +31,9 @@ def test_spatial_mask_prediction_figure_has_one_panel_per_sub_region(sub_regions
         sub_regions,
         single_map=torch.rand(32, 32, generator=generator),
     )
-    # input + k_h*k_w sub-region maps + pruned sum + final mask + the two 1x1 panels
-    assert len(figure.axes) == 1 + k_h * k_w + 2 + 2
+    # input + k_h*k_w sub-region maps + pruned sum + final mask + the two 1x1 panels + the colour bar
+    assert len(figure.axes) == 1 + k_h * k_w + 2 + 2 + 1
+    assert figure.axes[-1].get_ylim() == (0.0, 1.0)  # the shared colour bar spans the maps' 0..1 scale
     # the final-mask panel shows exactly the pruned sum thresholded at 0.4, inside the zoom window
     x0, y0, x1, y1 = zoom_window(boxes[0].tolist(), 32, 32)
     final = np.asarray(figure.axes[2 + k_h * k_w].images[0].get_array())
