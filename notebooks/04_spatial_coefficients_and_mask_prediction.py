@@ -150,6 +150,12 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
+# What to see: the dashed split lines run at equal fractions of the box, but pixels are whole. Each pixel
+# takes the sub-region on whose side its integer coordinate lies (a pixel exactly on a line goes to the
+# right or lower one), so a dashed line can cut through a pixel's square, and the sub-regions of one grid
+# can differ by a row or a column of pixels (count them in the grid printed above). In the 1×1 grid every
+# pixel of the box is in sub-region 0: there the box is the only cut.
+#
 # ## 3. `assemble_masks` for one box, re-derived
 #
 # Eq. (2) for box $j$, pruned and summed, literally: for every sub-region $i$ compute

@@ -123,7 +123,7 @@ print(f"correlation of s and o over {len(s)} positives: {np.corrcoef(s, o)[0, 1]
 # above). In the scatter, positives with a poor box (low $o_j$, left) still reach middling scores, and
 # many well-placed boxes (right) have low scores. The product is large, the bright points, only in the
 # top-right corner where both are good. In the paper's words, α picks out "high quality bounding-box
-# detections". On every level the raw products stay far below 1 (right).
+# detections". On every level most raw products lie well below 1 (right).
 #
 # ## Normalisation: the mean weight is 1 in every image
 #

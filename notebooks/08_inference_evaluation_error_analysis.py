@@ -208,9 +208,12 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# Both lists start from the same best-scored detection (nothing can suppress it). Below it the two
-# paths part: standard NMS keeps overlapping boxes that Fast NMS drops, so its list reaches the cap of
-# `max_detections` sooner. The next cells compare the two suppression rules alone.
+# What to see: the two lists agree at the top (the best scores printed above are the same for both
+# paths), since a detection that no higher-scored box of its class overlaps survives either rule; here the
+# two panels show the same best boxes. Further down the lists differ in length (the counts in the panel
+# titles): standard NMS starts from more candidates, because it thresholds the raw probability rather than
+# probability × centerness, and it keeps some overlapping boxes that Fast NMS drops. The next cells
+# compare the two suppression rules alone.
 #
 # ## COCO evaluation with pycocotools
 #
@@ -331,9 +334,9 @@ plt.show()
 # the evaluation: both the instances and the detections that are about them. COCO's usual trick, the
 # *ignore* flag of crowd regions and of the APs/APm/APl size ranges, does only half of it: a detection
 # is ignored only when it matches an ignored instance *at the IoU threshold being scored*. At IoU 0.9
-# most detections of isolated instances match nothing, so they would stay as false positives of the
-# adjacent subset (and the adjacent ones of the isolated subset), and the whole set would score above
-# both halves. `evaluate_coco(..., ann_ids=subset)` does both halves:
+# a detection of an isolated instance whose mask overlaps it by less than 0.9 matches nothing, so it
+# would stay as a false positive of the adjacent subset (and likewise the other way round), and the
+# whole set could score above both halves. `evaluate_coco(..., ann_ids=subset)` does both halves:
 #
 # 1. every detection belongs to the instance of its image it overlaps most, whatever the class
 #    (`detection_owners`; IoU of boxes for bbox AP, of masks for segm AP);
@@ -427,6 +430,10 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
+# What to see: within each subset, the orange bar (2×2) against the blue one (1×1). The paper's claim is
+# about the gap on adjacent instances compared with the gap on isolated ones; the last line printed under
+# the table above gives its verdict for this run.
+#
 # ## Errors at a working threshold
 #
 # AP summarises all thresholds. An application uses a single one. We match detections to ground truth
@@ -518,6 +525,10 @@ print(
 )
 
 # %% [markdown]
+# What to see in the bar chart: how the detections above the threshold split into true positives and the
+# four false-positive types, and how the missed instances split into adjacent and isolated ones; the line
+# printed under it compares the adjacent instances' share of the misses with their share of all instances.
+#
 # Fast NMS works per class, so nothing stops one object from being reported under several classes at
 # once. Every extra label counts here as a "wrong class" false positive, even behind a correct
 # detection. COCO AP is computed per class and ranks by score, so it penalises such low-scored extras
@@ -567,6 +578,10 @@ plt.tight_layout(rect=(0, 0.08, 1, 1))
 plt.show()
 
 # %% [markdown]
+# What to see: in these images every red box sits on a dashed yellow one. The model found the object,
+# but its mask overlaps it too little (localisation) or its class is wrong, so the same object counts
+# twice: once as a false positive and once as a missed instance.
+#
 # ## Summary
 #
 # * Standard NMS removes boxes greedily. Fast NMS decides all of them at once from the upper-triangular

@@ -5,7 +5,7 @@
 # notebook reads the same ablations re-run on the synthetic adjacent-instance benchmark by
 # `python -m sipmask_ref reproduce` (`make reproduce`; code in `sipmask_ref/reproduce.py`), and you will:
 #
-# * load `results/ablations.json` (committed; this notebook never re-runs the 36 trainings) and see which
+# * load `results/ablations.json` (committed; this notebook never re-runs its trainings) and see which
 #   switches each table row turns on;
 # * re-derive a row's *mean ± std over seeds* and one claim's verdict from the per-seed numbers, and
 #   check them against the file with `assert`;
@@ -77,9 +77,10 @@ print("fast mode:", tutorial.fast_mode())
 # SipMask is the last row of Table 2, "with alignment" in Table 3, 2×2 in Table 4 and cls+loc in
 # Table 5), wrote one record per run, and assembled them into `results/ablations.json` and
 # `results/ablations.md`. Each run is the `cpu_tiny` preset with the row's four switches and a short
-# schedule of its own (`reproduce.ABLATION_*`, printed below), evaluated with COCO mask AP on the 150
-# validation images. The schedule is shorter than the demo's model gets, so every row sits well below
-# the demo's mask AP: compare rows with each other and with their seed spread, not with the demo.
+# schedule of its own (`reproduce.ABLATION_*`, printed below), evaluated with COCO mask AP on the
+# validation images (their number is printed below). The schedule is shorter than the demo's model gets,
+# so every row sits well below the demo's mask AP: compare rows with each other and with their seed
+# spread, not with the demo.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -220,6 +221,10 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
+# What to see: which rows' seed dots lie close together and which spread over several points (the long
+# error bars), and whether the blue bars rise and fall from row to row as the red diamonds do; the
+# verdicts below put numbers on both.
+#
 # ## Verdicts
 #
 # For every claim of the paper: the paper's difference (where its numbers are readable) and what the
@@ -583,15 +588,19 @@ plt.show()
 
 # %% [markdown]
 # Read the figure as the paper's Table 1 read as a plot: further left is faster, higher is more
-# accurate. A budget in seconds, not iterations, is the fair unit here: a model with a slower step gets
-# fewer iterations, exactly as it would get fewer epochs in the same GPU-days. The numbers themselves
-# are in `results/speed_accuracy.md`.
+# accurate. Each point is one row of the table printed above (its median time per image, with the
+# p25-p75 range as the bar, against its mask AP). A budget in seconds, not iterations, is the fair unit
+# here: a model with a slower step gets fewer iterations, exactly as it would get fewer epochs in the
+# same GPU-days. The budget fixes each model's iterations, not its seconds: the `train s` column printed
+# above is the time each training actually took. The numbers themselves are in
+# `results/speed_accuracy.md`.
 
 # %% [markdown]
 # ## Summary
 #
-# * `reproduce.py` trains 12 unique configurations (19 table rows) × 3 seeds of the `cpu_tiny` model on
-#   the synthetic benchmark, resumably, and reports mask AP / AP50 / AP75 as mean ± std over seeds.
+# * `reproduce.py` trains every unique configuration of the four tables (they share rows) once per seed
+#   of the `cpu_tiny` model on the synthetic benchmark, resumably, and reports mask AP / AP50 / AP75 as
+#   mean ± std over seeds; the numbers of configurations, seeds and runs are printed at the top.
 # * A paper claim counts as reproduced only when its difference exceeds twice its standard error from
 #   the seed spread; the verdicts above say for each claim whether it holds, is within noise, or is
 #   reversed, and by how much.

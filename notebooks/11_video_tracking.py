@@ -205,6 +205,11 @@ plt.show()
 print(f"mean probability given to the same object in the next frame: {np.mean(correct):.2f}")
 
 # %% [markdown]
+# What to see: in the lower row, each row's mass should sit on the column of the same object (just right
+# of the diagonal, since the "new" column comes first and the objects keep their order here). Where a row
+# splits its mass between two objects, or puts it on another one, the matcher below has to rely on its
+# other terms. The line under the figure averages the probability given to the right object.
+#
 # The same matrices are the training signal. For the pair (frame $t$, frame $t+1$), `tracking_targets` gives
 # each object its column and `tracking_loss` is the cross-entropy (here with ground-truth boxes on both sides,
 # where training uses the predicted boxes of the positives on the current frame):
@@ -376,8 +381,11 @@ for name, r in found.items():
     )
 
 # %% [markdown]
-# One model, one seed, ten videos: noisy. `python -m sipmask_ref.video reproduce` trains one model per seed
-# and writes the table with means and spreads to `results/video/`:
+# One model, one seed and the few validation videos of `data/synthetic_video`: noisy.
+# `python -m sipmask_ref.video reproduce` trains one model per seed, evaluates it on a larger set of
+# validation videos that it generates for the purpose (the notebook's videos come first; its README, shown
+# below, says how many), and writes the table with means and spreads to `results/video/`. Its numbers are
+# therefore not those printed above:
 
 # %%
 table = tutorial.repo_root() / "results" / "video" / "README.md"
