@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import platform
 import statistics
 import subprocess
 import time
@@ -35,6 +34,7 @@ from ..data.synthetic import make_data
 from ..data.ytvis import YTVISDataset
 from ..eval.coco import save_metrics
 from ..files import relative_path
+from ..reproduce.runs import machine
 from ..video_model import SipMaskVIS
 from .tracks import SWITCHES, TRACKER_DESCRIPTIONS, TRACKERS, evaluate_vis
 from .training import train_vis
@@ -45,7 +45,6 @@ REPRODUCE_COMMAND = "python -m sipmask_ref reproduce-video"
 
 def _environment(device: str | torch.device) -> dict[str, Any]:
     import pycocotools
-    import torchvision
 
     # the commit of the working directory's repository (the command runs from the repository root)
     try:
@@ -64,14 +63,9 @@ def _environment(device: str | torch.device) -> dict[str, Any]:
     except (OSError, subprocess.SubprocessError):
         commit, changed = None, ""
     return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
+        **machine(),  # Python, torch, torchvision, platform, CPUs: as the image reproductions record
         "numpy": np.__version__,
         "pycocotools": getattr(pycocotools, "__version__", "unknown"),
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "device": str(device),
         "git_commit": commit,
