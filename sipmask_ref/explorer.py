@@ -29,6 +29,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from torch import Tensor
 
+from .eval.leak import same_class_neighbours
 from .explorer_maps import (
     MATCH_IOU,
     InstanceMaps,
@@ -223,9 +224,9 @@ def render(state: ExplorerState, explorer: Explorer) -> Figure:
     # original pixel centre (x + 0.5) -> input pixels * sx -> basis pixels / 2 -> pixel index - 0.5.
     _, target = explorer.item(state.image_index)
     gt_mask = target["masks"][state.instance].float().numpy()  # [H0, W0]
-    same_class = target["labels"] == target["labels"][state.instance]  # [G]
-    same_class[state.instance] = False
-    neighbours = target["masks"][same_class].any(dim=0).float().numpy()  # [H0, W0]
+    neighbours = same_class_neighbours(
+        target["masks"].numpy(), target["labels"].numpy(), state.instance
+    ).astype(np.float32)  # [H0, W0]
     sx, sy = explorer.intermediates(state.model, state.image_index)["scale_factors"][0]
     xs = (np.arange(gt_mask.shape[1]) + 0.5) * sx / 2 - 0.5
     ys = (np.arange(gt_mask.shape[0]) + 0.5) * sy / 2 - 0.5

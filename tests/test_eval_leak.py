@@ -12,7 +12,13 @@ import torch
 
 from conftest import tiny_synthetic
 from sipmask_ref import cli, leak_table, reproduce
-from sipmask_ref.eval.leak import image_leaks, mask_leak, match_detections, summarize_leaks
+from sipmask_ref.eval.leak import (
+    image_leaks,
+    mask_leak,
+    match_detections,
+    same_class_neighbours,
+    summarize_leaks,
+)
 
 
 def _square(x0: int, y0: int, x1: int, y1: int, size: int = 20) -> np.ndarray:
@@ -120,3 +126,13 @@ def test_leak_table_from_reproduce_checkpoints(tmp_path: Path) -> None:
     assert cli.main([*argv, "--out", str(tmp_path / "cli"), "--quiet"]) == 0
     assert json.loads((tmp_path / "cli" / "leak.json").read_text())["rows"] == saved["rows"]
     assert cli.main([*argv[:3], "--work-dir", str(tmp_path / "none"), "--quiet"]) == 2
+
+
+def test_same_class_neighbours_is_the_union_of_the_other_instances_of_the_class():
+    masks = np.zeros((4, 3, 4), dtype=np.uint8)
+    masks[0, 0, 0] = masks[1, 1, 1] = masks[2, 2, 2] = masks[3, 0, 3] = 1
+    labels = np.array([1, 1, 2, 1])
+    union = same_class_neighbours(masks, labels, 0)
+    assert union.dtype == bool and union.shape == (3, 4)
+    assert union.sum() == 2 and union[1, 1] and union[0, 3]  # instances 1 and 3, not 0 itself nor 2
+    assert not same_class_neighbours(masks, labels, 2).any()  # the only instance of its class

@@ -21,8 +21,8 @@ Matching (COCO's greedy rule at one threshold): detections in order of decreasin
 not yet matched ground-truth instance of its class with the highest box IoU, if that IoU is >= 0.5.
 Ground-truth instances that no detection matches are counted (`unmatched`) but have no leak or miss.
 
-Held here, top to bottom: `mask_leak` (the two formulas), `match_detections`, `image_leaks` (one
-image), `summarize_leaks` (means over instances), `LEAK_IOU_THRESHOLD`.
+Held here, top to bottom: `same_class_neighbours` (U), `mask_leak` (the two formulas), `match_detections`,
+`image_leaks` (one image), `summarize_leaks` (means over instances), `LEAK_IOU_THRESHOLD`.
 """
 
 from __future__ import annotations
@@ -52,6 +52,18 @@ class InstanceLeak:
     score: float
     leak: float
     miss: float
+
+
+def same_class_neighbours(gt_masks: np.ndarray, gt_labels: Sequence[int] | np.ndarray, g: int) -> np.ndarray:
+    """U, the union of the other ground-truth instances of instance g's class: bool [H, W].
+
+    gt_masks: [G, H, W] (any dtype; non-zero is on); gt_labels: [G]. All False when g has no
+    same-class neighbour.
+    """
+    labels = np.asarray(gt_labels)
+    same_class = labels == labels[g]  # [G]
+    same_class[g] = False
+    return np.asarray(gt_masks)[same_class].astype(bool).any(axis=0)  # [H, W]
 
 
 def mask_leak(mask: np.ndarray, instance: np.ndarray, neighbours: np.ndarray) -> tuple[float, float]:
@@ -122,9 +134,7 @@ def image_leaks(
         if n is None or masks is None:
             unmatched += 1
             continue
-        same_class = (gt_labels == gt_labels[g]).numpy()
-        same_class[g] = False
-        neighbours = gt_masks[same_class].any(axis=0)  # [H, W]: U, the other instances of g's class
+        neighbours = same_class_neighbours(gt_masks, gt_labels.numpy(), g)  # [H, W]: U
         leak, miss = mask_leak(masks[n], gt_masks[g], neighbours)
         leaks.append(
             InstanceLeak(
