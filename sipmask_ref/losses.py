@@ -8,7 +8,8 @@ weights each instance's mask loss by the quality of its box detection.
     box_loss               L_reg, -log IoU (or 1 - GIoU) between (l, t, r, b) of the same point
     centerness_loss        FCOS centerness, BCE with logits
     mask_alignment_weight  alpha_j = s_j * o_j, normalised to mean ~1 per image
-    mask_loss              L_mask = 1/N sum_j l^j * alpha_j
+    mask_loss              L_mask = 1/N sum_j l^j * alpha_j, one image, written as the paper says
+    batch_mask_loss        the same for every image of a batch at once (the training path)
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from torch import Tensor
 from torchvision.ops import sigmoid_focal_loss
 
 from sipmask_ref.config import ALIGNMENT_WEIGHTS, BOX_LOSSES
-from sipmask_ref.spatial_mask_prediction import assemble_mask_logits, crop_to_boxes
+from sipmask_ref.spatial_mask_prediction import assemble_mask_logits, box_pixel_logits, crop_to_boxes
 
 # IoU is clamped at this value before the log, so that -log IoU stays finite (as mmdet's IoULoss).
 IOU_EPS = 1e-6
@@ -139,7 +140,9 @@ def centerness_loss(logits: Tensor, target: Tensor) -> Tensor:
     return F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype), reduction="mean")
 
 
-def mask_alignment_weight(scores: Tensor, ious: Tensor, alignment_weight: str = "cls+loc") -> Tensor:
+def mask_alignment_weight(
+    scores: Tensor, ious: Tensor, alignment_weight: str = "cls+loc", box_image: Tensor | None = None
+) -> Tensor:
     """§3.4 mask alignment weighting: alpha_j = o_j * s_j, normalised, without gradient.
 
     "The weighting factor alpha_j is then obtained by multiplying the overlap o_j and the
@@ -151,6 +154,8 @@ def mask_alignment_weight(scores: Tensor, ious: Tensor, alignment_weight: str = 
         ious: [N] o_j, IoU of each predicted box with its ground truth.
         alignment_weight: config.alignment_weight, one of config.ALIGNMENT_WEIGHTS: 'cls+loc' (s*o,
             the paper), 'cls' (s), 'loc' (o) or 'none' (1): the ablation.
+        box_image: int64 [N], the image of each box when the boxes of a batch come together: each
+            image is normalised on its own, as if called once per image (None: one image).
     Returns:
         [N] weights (detached).
     """
@@ -164,6 +169,8 @@ def mask_alignment_weight(scores: Tensor, ious: Tensor, alignment_weight: str = 
             f"mask_alignment_weight: scores and ious must both be [N], got {tuple(scores.shape)} "
             f"and {tuple(ious.shape)}"
         )
+    if box_image is not None and box_image.shape != scores.shape:
+        raise ValueError(f"mask_alignment_weight: box_image must be [N], got {tuple(box_image.shape)}")
     with torch.no_grad():
         scores, ious = scores.detach(), ious.detach().to(scores.dtype)
         if alignment_weight == "cls+loc":
@@ -174,7 +181,12 @@ def mask_alignment_weight(scores: Tensor, ious: Tensor, alignment_weight: str = 
             alpha = ious.clone()
         else:
             alpha = torch.ones_like(scores)
-        return alpha / (alpha.sum() + 1e-4) * alpha.numel()  # [N]
+        if box_image is None:
+            return alpha / (alpha.sum() + 1e-4) * alpha.numel()  # [N]
+        num_images = int(box_image.max()) + 1 if box_image.numel() > 0 else 0
+        sums = alpha.new_zeros(num_images).index_add_(0, box_image, alpha)  # [I] sum of alpha per image
+        counts = torch.bincount(box_image, minlength=num_images).to(alpha.dtype)  # [I] boxes per image
+        return alpha / (sums[box_image] + 1e-4) * counts[box_image]  # [N]
 
 
 def valid_mask_boxes(boxes: Tensor) -> Tensor:
@@ -242,3 +254,66 @@ def mask_loss(
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])  # [N]
     instance_losses = pixel_losses.sum(dim=(1, 2)) / areas  # [N] l^j
     return (instance_losses * weights.to(logits.dtype)).sum() / num_kept
+
+
+def batch_mask_loss(
+    basis_masks: Tensor,
+    coefficients: Tensor,
+    boxes: Tensor,
+    box_image: Tensor,
+    gt_masks: Tensor,
+    box_gt: Tensor,
+    weights: Tensor,
+    sub_regions: tuple[int, int],
+) -> Tensor:
+    """§3.4 L_mask of every image of a batch in one pass: [I] losses, image i's equal to
+    `mask_loss` of that image's boxes (the tests check it).
+
+    The fast path beside `mask_loss`: instead of one call per image, each filling [N, H, W] maps of
+    logits and cropped targets, the logits come only at the K (box, pixel) pairs inside the boxes
+    (`box_pixel_logits`), each pixel's target is read from its box's GT mask, and the BCE of the K
+    pairs is summed per box, l^j = sum inside box j / its area, then per image,
+    L_i = sum_j alpha_j l^j / N_i over image i's N_i kept boxes (as `mask_loss`, boxes with a
+    non-positive side or area <= 1 are dropped). An image without kept boxes gets 0.
+
+    Args:
+        basis_masks: [I, M, H, W] basis masks of the batch.
+        coefficients: [N, Q, M] spatial coefficients of the positives of all images.
+        boxes: [N, 4] xyxy in basis-map pixels.
+        box_image: int64 [N] the image (0 .. I-1) of each positive.
+        gt_masks: [G, H, W] {0, 1} ground-truth masks of all images at basis size.
+        box_gt: int64 [N] row of gt_masks that each positive is assigned to.
+        weights: [N] alpha_j from `mask_alignment_weight` (normalised per image).
+        sub_regions: (k_h, k_w).
+    Returns:
+        [I] per-image losses, connected to `coefficients` and `basis_masks` even when all are 0.
+    """
+    num_images, _, height, width = basis_masks.shape
+    num_boxes = boxes.shape[0]
+    for name, value in (("box_image", box_image), ("box_gt", box_gt), ("weights", weights)):
+        if value.shape != (num_boxes,):
+            raise ValueError(f"batch_mask_loss: {name} must be [N]={num_boxes}, got {tuple(value.shape)}")
+    if gt_masks.ndim != 3 or gt_masks.shape[1:] != basis_masks.shape[2:]:
+        raise ValueError(
+            f"batch_mask_loss: gt_masks must be [G, H, W] with H, W = {tuple(basis_masks.shape[2:])}, got "
+            f"{tuple(gt_masks.shape)}"
+        )
+    keep = valid_mask_boxes(boxes)  # [N]
+    connected = coefficients.sum() * 0 + basis_masks.sum() * 0
+    if not bool(keep.any()):
+        return connected.expand(num_images)
+    boxes, coefficients, box_image = boxes[keep], coefficients[keep], box_image[keep]
+    box_gt, weights = box_gt[keep], weights[keep]
+
+    positions, logits = box_pixel_logits(basis_masks, coefficients, boxes, box_image, sub_regions)  # [K]
+    pixels_per_map = height * width
+    box = torch.div(positions, pixels_per_map, rounding_mode="floor")  # [K] box of each pair
+    pixel = positions - box * pixels_per_map  # [K] y * W + x
+    targets = gt_masks.reshape(gt_masks.shape[0], pixels_per_map)[box_gt[box], pixel].to(logits.dtype)
+    pixel_losses = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")  # [K]
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])  # [N]
+    instance_losses = logits.new_zeros(boxes.shape[0]).index_add(0, box, pixel_losses) / areas  # [N] l^j
+    weighted = instance_losses * weights.to(logits.dtype)  # [N]
+    per_image = logits.new_zeros(num_images).index_add(0, box_image, weighted)  # [I]
+    kept = torch.bincount(box_image, minlength=num_images).clamp(min=1).to(logits.dtype)  # [I]
+    return per_image / kept + connected

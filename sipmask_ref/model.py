@@ -27,7 +27,14 @@ from .config import SipMaskConfig
 # paired_box_iou lives in geometry.py; model.paired_box_iou stays importable (notebook 05, tests)
 from .geometry import paired_box_iou
 from .head import HeadOutputs, SipMaskHead
-from .losses import box_loss, centerness_loss, focal_loss, mask_alignment_weight, mask_loss, valid_mask_boxes
+from .losses import (
+    batch_mask_loss,
+    box_loss,
+    centerness_loss,
+    focal_loss,
+    mask_alignment_weight,
+    valid_mask_boxes,
+)
 from .spatial_mask_prediction import assemble_masks, sub_region_maps
 from .spatial_preservation import flatten_coefficients
 
@@ -248,20 +255,7 @@ class SipMask(nn.Module):
             loss_box = box_loss(reg[positive], pos_targets, centerness_targets, kind=cfg.box_loss)
             loss_centerness = centerness_loss(ctr[positive], centerness_targets)
 
-            mask_losses = [
-                self._image_mask_loss(
-                    assigned.mask_positives[b],
-                    assigned.mask_boxes[b],
-                    cls[b],
-                    coefficients[b],
-                    basis_masks[b],
-                    assigned.labels[b],
-                    assigned.matched_gt[b],
-                    targets[b],
-                )
-                for b in range(num_images)
-            ]
-            loss_mask = torch.stack(mask_losses).mean()  # mean over images
+            loss_mask = self._mask_loss(assigned, cls, coefficients, basis_masks, targets)
         return {
             "loss_cls": loss_cls,
             "loss_box": loss_box,
@@ -269,45 +263,61 @@ class SipMask(nn.Module):
             "loss_mask": loss_mask,
         }
 
-    def _image_mask_loss(
+    def _mask_loss(
         self,
-        positives: Tensor,
-        boxes: Tensor,
+        assigned: BatchAssignment,
         cls: Tensor,
         coefficients: Tensor,
         basis_masks: Tensor,
-        labels: Tensor,
-        matched_gt: Tensor,
-        target: dict[str, Tensor],
+        targets: list[dict[str, Tensor]],
     ) -> Tensor:
-        """§3.4 mask alignment weighting loss of one image (docs/authors_implementation.md §2.3).
+        """§3.4 mask alignment weighting loss: the mean over the images of each image's loss
+        (docs/authors_implementation.md §2.3), all images in one pass (`losses.batch_mask_loss`).
 
+        For each image:
         1. all positive locations of all levels, no sampling, with their PREDICTED boxes, decoded and
            detached, boxes of area <= 1 at the basis-map scale dropped (`mask_positives`);
         2. the boxes / 2 -> basis-map pixels;
         3. GT masks of the padded image, bilinearly resized x0.5, > 0.5; each positive uses the
            mask of its assigned GT;
         4. alpha = sigmoid(GT-class logit) x IoU(predicted box, GT box) under no-grad, per
-           config.alignment_weight, normalised to mean ~1 over the kept positives;
-        5. losses.mask_loss: per-instance BCE inside the box / box area, sum_j alpha_j l_j / N.
+           config.alignment_weight, normalised to mean ~1 over the image's kept positives;
+        5. per-instance BCE inside the box / box area, sum_j alpha_j l_j / N.
 
-        Shapes (one image): positives [N] point indices and boxes [N, 4] input pixels (both from
-        `mask_positives`), cls [P, C], coefficients [P, Q, M], basis_masks [M, H, W], labels [P],
-        matched_gt [P].
+        Shapes: cls [B, P, C], coefficients [B, P, Q, M], basis_masks [B, M, H, W]; `assigned` gives
+        the positives and boxes (input pixels) of each image.
         """
-        if positives.numel() == 0:
-            return basis_masks.sum() * 0 + coefficients.sum() * 0
-        gt_index = matched_gt[positives]  # [N]
+        num_images = basis_masks.shape[0]
+        device = basis_masks.device
+        counts = [int(index.numel()) for index in assigned.mask_positives]
+        box_image = torch.repeat_interleave(
+            torch.arange(num_images, device=device), torch.tensor(counts, device=device)
+        )  # [N]
+        points = torch.cat(assigned.mask_positives)  # [N] point index of each positive
+        boxes = torch.cat(assigned.mask_boxes)  # [N, 4] predicted boxes, input pixels
+        # Each image's GTs are rows first_gt[b] .. of the batch's GT boxes and masks.
+        gt_counts = torch.tensor([int(t["boxes"].shape[0]) for t in targets], device=device)
+        first_gt = torch.cumsum(gt_counts, dim=0) - gt_counts  # [B]
+        box_gt = assigned.matched_gt[box_image, points] + first_gt[box_image]  # [N]
+        labels = assigned.labels[box_image, points]  # [N] 1..C
         with torch.no_grad():
-            scores = cls[positives, labels[positives] - 1].sigmoid()  # [N]
-            ious = paired_box_iou(boxes, target["boxes"][gt_index].to(boxes.dtype))  # [N]
-            weights = mask_alignment_weight(scores, ious, self.config.alignment_weight)  # [N]
+            scores = cls[box_image, points, labels - 1].sigmoid()  # [N] the GT class's score
+            gt_boxes = torch.cat([t["boxes"] for t in targets]).to(boxes.dtype)  # [G, 4]
+            ious = paired_box_iou(boxes, gt_boxes[box_gt])  # [N], input pixels
+            weights = mask_alignment_weight(scores, ious, self.config.alignment_weight, box_image)  # [N]
         basis_size = (basis_masks.shape[-2], basis_masks.shape[-1])
-        gt_masks = basis_size_gt_masks(target["masks"], basis_size)  # [G, H, W]
-        gt_masks = gt_masks[gt_index]  # [N, H, W] each positive's assigned GT
-        return mask_loss(
-            basis_masks, coefficients[positives], boxes / 2, gt_masks, weights, self.config.sub_regions
-        )
+        gt_masks = torch.cat([basis_size_gt_masks(t["masks"], basis_size) for t in targets])  # [G, H, W]
+        per_image = batch_mask_loss(
+            basis_masks,
+            coefficients[box_image, points],
+            boxes / 2,
+            box_image,
+            gt_masks,
+            box_gt,
+            weights,
+            self.config.sub_regions,
+        )  # [B]
+        return per_image.mean()
 
     # ---- inference ---------------------------------------------------------------------------
 

@@ -202,12 +202,16 @@ def _sub_region_rectangles(
 
 
 def _rectangle_pixels(
-    rectangles: _Rectangles, height: int, width: int, num_sub_regions: int
+    rectangles: _Rectangles, height: int, width: int, num_sub_regions: int, box_image: Tensor | None = None
 ) -> tuple[Tensor, Tensor]:
     """Every pixel of every rectangle, rectangle after rectangle, row by row inside each.
 
+    Args:
+        box_image: int64 [N], the image of each box when the maps of I images are read as one
+            [I * H * W] row of pixels (None: one image).
     Returns:
-        pixels: int64 [K] flat index y * W + x of each pixel in the map (K = number of pixels).
+        pixels: int64 [K] flat index y * W + x of each pixel in the map (i * H * W + y * W + x with
+            `box_image`, i the image of the pixel's box; K = number of pixels).
         positions: int64 [K] flat index j * H * W + y * W + x of the same pixel in an [N, H, W]
             output, j the box of its rectangle.
     """
@@ -220,30 +224,40 @@ def _rectangle_pixels(
     run_start = run_y * width + left[run_pair]  # [R] first pixel of each run
     run_length = run_length_per_pair[run_pair]  # [R]
     run_box = torch.div(run_pair, num_sub_regions, rounding_mode="floor")  # [R]
+    run_map = run_start if box_image is None else run_start + box_image[run_box] * (height * width)
     total = int(run_length.sum())
     pixels, positions = _run_positions(  # [K] each
-        [run_start, run_start + run_box * (height * width)], run_length, total
+        [run_map, run_start + run_box * (height * width)], run_length, total
     )
     return pixels, positions
 
 
 def _sparse_logits(
-    basis_masks: Tensor, coefficients: Tensor, rectangles: _Rectangles
+    basis_masks: Tensor, coefficients: Tensor, rectangles: _Rectangles, box_image: Tensor | None = None
 ) -> tuple[Tensor, Tensor]:
     """B x c_ij at exactly the pixels inside each box j, with the coefficients of the pixel's own
     sub-region i: K dot products of M values (the fast path, see the module docstring).
 
-    The (box, sub-region) pairs and their pixels are the non-zeros of a sparse [N * Q, H * W]
-    matrix; `torch.sparse.sampled_addmm` computes the product C x B [N * Q, H * W] only at those
+    The (box, sub-region) pairs and their pixels are the non-zeros of a sparse [N * Q, I * H * W]
+    matrix; `torch.sparse.sampled_addmm` computes the product C x B [N * Q, I * H * W] only at those
     entries. Gradients flow to the coefficients and the basis masks through them only.
 
+    Args:
+        basis_masks: [M, H, W] of one image, or [I, M, H, W] of I images with `box_image`.
+        box_image: int64 [N], the image whose basis masks box j reads (needed with [I, M, H, W]).
     Returns:
         positions: int64 [K] flat indices into the [N, H, W] output.
         logits: [K] the logit at each of those positions.
     """
-    num_basis, height, width = basis_masks.shape
+    if basis_masks.ndim == 3:
+        basis_masks = basis_masks[None]  # [1, M, H, W]
+    num_images, num_basis, height, width = basis_masks.shape
     num_boxes, num_sub_regions, _ = coefficients.shape
-    pixels, positions = _rectangle_pixels(rectangles, height, width, num_sub_regions)  # [K] each
+    if num_images > 1 and box_image is None:
+        raise ValueError("_sparse_logits: basis masks of several images need box_image")
+    pixels, positions = _rectangle_pixels(  # [K] each
+        rectangles, height, width, num_sub_regions, box_image if num_images > 1 else None
+    )
     # sampled_addmm has no half-precision CPU kernel: reduced precision is computed in float32.
     dtype = torch.promote_types(basis_masks.dtype, torch.float32)
     counts = rectangles.height * rectangles.width  # [N * Q] pixels of each pair
@@ -254,12 +268,12 @@ def _sparse_logits(
             row_offsets,
             pixels,
             basis_masks.new_zeros(pixels.numel(), dtype=dtype),
-            size=(num_boxes * num_sub_regions, height * width),
+            size=(num_boxes * num_sub_regions, num_images * height * width),
             check_invariants=False,
         )
-    # Basis pixels as rows [H * W, M], so that each sampled entry reads M contiguous values.
-    basis = basis_masks.to(dtype)[None].contiguous(memory_format=torch.channels_last)  # [1, M, H, W]
-    basis = basis.permute(0, 2, 3, 1).reshape(height * width, num_basis)  # [H * W, M]
+    # Basis pixels as rows [I * H * W, M], so that each sampled entry reads M contiguous values.
+    basis = basis_masks.to(dtype).contiguous(memory_format=torch.channels_last)  # [I, M, H, W]
+    basis = basis.permute(0, 2, 3, 1).reshape(num_images * height * width, num_basis)  # [I*H*W, M]
     rows = coefficients.to(dtype).reshape(num_boxes * num_sub_regions, num_basis)  # [N * Q, M]
     logits = torch.sparse.sampled_addmm(pattern, rows, basis.t(), beta=0.0).values()  # [K]
     return positions, logits.to(basis_masks.dtype)
@@ -351,6 +365,49 @@ def assemble_mask_logits(
     logits = basis_masks.new_zeros((boxes.shape[0], height, width))  # [N, H, W]
     logits.view(-1).index_copy_(0, positions, values)
     return logits, inside
+
+
+def box_pixel_logits(
+    basis_masks: Tensor, coefficients: Tensor, boxes: Tensor, box_image: Tensor, sub_regions: tuple[int, int]
+) -> tuple[Tensor, Tensor]:
+    """`assemble_mask_logits` for the boxes of a whole batch at once, as K values instead of maps.
+
+    The same logits as `assemble_mask_logits(basis_masks[box_image[j]], ...)` box by box, at exactly
+    the K (box, pixel) pairs with the pixel inside the box, in one sparse product over the batch
+    (`_sparse_logits`); the training loss reads nothing else, so no [N, H, W] map is filled.
+    Under autograd, when the boxes cover more than FULL_MAP_COVERAGE of the N x H x W pairs, each
+    image's boxes go through `_full_map_logits` instead, as in `assemble_mask_logits`.
+
+    Args:
+        basis_masks: [I, M, H, W] basis masks of the I images of a batch.
+        coefficients: [N, Q, M] spatial coefficients, sub-regions row-major.
+        boxes: [N, 4] xyxy in basis-map pixels.
+        box_image: int64 [N], the image (0 .. I-1) of each box.
+        sub_regions: (k_h, k_w).
+    Returns:
+        positions: int64 [K] flat index j * H * W + y * W + x of each pair (box j, pixel (x, y)),
+            box after box, row-major inside each box.
+        logits: [K] the logit of that pixel from its own sub-region's coefficients.
+    """
+    if basis_masks.ndim != 4:
+        raise ValueError(
+            f"box_pixel_logits: basis_masks must be [I, M, H, W], got {tuple(basis_masks.shape)}"
+        )
+    sub_regions = _check_assembly_inputs(basis_masks[0], coefficients, boxes, sub_regions, "box_pixel_logits")
+    if box_image.shape != (boxes.shape[0],):
+        raise ValueError(f"box_pixel_logits: box_image must be [N], got {tuple(box_image.shape)}")
+    num_images, _, height, width = basis_masks.shape
+    rectangles = _sub_region_rectangles(boxes, height, width, sub_regions)
+    if not _full_map_is_cheaper(basis_masks[0], coefficients, rectangles):
+        return _sparse_logits(basis_masks, coefficients, rectangles, box_image)
+    _, positions = _rectangle_pixels(rectangles, height, width, sub_regions[0] * sub_regions[1])
+    logits = coefficients.new_zeros((boxes.shape[0], height, width))  # [N, H, W]
+    for image in range(num_images):
+        chosen = (box_image == image).nonzero().squeeze(1)  # [N_i]
+        if chosen.numel() > 0:
+            maps = _full_map_logits(basis_masks[image], coefficients[chosen], boxes[chosen], sub_regions)
+            logits = logits.index_copy(0, chosen, maps)
+    return positions, logits.view(-1)[positions]
 
 
 def assemble_masks(

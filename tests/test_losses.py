@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from sipmask_ref.losses import (
     IOU_EPS,
+    batch_mask_loss,
     box_loss,
     centerness_loss,
     focal_loss,
@@ -194,3 +195,89 @@ def test_mask_loss_gradient_flows_and_shapes_checked():
     assert (basis.grad[:, 4:, :] == 0).all() and (basis.grad[:, :, 4:] == 0).all()
     with pytest.raises(ValueError, match="gt_masks"):
         mask_loss(basis, coefficients, boxes, torch.ones(1, 5, 6), torch.ones(1), (2, 2))
+
+
+def _batch_inputs(generator: torch.Generator, num_images: int = 3):
+    """Basis masks of `num_images` images, boxes spread over images 0 and 2 (image 1 has none), GT
+    masks of all images as one stack and each box's GT row."""
+    num_basis, height, width = 3, 10, 12
+    basis = torch.rand(num_images, num_basis, height, width, generator=generator)
+    boxes = torch.tensor(
+        [
+            [1.0, 1.0, 7.0, 8.0],
+            [3.5, 0.0, 12.0, 10.0],
+            [5.0, 5.0, 5.5, 6.0],  # area 0.5: dropped
+            [-2.0, 4.0, 4.0, 13.0],
+            [0.25, 2.5, 9.75, 7.5],
+        ]
+    )
+    box_image = torch.tensor([0, 2, 2, 0, 2])
+    coefficients = torch.randn(5, 4, num_basis, generator=generator)
+    gt_masks = (torch.rand(4, height, width, generator=generator) > 0.5).float()  # 4 GTs in the batch
+    box_gt = torch.tensor([1, 3, 2, 0, 3])
+    weights = torch.tensor([1.2, 0.5, 3.0, 0.8, 1.1])
+    return basis, coefficients, boxes, box_image, gt_masks, box_gt, weights
+
+
+@pytest.mark.parametrize("coverage", ["sparse", "full map"])
+def test_batch_mask_loss_equals_mask_loss_image_by_image(monkeypatch, coverage):
+    """Each image's loss, and the gradients of their sum, are `mask_loss` called once per image; an
+    image without boxes gets a zero. Both paths of the assembly (FULL_MAP_COVERAGE forced)."""
+    import sipmask_ref.spatial_mask_prediction as smp
+
+    monkeypatch.setattr(smp, "FULL_MAP_COVERAGE", 1.0 if coverage == "sparse" else 0.0)
+    inputs = _batch_inputs(torch.Generator().manual_seed(4))
+    basis, coefficients, boxes, box_image, gt_masks, box_gt, weights = inputs
+    basis_a, coefficients_a = basis.clone().requires_grad_(), coefficients.clone().requires_grad_()
+    per_image = batch_mask_loss(basis_a, coefficients_a, boxes, box_image, gt_masks, box_gt, weights, (2, 2))
+    per_image.sum().backward()
+
+    basis_b, coefficients_b = basis.clone().requires_grad_(), coefficients.clone().requires_grad_()
+    expected = []
+    for image in range(basis.shape[0]):
+        chosen = (box_image == image).nonzero().squeeze(1)
+        expected.append(
+            mask_loss(
+                basis_b[image],
+                coefficients_b[chosen],
+                boxes[chosen],
+                gt_masks[box_gt[chosen]],
+                weights[chosen],
+                (2, 2),
+            )
+        )
+    torch.stack(expected).sum().backward()
+    torch.testing.assert_close(per_image, torch.stack(expected).detach())
+    assert float(per_image[1].detach()) == 0.0  # image 1 has no box
+    torch.testing.assert_close(basis_a.grad, basis_b.grad)
+    torch.testing.assert_close(coefficients_a.grad, coefficients_b.grad)
+
+
+def test_batch_mask_loss_without_kept_boxes_and_shape_checks():
+    basis = torch.rand(2, 3, 6, 6, requires_grad=True)
+    coefficients = torch.randn(1, 4, 3, requires_grad=True)
+    tiny = torch.tensor([[1.0, 1.0, 1.5, 2.0]])  # area 0.5: dropped
+    one = torch.zeros(1, dtype=torch.int64)
+    losses = batch_mask_loss(basis, coefficients, tiny, one, torch.ones(1, 6, 6), one, torch.ones(1), (2, 2))
+    assert losses.shape == (2,) and (losses == 0).all()
+    losses.sum().backward()  # still connected
+    assert (basis.grad == 0).all() and (coefficients.grad == 0).all()
+    with pytest.raises(ValueError, match="box_gt must be"):
+        batch_mask_loss(basis, coefficients, tiny, one, torch.ones(1, 6, 6), one[:0], torch.ones(1), (2, 2))
+    with pytest.raises(ValueError, match="gt_masks must be"):
+        batch_mask_loss(basis, coefficients, tiny, one, torch.ones(1, 5, 6), one, torch.ones(1), (2, 2))
+
+
+def test_alignment_weight_of_a_batch_is_normalised_image_by_image():
+    scores = torch.tensor([0.9, 0.5, 0.2, 0.7, 0.6])
+    ious = torch.tensor([0.8, 0.4, 0.6, 0.9, 0.3])
+    box_image = torch.tensor([0, 1, 0, 2, 2])
+    for mode in ("cls+loc", "cls", "loc", "none"):
+        batched = mask_alignment_weight(scores, ious, mode, box_image)
+        for image in range(3):
+            chosen = box_image == image
+            torch.testing.assert_close(
+                batched[chosen], mask_alignment_weight(scores[chosen], ious[chosen], mode)
+            )
+    with pytest.raises(ValueError, match="box_image must be"):
+        mask_alignment_weight(scores, ious, "cls+loc", box_image[:2])

@@ -1,8 +1,8 @@
-"""Wiring of `SipMask._image_mask_loss` (§3.4 mask alignment weighting loss of one image).
+"""Wiring of `SipMask._mask_loss` (§3.4 mask alignment weighting loss, the mean over a batch's images).
 
-`losses.mask_loss` and `losses.mask_alignment_weight` are tested on their own in test_losses.py.
-This file checks what `_image_mask_loss`, given the positives `mask_positives` picks, feeds them,
-against a plain hand loop written here:
+`losses.mask_loss`, `losses.batch_mask_loss` and `losses.mask_alignment_weight` are tested on their
+own in test_losses.py. This file checks what `_mask_loss`, given the positives `mask_positives` picks
+in each image, feeds them, against a plain hand loop over the images written here:
 
 - which boxes crop and split the masks: the PREDICTED boxes (decoded from the regression at the
   positive points), / 2 -> basis-map pixels, boxes of area <= 1 dropped;
@@ -10,7 +10,8 @@ against a plain hand loop written here:
   > 0.5);
 - alpha_j = sigmoid(logit of the GT class) x IoU(predicted box, GT box), the IoU in INPUT pixels,
   normalised over the kept positives to mean ~1: alpha / (sum alpha + 1e-4) * N;
-- L = sum_j alpha_j l_j / N, l_j = BCE summed inside box j / its area.
+- L = sum_j alpha_j l_j / N, l_j = BCE summed inside box j / its area, per image; the batch's loss
+  is the mean over its images (each normalised on its own).
 
 The second test recomputes the hand loss with three wrong wirings and shows that each one moves the
 value far beyond the tolerance of the equality check, so that the equality really pins the wiring.
@@ -25,7 +26,7 @@ import pytest
 import torch
 
 from sipmask_ref.config import preset
-from sipmask_ref.model import SipMask, mask_positives
+from sipmask_ref.model import BatchAssignment, SipMask, mask_positives
 
 INPUT = 32  # input (padded image) size; the basis masks are INPUT / 2
 BASIS = INPUT // 2
@@ -69,9 +70,10 @@ def _gt_masks() -> torch.Tensor:
     return masks
 
 
-def _inputs():
-    """One image's points, outputs and target (all float32 / int64), in the order `_hand_loss` reads them."""
-    generator = torch.Generator().manual_seed(0)
+def _inputs(seed: int = 0):
+    """One image's points, outputs and target (all float32 / int64), in the order `_hand_loss` reads them.
+    The seed draws the coefficients and basis masks."""
+    generator = torch.Generator().manual_seed(seed)
     points = torch.tensor([p[0] for p in POINTS])  # [P, 2]
     reg = torch.tensor(
         [
@@ -91,12 +93,26 @@ def _inputs():
     return points, cls, reg, coefficients, basis_masks, labels, matched_gt, target
 
 
-def _method_loss(model: SipMask, inputs) -> torch.Tensor:
-    """`_image_mask_loss` on the inputs, its positives and boxes chosen by `mask_positives`."""
-    points, cls, reg, coefficients, basis_masks, labels, matched_gt, target = inputs
-    positives, boxes = mask_positives(points, reg, labels > 0)
-    return model._image_mask_loss(
-        positives, boxes, cls, coefficients, basis_masks, labels, matched_gt, target
+def _method_loss(model: SipMask, images) -> torch.Tensor:
+    """`_mask_loss` of a batch of images (each as `_inputs` gives it), with the positives and boxes
+    `mask_positives` chooses in each."""
+    chosen = [mask_positives(points, reg, labels > 0) for points, _, reg, _, _, labels, _, _ in images]
+    assigned = BatchAssignment(
+        points=images[0][0],
+        strides=None,
+        labels=torch.stack([image[5] for image in images]),  # [B, P]
+        box_targets=None,
+        matched_gt=torch.stack([image[6] for image in images]),  # [B, P]
+        positive=None,
+        mask_positives=[index for index, _ in chosen],
+        mask_boxes=[boxes for _, boxes in chosen],
+    )
+    return model._mask_loss(
+        assigned,
+        torch.stack([image[1] for image in images]),  # cls [B, P, C]
+        torch.stack([image[3] for image in images]),  # coefficients [B, P, Q, M]
+        torch.stack([image[4] for image in images]),  # basis masks [B, M, H, W]
+        [image[7] for image in images],
     )
 
 
@@ -189,7 +205,7 @@ def _hand_loss(inputs, crop="predicted", score="gt_class", iou="input_pixels") -
 # ---- tests -----------------------------------------------------------------------------------------
 
 
-def test_image_mask_loss_equals_the_hand_loop():
+def test_mask_loss_equals_the_hand_loop():
     """The method's value is the hand loop's: predicted boxes crop, GT-class score x input-pixel IoU
     weights, assigned GT masks halved, dropped tiny box, N = kept positives."""
     inputs = _inputs()
@@ -197,17 +213,41 @@ def test_image_mask_loss_equals_the_hand_loop():
     # As in training: gradients are recorded for the coefficients and basis masks.
     coefficients = coefficients.clone().requires_grad_()
     basis_masks = basis_masks.clone().requires_grad_()
-    loss = _method_loss(_model(), (points, cls, reg, coefficients, basis_masks, labels, matched_gt, target))
+    loss = _method_loss(_model(), [(points, cls, reg, coefficients, basis_masks, labels, matched_gt, target)])
     assert loss.requires_grad  # still connected to the coefficients and basis masks
     expected = _hand_loss(inputs)
     torch.testing.assert_close(loss.detach(), torch.tensor(expected, dtype=loss.dtype), rtol=1e-5, atol=1e-6)
+
+
+def test_mask_loss_of_a_batch_is_the_mean_of_its_images():
+    """Three images in one batch: the mean of their hand losses, each image's alpha normalised over its
+    own positives and divided by its own N. The second image's GTs come second in the batch (its
+    positives must read GT rows 3-5 of the batch), the third has no positive (it adds 0 to the mean)."""
+    first, second = _inputs(0), _inputs(1)
+    points, cls, reg, coefficients, basis_masks, labels, matched_gt, target = _inputs(2)
+    # The second image's GT masks differ from the first's, so that reading the first image's masks fails.
+    second_target = dict(second[7], masks=second[7]["masks"].flip(-1))
+    second = (*second[:7], second_target)
+    empty = (
+        points,
+        cls,
+        reg,
+        coefficients,
+        basis_masks,
+        torch.zeros_like(labels),
+        -torch.ones_like(matched_gt),
+        target,
+    )
+    loss = _method_loss(_model(), [first, second, empty])
+    expected = (_hand_loss(first) + _hand_loss(second)) / 3
+    torch.testing.assert_close(loss, torch.tensor(expected, dtype=loss.dtype), rtol=1e-5, atol=1e-6)
 
 
 @pytest.fixture(scope="module")
 def method_loss() -> tuple[tuple, float]:
     """The inputs and the method's loss, computed once for the parametrised test below."""
     inputs = _inputs()
-    return inputs, float(_method_loss(_model(), inputs))
+    return inputs, float(_method_loss(_model(), [inputs]))
 
 
 @pytest.mark.parametrize(

@@ -87,7 +87,9 @@ class TrainSamples(Dataset):
 
     def __getitem__(self, position: int) -> tuple[Any, ...]:
         with torch.random.fork_rng(devices=[]):  # the global CPU generator is left as it was
-            torch.manual_seed(sample_seed(self.seed, position))
+            # The CPU generator only: torch.manual_seed would also (lazily) reseed every GPU's
+            # generator, which fork_rng(devices=[]) does not restore afterwards.
+            torch.default_generator.manual_seed(sample_seed(self.seed, position))
             if hasattr(self.dataset, "set_epoch"):
                 self.dataset.set_epoch(position // len(self.dataset))
             item = self.dataset[self.index(position)]
