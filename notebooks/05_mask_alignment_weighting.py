@@ -65,7 +65,7 @@ print("alignment_weight =", config.alignment_weight)
 # %% [markdown]
 # ## The positives, their scores s_j and overlaps o_j
 #
-# The steps of `SipMask._image_mask_loss`, written out: FCOS assigns every point of every level to a
+# The steps of `SipMask._mask_loss` for one image, written out: FCOS assigns every point of every level to a
 # ground truth or to the background; each positive point predicts a box (decoded from its
 # (l, t, r, b), detached, halved to basis-map pixels); $s_j$ is the sigmoid of the logit of its
 # ground-truth class and $o_j$ the IoU of its predicted box with its ground-truth box.

@@ -49,7 +49,7 @@ from .timing import (
 )
 
 RUN_FORMAT = "sipmask_ref.compare_run/1"  # marker of one model's record
-DEFAULT_BUDGET_S = 290.0  # training seconds per model (about what cpu_tiny's 1700 iterations take)
+DEFAULT_BUDGET_S = 290.0  # training seconds per model (about what cpu_tiny's iterations take)
 DEFAULT_THREADS = 2
 CHECKPOINT_EVERY = 50  # iterations per engine.train call (resume granularity)
 EVAL_BATCH = 8  # images per forward pass in the AP evaluation (not in the timing)

@@ -83,7 +83,7 @@ def cmd_train_vis(args: argparse.Namespace, config: SipMaskConfig) -> dict[str, 
 
     Without --init-from, an image stage runs first (the authors start from a COCO-trained SipMask):
     train_image_stage trains SipMask on the annotated frames of the same training videos, with the
-    schedule of image_stage_config (cpu_tiny_vis: cpu_tiny's 1700 iterations; --image-stage-iters N
+    schedule of image_stage_config (cpu_tiny_vis: cpu_tiny's 1900 iterations; --image-stage-iters N
     overrides the length), into OUT/image_stage/checkpoint.pt; the fine-tuning then starts from that
     checkpoint as with --init-from. A finished stage of the same config is reused, a shorter one
     continued. --resume continues an image stage that was interrupted (no OUT/checkpoint.pt yet) and

@@ -16,7 +16,7 @@ model fine-tuned from random weights on the short VIS schedule is unusable. So `
 without --init-from first trains the image model SipMask (task 'image', the same backbone, channels,
 classes and switches as the VIS config) on the annotated frames of the same training videos
 (YTVISDataset mode 'images', each frame an independent image), for the schedule of
-image_stage_config (cpu_tiny_vis: cpu_tiny's 1700 iterations of 8 images with AdamW; other presets:
+image_stage_config (cpu_tiny_vis: cpu_tiny's 1900 iterations of 8 images with AdamW; other presets:
 their own schedule; --image-stage-iters overrides the length), into OUT/image_stage/checkpoint.pt,
 then fine-tunes SipMaskVIS from that checkpoint exactly as --init-from does. A finished stage
 (same config and classes) is reused, a shorter one continued; --no-image-stage fine-tunes from
@@ -90,7 +90,7 @@ def image_stage_config(vis_config: SipMaskConfig, preset_name: str) -> SipMaskCo
     `vis_config` (after the command line's changes: classes, seed, ...) with task 'image': the same
     model fields (backbone, channels, num_classes, switches, input), so that every image-model tensor
     fits SipMaskVIS. The schedule: for a preset in IMAGE_STAGE_PRESETS, the schedule_fields() of the
-    image preset it maps to (cpu_tiny_vis: cpu_tiny's from-scratch AdamW schedule, 1700 iterations of
+    image preset it maps to (cpu_tiny_vis: cpu_tiny's from-scratch AdamW schedule, 1900 iterations of
     8 images; --lr / --batch-size of the command line then apply to the fine-tuning only); for any
     other preset, vis_config's own schedule.
     """
