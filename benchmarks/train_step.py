@@ -7,8 +7,12 @@
    image with boxes of 12 to 40 basis pixels (measured in training: boxes cover about 12% of the map).
 2. The optimizer step over cpu_tiny's parameters: AdamW with fused=True (what engine.build_optimizer
    builds) against the default multi-tensor AdamW.
+3. The data of one step (8 training images of the synthetic benchmark read, flipped as in training and
+   collated): from a CocoInstances with cache=True, every item already read once (the later epochs
+   of a run), against one without (decoding every image and mask). Needs the synthetic benchmark
+   (`python -m sipmask_ref make-data`); skipped without it.
 
-    python benchmarks/train_step.py [--threads 2] [--repeats 30]
+    python benchmarks/train_step.py [--threads 2] [--repeats 30] [--data-root data]
 
 Prints the median milliseconds of each and the ratios. The two sides of each pair alternate round by
 round, so that machine noise hits them alike.
@@ -20,10 +24,14 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
 from sipmask_ref import SipMask, preset
+from sipmask_ref.data.coco import CocoInstances
+from sipmask_ref.data.transforms import collate
+from sipmask_ref.engine.samples import TrainSamples
 from sipmask_ref.losses import batch_mask_loss, mask_loss
 
 IMAGES, BASIS, SIZE, POSITIVES = 8, 16, 64, 40
@@ -90,6 +98,27 @@ def optimizer_steps() -> dict[str, Callable[[], None]]:
     return {"AdamW fused": fused.step, "AdamW default": default.step}
 
 
+def data_steps(data_root: Path) -> dict[str, Callable[[], None]] | None:
+    """Reading the next step's 8 items (cached / not cached), or None without the synthetic data."""
+    ann = data_root / "synthetic" / "annotations" / "instances_train.json"
+    images = data_root / "synthetic" / "images" / "train"
+    if not ann.is_file():
+        return None
+    cached = CocoInstances(ann, images, cache=True)
+    for index in range(len(cached)):
+        cached.load_item(index)  # the first epoch: every item read once
+    streams = {
+        "data cached": TrainSamples(cached, 0, 0.5),
+        "data decoded": TrainSamples(CocoInstances(ann, images), 0, 0.5),
+    }
+    positions = {name: iter(range(10**9)) for name in streams}
+
+    def step(name: str) -> None:
+        collate([streams[name][next(positions[name])] for _ in range(IMAGES)])
+
+    return {name: (lambda name=name: step(name)) for name in streams}
+
+
 def median_ms(pair: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
     """Median milliseconds of each callable, the callables alternating round by round."""
     for fn in pair.values():
@@ -109,6 +138,7 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--data-root", type=Path, default=Path("data"), help="holds synthetic/ (make-data)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     inputs = mask_loss_inputs(torch.Generator().manual_seed(0))
@@ -118,7 +148,9 @@ def main() -> None:
         args.repeats,
     )
     optimizer_ms = median_ms(optimizer_steps(), args.repeats)
-    for name, ms in (loss_ms | optimizer_ms).items():
+    data = data_steps(args.data_root)
+    data_ms = median_ms(data, args.repeats) if data is not None else {}
+    for name, ms in (loss_ms | optimizer_ms | data_ms).items():
         print(f"  {name:<22} {ms:7.2f} ms")
     loss_ratio = loss_ms["mask_loss per image"] / loss_ms["batch_mask_loss"]
     optimizer_ratio = optimizer_ms["AdamW default"] / optimizer_ms["AdamW fused"]
@@ -126,6 +158,11 @@ def main() -> None:
         f"mask loss, forward + backward: {loss_ratio:.2f}x faster in one pass; "
         f"optimizer step: {optimizer_ratio:.2f}x faster fused"
     )
+    if data_ms:
+        data_ratio = data_ms["data decoded"] / data_ms["data cached"]
+        print(f"data of a step: {data_ratio:.2f}x faster from the cache")
+    else:
+        print(f"data of a step: skipped, no synthetic benchmark under {args.data_root}")
 
 
 if __name__ == "__main__":

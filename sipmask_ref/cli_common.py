@@ -107,11 +107,14 @@ def checked_paths(
     return ann, folder
 
 
-def checked_dataset(ann: Path | str | None, images: Path | str | None, what: str) -> CocoInstances:
-    """A CocoInstances with both paths checked; bad files become one-line usage errors."""
+def checked_dataset(
+    ann: Path | str | None, images: Path | str | None, what: str, cache: bool = False
+) -> CocoInstances:
+    """A CocoInstances with both paths checked; bad files become one-line usage errors.
+    cache: keep the items in memory once read (CocoInstances' `cache`)."""
     ann, images = checked_paths(ann, images, what, ("annotation JSON", "image folder"))
     try:
-        dataset = CocoInstances(ann, images)
+        dataset = CocoInstances(ann, images, cache=cache)
     except (ValueError, FileNotFoundError) as error:
         raise UsageError(f"{what}: {error}") from None
     if len(dataset) == 0:

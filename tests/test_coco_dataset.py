@@ -163,3 +163,32 @@ def test_json_round_trip_of_fixture_is_valid(coco_files: CocoFiles) -> None:
     data = json.loads(coco_files.ann_file.read_text())
     dataset = load_coco(coco_files)
     assert len(dataset.coco.getAnnIds()) == len(data["annotations"])
+
+
+def test_cache_reads_each_image_once_and_returns_copies(coco_files: CocoFiles) -> None:
+    """With cache=True the items equal the uncached ones; the image file is decoded on the first read
+    only (deleting the files afterwards does not matter); a change made to a returned item does not
+    reach the next read; a subset (without_images) reads its own items right."""
+    plain = load_coco(coco_files)
+    cached = load_coco(coco_files, cache=True)
+    first = [cached[k] for k in range(len(cached))]
+    for path in coco_files.image_dir.iterdir():
+        path.unlink()  # from now on only the cache can serve the items
+    for k in range(len(cached)):
+        image, target = cached[k]
+        torch.testing.assert_close(image, first[k][0])
+        for key, value in target.items():
+            assert (
+                torch.equal(value, first[k][1][key]) if torch.is_tensor(value) else value == first[k][1][key]
+            )
+        image.zero_()
+        target["masks"].zero_()
+        again_image, again_target = cached[k]
+        torch.testing.assert_close(again_image, first[k][0])
+        assert torch.equal(again_target["masks"], first[k][1]["masks"])
+    with pytest.raises(FileNotFoundError):
+        plain[0]  # the uncached dataset reads the (now missing) file
+    dropped = cached.get_image_info(0)["id"]
+    subset = cached.without_images([dropped])
+    for k in range(len(subset)):
+        assert subset[k][1]["image_id"] == subset.get_image_info(k)["id"] != dropped

@@ -89,7 +89,10 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
     if args.iters is not None and args.iters < 0:
         raise UsageError(f"--iters must be >= 0, got {args.iters}")
     device = checked_device(args.device)
-    train_set = checked_dataset(train_ann, root / "synthetic" / "images" / "train", "training set")
+    # The 2000 training images are read ~8 times each: kept in memory after the first (about 0.5 GB).
+    train_set = checked_dataset(
+        train_ann, root / "synthetic" / "images" / "train", "training set", cache=True
+    )
     config = training_config(preset("cpu_tiny"), "cpu_tiny", train_set, task="image")
     train_image_model(config, "cpu_tiny", train_set, None, out, device, iters=args.iters, resume=resume)
 

@@ -69,7 +69,7 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
         train_ann, train_images = synthetic_split(root, "train")
     else:
         train_ann, train_images = args.train_ann, args.train_images
-    train_set = checked_dataset(train_ann, train_images, "training set")
+    train_set = checked_dataset(train_ann, train_images, "training set", cache=args.cache_images)
     val_set = None
     if args.val_ann is not None or args.val_images is not None:
         val_set = checked_dataset(args.val_ann, args.val_images, "validation set")
