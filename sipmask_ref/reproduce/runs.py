@@ -135,9 +135,12 @@ def load_finished_run(path: Path, config: SipMaskConfig) -> dict[str, Any] | Non
 
 
 def synthetic_datasets(data_root: Path) -> tuple[CocoInstances, CocoInstances]:
-    """(train, val) of the synthetic image benchmark under data_root/synthetic."""
+    """(train, val) of the synthetic image benchmark under data_root/synthetic; the training split keeps
+    its items in memory once read (CocoInstances' cache: every run reads each image several times)."""
     folder = data_root / "synthetic"
-    train = CocoInstances(folder / "annotations" / "instances_train.json", folder / "images" / "train")
+    train = CocoInstances(
+        folder / "annotations" / "instances_train.json", folder / "images" / "train", cache=True
+    )
     val = CocoInstances(folder / "annotations" / "instances_val.json", folder / "images" / "val")
     return train, val
 
