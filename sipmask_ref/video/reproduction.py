@@ -127,7 +127,7 @@ def reproduce(
     """Train cpu_tiny_vis once per seed on the synthetic videos, evaluate every tracker on it.
 
     Data: the synthetic video benchmark generated with `num_val_videos` validation videos into
-    <data_root>/video_reproduce (its 40 training videos and its first 10 validation videos are the
+    <data_root>/video_reproduce (its training videos and its first 10 validation videos are the
     default benchmark's; more validation videos make the table less noisy).
 
     Per seed: SipMaskVIS (cpu_tiny_vis, that seed) starts from ONE image checkpoint (default: the

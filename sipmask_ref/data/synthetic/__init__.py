@@ -146,7 +146,7 @@ def make_data(
     classes: Sequence[str] = SHAPE_CLASSES,
     adjacency: float | None = None,
     video: bool = True,
-    num_train_videos: int = 40,
+    num_train_videos: int = 250,
     num_val_videos: int = 10,
     num_frames: int = 8,
     force: bool = False,
