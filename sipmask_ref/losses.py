@@ -299,9 +299,8 @@ def batch_mask_loss(
             f"{tuple(gt_masks.shape)}"
         )
     keep = valid_mask_boxes(boxes)  # [N]
-    connected = coefficients.sum() * 0 + basis_masks.sum() * 0
     if not bool(keep.any()):
-        return connected.expand(num_images)
+        return (coefficients.sum() * 0 + basis_masks.sum() * 0).expand(num_images)
     boxes, coefficients, box_image = boxes[keep], coefficients[keep], box_image[keep]
     box_gt, weights = box_gt[keep], weights[keep]
 
@@ -316,4 +315,4 @@ def batch_mask_loss(
     weighted = instance_losses * weights.to(logits.dtype)  # [N]
     per_image = logits.new_zeros(num_images).index_add(0, box_image, weighted)  # [I]
     kept = torch.bincount(box_image, minlength=num_images).clamp(min=1).to(logits.dtype)  # [I]
-    return per_image / kept + connected
+    return per_image / kept  # images without kept boxes: 0, connected through index_add
