@@ -46,7 +46,7 @@ BOX_REPRESENTATION = 128  # width of the two fully connected layers of the box h
 BOX_ROIS_PER_IMAGE = 128  # proposals sampled per training image for the box / mask heads (torchvision: 512)
 MASK_HEAD_LAYERS = 2  # conv3x3 layers of D channels in the mask head (torchvision: 4 of 256)
 
-# AdamW learning rate of Mask R-CNN (SipMask keeps the preset's 4e-3). A stability check only, not a
+# AdamW learning rate of Mask R-CNN (SipMask keeps the preset's 3e-3). A stability check only, not a
 # tuning: build_mask_rcnn as here, 20 iterations of batch 8 on the synthetic train split from seed 0,
 # one thread, warm-up switched OFF (harsher than the real schedule, whose linear warm-up starts at
 # 0.1 x lr), mean total loss per 2 iterations:
@@ -55,7 +55,7 @@ MASK_HEAD_LAYERS = 2  # conv3x3 layers of D channels in the mask head (torchvisi
 #   1e-3: 3.89  2.88 2.68 2.58 1.91 2.11 1.96 2.15 1.88 1.97
 # None diverged. The late rises are loss_classifier / loss_box_reg (0.85 / 0.68 at 2e-3, 0.64 / 0.52
 # at 1e-3), which grow as the RPN learns and more sampled proposals are positives. 2e-3 is the largest
-# value without the early spike, half of SipMask's: a margin for a from-scratch two-stage model that
+# value without the early spike, below SipMask's: a margin for a from-scratch two-stage model that
 # does not starve it in a schedule of a few hundred iterations. Which value gives the best AP was not
 # measured: compare --lr mask_rcnn=4e-3 and mask_rcnn=1e-3 gives the sensitivity.
 MASK_RCNN_LR = 2e-3

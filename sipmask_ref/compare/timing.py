@@ -53,7 +53,7 @@ def budget_config(config: SipMaskConfig, iters: int) -> SipMaskConfig:
     """`config` trained for `iters` iterations: its schedule scaled to that length.
 
     max_iters = iters; every lr step lands at the same fraction of the run as in `config`
-    (cpu_tiny: 1475 and 1785 of 1900 -> 78% and 94%), rounded, within 1..iters, duplicates merged;
+    (cpu_tiny: 1800 of 1900 -> 95%), rounded, within 1..iters, duplicates merged;
     the warm-up keeps `config`'s method, factor and length (cpu_tiny: linear from 0.1 over 100
     iterations), cut at the first lr step so that it never overlaps a decay. Everything else
     (optimizer, lr, weight decay, batch, seed, weight averaging) is `config`'s.
