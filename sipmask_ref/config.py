@@ -368,8 +368,9 @@ def cpu_tiny() -> SipMaskConfig:
 
     The schedule at 1900 iterations (mask AP on the val split, seed 0 unless said): lr 4e-3 with
     steps at 1475 and 1785: 27.1; steps at 1700 and 1850: 30.1; one step at 1800: 30.7; lr 3e-3
-    with one step at 1800 (kept): 35.1, and 32.6 with seed 1; lr 2e-3, one step at 1800: 27.1.
-    Batch 4 for 3400 iterations (the same time) with one step at 95%: 31.6 at lr 3e-3, 30.7 at 4e-3.
+    with one step at 1800 (kept): 35.1, and 32.6 / 32.3 with seeds 1 / 2; lr 2e-3, one step at
+    1800: 27.1. Batch 4 for 3400 iterations (the same time) with one step at 95%: 31.6 at lr 3e-3,
+    30.7 at 4e-3.
 
     Measured on this benchmark (mask AP on the val split, one run each, 1800 iterations unless said):
     AdamW was ahead of SGD at lr 0.01, 0.04 and 0.1, and lr 4e-3 ahead of 2e-3 and 8e-3 (9.6 vs 7.3
