@@ -11,13 +11,6 @@ from sipmask_ref import compare
 from sipmask_ref.config import preset
 
 
-def test_calibrated_step_is_the_median_so_one_stall_costs_no_iterations() -> None:
-    # the calibration that cpu_tiny measured with one stalled step: mean 0.230 s, median 0.175 s
-    timing = {"mean_s": 0.230, "median_s": 0.175, "min_s": 0.160, "max_s": 0.98, "steps": 15}
-    assert compare.calibrated_step_s(timing) == 0.175
-    assert compare.iterations_for_budget(290, compare.calibrated_step_s(timing)) == 1657  # not 1260
-
-
 def test_iterations_for_budget() -> None:
     assert compare.iterations_for_budget(240, 0.5) == 480
     assert compare.iterations_for_budget(240, 0.7) == 342  # int(342.86): whole steps within the budget

@@ -15,8 +15,7 @@ A package, read in this order (each module imports only those above it):
     models.py   ModelSpec / MODELS (the three models), build_mask_rcnn on our body + FPN
                 (PyramidAdapter; every choice in its docstring), load_mask_rcnn, base_config,
                 build_model / load_model, count_parameters; the recipe every model shares
-    timing.py   the same budget: time_training_steps (the calibration), calibrated_step_s (its
-                median step), iterations_for_budget,
+    timing.py   the same budget: time_training_steps (the calibration), iterations_for_budget,
                 budget_config (the schedule scaled to the iterations), time_inference (ms per image)
     report.py   to_markdown and write_report: OUT/speed_accuracy.{json,md}
     runs.py     run_model (calibrate, train resumably, time and evaluate one model -> its record) and
@@ -70,7 +69,6 @@ from .timing import (
     INFERENCE_IMAGES,
     INFERENCE_WARMUP,
     budget_config,
-    calibrated_step_s,
     iterations_for_budget,
     time_inference,
     time_training_steps,
@@ -103,7 +101,6 @@ __all__ = [
     "budget_config",
     "build_mask_rcnn",
     "build_model",
-    "calibrated_step_s",
     "command_line",
     "compare",
     "count_parameters",

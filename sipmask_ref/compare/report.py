@@ -61,7 +61,7 @@ def to_markdown(report: dict[str, Any]) -> str:
             f"Each model was trained from scratch on the {settings['train_images']} training images of "
             f"`{settings['data']}` for the same budget of {settings['budget_s']:g} s: its step time "
             f"({settings['batch_size']} images) was calibrated ({settings['calibration']['warmup']} warm-up, "
-            f"then the median of {settings['calibration']['steps']} steps) and it trained for "
+            f"then the mean of {settings['calibration']['steps']} steps) and it trained for "
             f"int(budget / step) iterations ('train s' is the measured time), with the "
             f"{settings['base_preset']} recipe (AdamW, schedule scaled to the iterations; lr: {lrs or '-'}). "
             f"AP: COCOeval on the "

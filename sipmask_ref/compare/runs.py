@@ -43,7 +43,6 @@ from .timing import (
     INFERENCE_IMAGES,
     INFERENCE_WARMUP,
     budget_config,
-    calibrated_step_s,
     iterations_for_budget,
     time_inference,
     time_training_steps,
@@ -87,7 +86,7 @@ def run_settings(
         "threads": threads,
         "config": config_json(config),  # before budget_config: the preset, switches, classes, lr
         "mask_threshold": spec.mask_threshold,
-        "calibration": {"warmup": calibration[0], "steps": calibration[1], "step_time": "median"},
+        "calibration": {"warmup": calibration[0], "steps": calibration[1]},
         "inference": {"warmup": inference[0], "images": inference[1]},
         "checkpoint_every": CHECKPOINT_EVERY,
         "train_images": len(train_set),
@@ -122,8 +121,8 @@ def _calibrate(
     timing = time_training_steps(build_model(spec, config), config, train_set, warmup, steps)
     write_record({"settings": settings, "timing": timing}, path)
     log(
-        f"{spec.name}: calibrated {calibrated_step_s(timing):.3f} s per step of {config.batch_size} "
-        f"images (median of {timing['steps']}; mean {timing['mean_s']:.3f} s)"
+        f"{spec.name}: calibrated {timing['mean_s']:.3f} s per step of {config.batch_size} images "
+        f"(mean of {timing['steps']}; median {timing['median_s']:.3f} s)"
     )
     return timing
 
@@ -228,13 +227,13 @@ def run_model(
     try:
         folder = model_dir(work_dir, spec.name)
         timing = _calibrate(spec, config, train_set, settings, folder, log)
-        iters = iterations_for_budget(budget_s, calibrated_step_s(timing))
+        iters = iterations_for_budget(budget_s, timing["mean_s"])
         trained_config = budget_config(config, iters)
         log(
             f"{spec.name}: {iters} iterations fit {budget_s:g} s (lr {trained_config.lr:g}, "
             f"lr steps {list(trained_config.lr_steps)}, warm-up {trained_config.warmup_iters})"
         )
-        training = _train(spec, trained_config, train_set, folder, calibrated_step_s(timing), log)
+        training = _train(spec, trained_config, train_set, folder, timing["mean_s"], log)
 
         model = load_model(spec, folder / checkpoints.CHECKPOINT_NAME)
         speed = time_inference(model, val_set, images=inference[1], warmup=inference[0])

@@ -49,16 +49,6 @@ def iterations_for_budget(budget_s: float, step_s: float) -> int:
     return max(1, int(budget_s / step_s))
 
 
-def calibrated_step_s(timing: dict[str, float]) -> float:
-    """The step time a budget is divided by: the MEDIAN of the timed steps of `time_training_steps`.
-
-    Not the mean: one stalled step (measured: a mean of 0.230 s against a median of 0.175 s over 15
-    steps of cpu_tiny, which then trained at 0.186 s per step) would cost a model a fifth of its
-    iterations.
-    """
-    return timing["median_s"]
-
-
 def budget_config(config: SipMaskConfig, iters: int) -> SipMaskConfig:
     """`config` trained for `iters` iterations: its schedule scaled to that length.
 
