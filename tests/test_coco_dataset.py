@@ -165,6 +165,15 @@ def test_json_round_trip_of_fixture_is_valid(coco_files: CocoFiles) -> None:
     assert len(dataset.coco.getAnnIds()) == len(data["annotations"])
 
 
+def assert_same_item(item: tuple[torch.Tensor, dict], expected: tuple[torch.Tensor, dict]) -> None:
+    """Equal images and equal targets, key by key (tensors element-wise)."""
+    torch.testing.assert_close(item[0], expected[0])
+    assert item[1].keys() == expected[1].keys()
+    for key, value in item[1].items():
+        other = expected[1][key]
+        assert torch.equal(value, other) if torch.is_tensor(value) else value == other
+
+
 def test_cache_reads_each_image_once_and_returns_copies(coco_files: CocoFiles) -> None:
     """With cache=True the items equal the uncached ones; the image file is decoded on the first read
     only (deleting the files afterwards does not matter); a change made to a returned item does not
@@ -172,20 +181,16 @@ def test_cache_reads_each_image_once_and_returns_copies(coco_files: CocoFiles) -
     plain = load_coco(coco_files)
     cached = load_coco(coco_files, cache=True)
     first = [cached[k] for k in range(len(cached))]
+    for k in range(len(cached)):
+        assert_same_item(first[k], plain[k])  # the cached items are the uncached ones
     for path in coco_files.image_dir.iterdir():
         path.unlink()  # from now on only the cache can serve the items
     for k in range(len(cached)):
         image, target = cached[k]
-        torch.testing.assert_close(image, first[k][0])
-        for key, value in target.items():
-            assert (
-                torch.equal(value, first[k][1][key]) if torch.is_tensor(value) else value == first[k][1][key]
-            )
+        assert_same_item((image, target), first[k])
         image.zero_()
         target["masks"].zero_()
-        again_image, again_target = cached[k]
-        torch.testing.assert_close(again_image, first[k][0])
-        assert torch.equal(again_target["masks"], first[k][1]["masks"])
+        assert_same_item(cached[k], first[k])
     with pytest.raises(FileNotFoundError):
         plain[0]  # the uncached dataset reads the (now missing) file
     dropped = cached.get_image_info(0)["id"]
