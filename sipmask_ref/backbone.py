@@ -11,6 +11,9 @@ Deliberate differences from the authors' code:
 - torchvision's `FeaturePyramidNetwork` initialises its convs with kaiming-uniform (a=1); mmdet's
   FPN uses xavier-uniform.
 - A 'tiny' backbone of our own (below) that trains from scratch on a CPU in minutes.
+
+Both bodies also return C2 (stride 4), which the FPN does not use: the optional stride-4 refinement
+of the basis masks reads it (`SipMaskConfig.basis_detail`, basis_masks.py).
 """
 
 from __future__ import annotations
@@ -30,11 +33,11 @@ from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 from .config import SipMaskConfig
 
 # Channels of C3, C4, C5 (outputs of ResNet stages 2, 3, 4).
-RESNET_CHANNELS = {
-    "resnet18": (128, 256, 512),
-    "resnet34": (128, 256, 512),
-    "resnet50": (512, 1024, 2048),
-    "resnet101": (512, 1024, 2048),
+RESNET_CHANNELS = {  # C2, C3, C4, C5
+    "resnet18": (64, 128, 256, 512),
+    "resnet34": (64, 128, 256, 512),
+    "resnet50": (256, 512, 1024, 2048),
+    "resnet101": (256, 512, 1024, 2048),
 }
 
 
@@ -79,7 +82,7 @@ class FrozenBatchNorm2d(torchvision_misc.FrozenBatchNorm2d):  # type: ignore[mis
 
 
 class ResNetBody(nn.Module):
-    """A torchvision ResNet cut after stage 4, returning C3, C4, C5 (strides 8, 16, 32).
+    """A torchvision ResNet cut after stage 4, returning C2, C3, C4, C5 (strides 4, 8, 16, 32).
 
     As the authors: the stem and the first `frozen_stages` stages get no gradient, and BatchNorm is
     frozen (FrozenBatchNorm2d keeps ImageNet statistics and affine parameters fixed).
@@ -93,7 +96,8 @@ class ResNetBody(nn.Module):
             resnet.load_state_dict(load_imagenet_weights(arch))
         self.stem = nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool)
         self.stages = nn.ModuleList([resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4])
-        self.out_channels = RESNET_CHANNELS[arch]
+        self.c2_channels, *c3_to_c5 = RESNET_CHANNELS[arch]
+        self.out_channels = tuple(c3_to_c5)  # of C3, C4, C5: what the FPN reads
         self.frozen_modules = [self.stem, *self.stages[:frozen_stages]] if frozen_stages > 0 else []
         for module in self.frozen_modules:
             module.requires_grad_(False)
@@ -111,7 +115,7 @@ class ResNetBody(nn.Module):
         for stage in self.stages:
             x = stage(x)
             features.append(x)
-        return features[1:]  # C3, C4, C5
+        return features  # C2, C3, C4, C5
 
 
 def _conv_bn_relu(in_channels: int, out_channels: int, stride: int) -> nn.Sequential:
@@ -123,7 +127,7 @@ def _conv_bn_relu(in_channels: int, out_channels: int, stride: int) -> nn.Sequen
 
 
 class TinyBody(nn.Module):
-    """A small from-scratch CNN with the ResNet interface: C3, C4, C5 at strides 8, 16, 32.
+    """A small from-scratch CNN with the ResNet interface: C2, C3, C4, C5 at strides 4, 8, 16, 32.
 
     Five stages of two conv3x3-BN-ReLU blocks (the first with stride 2), 32-256 channels. About
     1.2 M parameters; at 128x128 input a forward pass costs a few milliseconds on a CPU.
@@ -142,7 +146,8 @@ class TinyBody(nn.Module):
             )
             in_channels = width
         self.stages = nn.ModuleList(stages)  # strides 2, 4, 8, 16, 32
-        self.out_channels = tuple(widths[2:])
+        self.c2_channels = widths[1]
+        self.out_channels = tuple(widths[2:])  # of C3, C4, C5: what the FPN reads
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
@@ -153,7 +158,7 @@ class TinyBody(nn.Module):
         for stage in self.stages:
             x = stage(x)
             features.append(x)
-        return features[2:]  # C3, C4, C5
+        return features[1:]  # C2, C3, C4, C5
 
 
 class BackboneWithFPN(nn.Module):
@@ -175,9 +180,13 @@ class BackboneWithFPN(nn.Module):
         self.out_channels = fpn_channels
 
     def forward(self, images: Tensor) -> list[Tensor]:
-        c3, c4, c5 = self.body(images)
+        return self.forward_with_c2(images)[0]
+
+    def forward_with_c2(self, images: Tensor) -> tuple[list[Tensor], Tensor]:
+        """Images -> ([P3, P4, P5, P6, P7], C2): the pyramid and the body's stride-4 features."""
+        c2, c3, c4, c5 = self.body(images)
         pyramid = self.fpn(OrderedDict([("p3", c3), ("p4", c4), ("p5", c5)]))
-        return list(pyramid.values())  # P3, P4, P5, P6, P7
+        return list(pyramid.values()), c2  # P3..P7, [B, C2, H/4, W/4]
 
 
 def build_backbone(config: SipMaskConfig) -> BackboneWithFPN:

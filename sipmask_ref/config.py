@@ -72,6 +72,7 @@ class SipMaskConfig:
     num_basis: int = 32  # M basis masks (m in the paper)
     basis_hidden_channels: int = 512  # channels of the 1x1 conv in the basis-mask branch
     basis_activation: str = "relu"  # last activation of the basis branch: 'relu' (authors) | 'softplus'
+    basis_detail: bool = False  # refine the basis masks at stride 4 with the body's C2 (not in the paper)
     strides: tuple[int, ...] = FPN_STRIDES  # strides of P3..P7 in input pixels: always FPN_STRIDES
 
     # ---- ablation switches (paper §4.3) ------------------------------------------------------
@@ -406,6 +407,7 @@ def cpu_tiny() -> SipMaskConfig:
         max_iters=1900,
         batch_size=8,
         basis_activation="softplus",
+        basis_detail=True,
     )
 
 

@@ -121,6 +121,7 @@ class SipMask(nn.Module):
             config.basis_hidden_channels,
             config.basis_source,
             config.basis_activation,
+            self.backbone.body.c2_channels if config.basis_detail else 0,
         )
 
     # ---- input -------------------------------------------------------------------------------
@@ -170,9 +171,9 @@ class SipMask(nn.Module):
 
         Basis masks are [B, M, Hp/2, Wp/2] (stride 2 of the padded input).
         """
-        features = self.backbone(images)  # P3..P7
+        features, c2 = self.backbone.forward_with_c2(images)  # P3..P7, C2 (stride 4)
         outputs = self.head(features)
-        basis_masks = self.basis_masks(outputs.reg_features[:3])  # [B, M, Hp/2, Wp/2]
+        basis_masks = self.basis_masks(outputs.reg_features[:3], c2)  # [B, M, Hp/2, Wp/2]
         return features, outputs, basis_masks
 
     def forward(

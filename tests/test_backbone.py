@@ -27,6 +27,19 @@ def test_tiny_backbone_gives_p3_to_p7_at_strides_8_to_128():
     assert all(f.shape[:2] == (2, 64) for f in features)
 
 
+@pytest.mark.parametrize("arch", ["tiny", "resnet18"])
+def test_backbone_also_returns_the_bodys_c2_at_stride_4(arch):
+    torch.manual_seed(0)
+    config = replace(preset("cpu_tiny"), backbone=arch)
+    backbone = build_backbone(config).eval()
+    images = torch.randn(1, 3, 64, 96)
+    features, c2 = backbone.forward_with_c2(images)
+    assert c2.shape == (1, backbone.body.c2_channels, 16, 24)
+    assert backbone.body.c2_channels == (32 if arch == "tiny" else 64)
+    for a, b in zip(features, backbone(images), strict=True):
+        torch.testing.assert_close(a, b)
+
+
 def test_resnet_backbone_shapes_frozen_stem_and_stage1():
     torch.manual_seed(0)
     config = replace(preset("paper_r50_544"), backbone="resnet18", pretrained_backbone=False, fpn_channels=32)

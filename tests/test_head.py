@@ -133,6 +133,41 @@ def test_contextual_basis_masks_use_p4_and_p5_and_ignore_p6_p7():
     torch.testing.assert_close(base, changed_p7)
 
 
+def test_basis_refinement_reads_c2_starts_as_the_coarse_maps_and_can_place_finer_detail():
+    torch.manual_seed(0)
+    branch = ContextualBasisMasks(8, num_basis=4, hidden_channels=8, activation="softplus", detail_channels=6)
+    torch.nn.init.normal_(branch.reduce.weight)
+    torch.nn.init.normal_(branch.predict.weight)
+    features = _pyramid(batch=2, channels=8, height=64, width=96)  # P3 8 x 12
+    c2 = torch.randn(2, 6, 16, 24)  # stride 4
+    with pytest.raises(ValueError, match="needs the body's C2"):
+        branch(features)
+    with pytest.raises(ValueError, match="needs the body's C2"):
+        branch(features, c2[..., :12])
+    # The refinement starts at zero: the maps are the coarse logits at stride 8, upsampled x2,
+    # activated, upsampled x2 again; C2 does not change them yet.
+    basis = branch(features, c2)
+    assert basis.shape == (2, 4, 32, 48)  # stride 2
+    x = torch.cat(
+        [features[0], *(F.interpolate(f, size=(8, 12), mode="bilinear") for f in features[1:3])], dim=1
+    )
+    coarse = F.interpolate(branch.predict(F.relu(branch.reduce(x))), scale_factor=2, mode="bilinear")
+    torch.testing.assert_close(basis, F.interpolate(F.softplus(coarse), scale_factor=2, mode="bilinear"))
+    torch.testing.assert_close(branch(features, torch.zeros_like(c2)), basis)
+    # Once trained, a pixel of C2 moves the maps around that pixel only: detail at stride 4, where
+    # the coarse maps change over 8-pixel cells.
+    assert branch.refine is not None
+    torch.nn.init.normal_(branch.refine.weight)
+    poked = c2.clone()
+    poked[0, :, 8, 12] += 5.0
+    change = (branch(features, poked) - branch(features, c2)).abs().amax(dim=1)  # [B, 32, 48]
+    assert change[1].max() == 0  # the other image
+    changed_rows, changed_cols = torch.nonzero(change[0] > 1e-6, as_tuple=True)
+    # a 3x3 conv at stride 4, then x2 bilinear: within 2 C2 pixels = 4 basis pixels of (16, 24)
+    assert changed_rows.min() >= 16 - 5 and changed_rows.max() <= 16 + 5
+    assert changed_cols.min() >= 24 - 5 and changed_cols.max() <= 24 + 5
+
+
 def _deform_inputs(b: int, d: int, h: int, w: int, groups: int = 4, seed: int = 0):
     """Features, offsets and a kernel; every sampling position keeps >= 0.05 px from an integer,
     where bilinear interpolation has a kink and two correct kernels may pick different one-sided

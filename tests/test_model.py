@@ -50,6 +50,7 @@ def test_paper_r50_544_trains_on_cpu_one_image():
     head_grad = model.head.spatial_coefficients.conv.weight.grad
     assert head_grad is not None and head_grad.abs().sum() > 0
     assert model.basis_masks.predict.weight.grad.abs().sum() > 0
+    assert model.basis_masks.refine is None  # the paper's branch: no stride-4 refinement
     assert model.backbone.body.stages[1][0].conv1.weight.grad is not None
     assert model.backbone.body.stem[0].weight.grad is None  # frozen stem
     assert without_gradient(model) == []  # DistributedDataParallel needs no find_unused_parameters
@@ -57,7 +58,16 @@ def test_paper_r50_544_trains_on_cpu_one_image():
 
 @pytest.mark.parametrize(
     "changes",
-    [{}, {"sub_regions": (1, 1), "basis_source": "p3", "feature_alignment": False, "use_gn": False}],
+    [
+        {},  # with the stride-4 basis refinement (cpu_tiny's basis_detail)
+        {
+            "sub_regions": (1, 1),
+            "basis_source": "p3",
+            "feature_alignment": False,
+            "use_gn": False,
+            "basis_detail": False,
+        },
+    ],
 )
 def test_every_trainable_parameter_gets_a_gradient_with_or_without_positives(changes):
     """engine.train wraps the model in DDP without find_unused_parameters: one backward must reach every
