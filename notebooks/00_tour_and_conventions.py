@@ -396,7 +396,7 @@ print("parameters:", sum(p.numel() for p in model.parameters()))
 
 # %%
 trained, trained_config = tutorial.trained_model()
-captured = {}  # module name -> its output for P3 (a list [C3, C4, C5] for the body)
+captured = {}  # module name -> its output for P3 (a list [C2, C3, C4, C5] for the body)
 
 
 def keep_first(name: str):
@@ -425,7 +425,8 @@ found = inside["detections"][0]
 n, q, m = found["coefficients"].shape
 shapes = {
     "input": inside["images"].shape,
-    **{f"C{k + 3}": c.shape for k, c in enumerate(captured["body"])},
+    # C3-C5 feed the FPN; C2 feeds cpu_tiny's basis refinement (not in the paper's figure, notebook 03)
+    **{f"C{k + 3}": c.shape for k, c in enumerate(captured["body"][1:])},
     **{f"P{k + 3}": p.shape for k, p in enumerate(inside["features"])},
     **{
         name: captured[name].shape

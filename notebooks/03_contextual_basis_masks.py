@@ -36,6 +36,13 @@
 # conv, which is also followed by a ReLU (basis masks are non-negative; the `cpu_tiny` model used here ends
 # with softplus instead, see section 1); with P3 at stride 8, the ×4 upsampling puts the basis masks at
 # **stride 2** of the input.
+#
+# One more difference of `cpu_tiny`, not in the paper: it **refines the maps at stride 4**
+# (`config.basis_detail`). Maps computed at stride 8 and upsampled cannot hold a detail finer than about 8
+# input pixels, and neither can any mask combined from them; the synthetic shapes are 24–80 px, and a
+# ring's band is a few pixels wide. So the stride-8 logits are upsampled ×2, corrected by a 3×3 conv that
+# also reads the backbone's stride-4 features C2, then activated and upsampled ×2 to stride 2. Section 2
+# re-derives that step too; `basis_masks.py` has the measurements behind it.
 
 # %%
 import dataclasses
@@ -230,7 +237,8 @@ plt.show()
 # The module's input is the regression-tower output of each level, which the head computes and which
 # `forward_intermediates` does not return; we recompute it from the FPN features. Then, in the words of
 # §3.2: P4 and P5 are bilinearly upsampled to P3's size, the three are concatenated, convolved down to $m$
-# channels, and upsampled ×4.
+# channels, and upsampled ×4. With `basis_detail` (this model) the ×4 is split in two: ×2, the stride-4
+# correction from C2, the activation, ×2.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -248,11 +256,19 @@ with torch.no_grad():
     )
     branch = model.basis_masks
     x = F.relu(branch.reduce(x))  # 1x1 conv, 3D -> hidden channels
-    x = branch.predict(x)  # 3x3 conv -> M channels
-    x = F.softplus(x) if model.config.basis_activation == "softplus" else F.relu(x)  # non-negative
-    mine = F.interpolate(x, scale_factor=4, mode="bilinear", align_corners=False)
+    x = branch.predict(x)  # 3x3 conv -> M channels, stride 8
+    activation = F.softplus if model.config.basis_activation == "softplus" else F.relu  # non-negative
+    if branch.refine is None:  # the paper's branch
+        mine = F.interpolate(activation(x), scale_factor=4, mode="bilinear", align_corners=False)
+    else:  # cpu_tiny's stride-4 refinement
+        _, c2 = model.backbone.forward_with_c2(inside["images"])  # [1, D, Hp/4, Wp/4]
+        x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)  # stride 4
+        x = x + branch.refine(torch.cat([x, c2], dim=1))  # the correction from C2
+        mine = F.interpolate(activation(x), scale_factor=2, mode="bilinear", align_corners=False)
 torch.testing.assert_close(mine, inside["basis_masks"])
 print("P3, P4, P5 tower outputs:", [tuple(f.shape) for f in reg_features])
+if branch.refine is not None:
+    print("C2 (stride 4):", tuple(c2.shape), "-> refined at", tuple(x.shape[-2:]))
 print(
     "concatenated at P3 size:",
     (1, 3 * p3.shape[1], *size),
@@ -301,7 +317,7 @@ def input_gradient(source: str) -> torch.Tensor:
     torch.manual_seed(0)
     net = SipMask(dataclasses.replace(preset("cpu_tiny"), basis_source=source)).eval()
     x = torch.randn(1, 3, 256, 256, generator=torch.Generator().manual_seed(1), requires_grad=True)
-    basis_masks = net.basis_masks(net.head(net.backbone(x)).reg_features[:3])  # [1, M, 128, 128]
+    _, _, basis_masks = net.run_network(x)  # [1, M, 128, 128]
     basis_masks[0, :, 64, 64].sum().backward()  # the basis pixel at the image centre
     return x.grad.abs().sum(1)[0]  # [256, 256]
 

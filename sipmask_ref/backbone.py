@@ -186,7 +186,7 @@ class BackboneWithFPN(nn.Module):
         """Images -> ([P3, P4, P5, P6, P7], C2): the pyramid and the body's stride-4 features."""
         c2, c3, c4, c5 = self.body(images)
         pyramid = self.fpn(OrderedDict([("p3", c3), ("p4", c4), ("p5", c5)]))
-        return list(pyramid.values()), c2  # P3..P7, [B, C2, H/4, W/4]
+        return list(pyramid.values()), c2  # P3..P7, [B, D, H/4, W/4] (D = body.c2_channels)
 
 
 def build_backbone(config: SipMaskConfig) -> BackboneWithFPN:

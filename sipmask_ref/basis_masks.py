@@ -94,7 +94,7 @@ class ContextualBasisMasks(nn.Module):
         """Regression-tower outputs [P3, P4, P5, ...] (each [B, D, H_l, W_l]) -> [B, M, 4H, 4W].
 
         H x W is the size of P3 (stride 8), so the basis masks are at stride 2.
-        Levels after P5 are ignored (the paper excludes P6 and P7). `c2` [B, C2, 2H, 2W], the
+        Levels after P5 are ignored (the paper excludes P6 and P7). `c2` [B, D, 2H, 2W], the
         body's stride-4 features, is needed with the refinement and ignored without it.
         """
         p3 = tower_features[0]

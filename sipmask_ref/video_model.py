@@ -130,9 +130,9 @@ class SipMaskVIS(SipMask):
                 )
             )
         ]
-        features = self.backbone(batch.images)  # P3..P7 of the 2B frames, shared weights
+        features, c2 = self.backbone.forward_with_c2(batch.images)  # P3..P7, C2 of the 2B frames
         outputs = self.head([f[:num] for f in features])  # the detector runs on the current frames
-        basis_masks = self.basis_masks(outputs.reg_features[:3])  # [B, M, Hp/2, Wp/2]
+        basis_masks = self.basis_masks(outputs.reg_features[:3], c2[:num])  # [B, M, Hp/2, Wp/2]
         assignment = self.assign(outputs, prepared_targets[:num])  # once, for all five losses
         losses = self.compute_losses(outputs, basis_masks, prepared_targets[:num], assignment)
         embed_maps = self.tracking(*features[:3])  # [2B, E, Hp/8, Wp/8]

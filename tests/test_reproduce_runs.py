@@ -22,7 +22,7 @@ def test_ablation_config_switches_and_schedule() -> None:
         False,
     )
     assert config.seed == 2 and config.max_iters == 200 and config.num_classes == 6
-    assert config.lr_steps == (150, 184) and config.warmup_iters == 20  # 75% / 92%, warm-up 10%
+    assert config.lr_steps == (190,) and config.warmup_iters == 20  # 95%, warm-up 10%
     assert (config.optimizer, config.lr) == (reproduce.ABLATION_OPTIMIZER, reproduce.ABLATION_LR)
     schedule = {
         "seed",
