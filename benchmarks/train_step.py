@@ -1,4 +1,4 @@
-"""Two pieces of a cpu_tiny training step, each against what it replaced, side by side in one run.
+"""Pieces of a cpu_tiny training step, each against what it replaced, side by side in one run.
 
 1. The §3.4 mask loss of a batch, forward + backward: `losses.batch_mask_loss` (all images in one pass,
    logits only at the pixels inside the boxes) against `losses.mask_loss` called once per image (the
@@ -11,6 +11,9 @@
    collated): from a CocoInstances with cache=True, every item already read once (the later epochs
    of a run), against one without (decoding every image and mask). Needs the synthetic benchmark
    (`python -m sipmask_ref make-data`); skipped without it.
+4. What the stride-4 refinement of the basis masks (`basis_detail`, on in cpu_tiny) costs: the forward
+   and backward pass of cpu_tiny on 8 training images of the synthetic benchmark (losses included), with
+   and without it (a cost, not a speed-up). Needs the synthetic benchmark too.
 
     python benchmarks/train_step.py [--threads 2] [--repeats 30] [--data-root data]
 
@@ -24,6 +27,7 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -119,6 +123,28 @@ def data_steps(data_root: Path) -> dict[str, Callable[[], None]] | None:
     return {name: (lambda name=name: step(name)) for name in streams}
 
 
+def refinement_steps(data_root: Path) -> dict[str, Callable[[], None]] | None:
+    """Forward + backward of cpu_tiny on 8 training images with / without basis_detail, or None."""
+    ann = data_root / "synthetic" / "annotations" / "instances_train.json"
+    if not ann.is_file():
+        return None
+    data = CocoInstances(ann, data_root / "synthetic" / "images" / "train")
+    images, targets = collate([data[index] for index in range(IMAGES)])
+    torch.manual_seed(0)
+    models = {
+        "step, basis_detail": SipMask(preset("cpu_tiny")).train(),
+        "step, paper's branch": SipMask(replace(preset("cpu_tiny"), basis_detail=False)).train(),
+    }
+
+    def step(model: SipMask) -> None:
+        losses = model(images, targets)
+        assert isinstance(losses, dict)  # train mode: the losses
+        sum(losses.values()).backward()
+        model.zero_grad(set_to_none=True)
+
+    return {name: (lambda model=model: step(model)) for name, model in models.items()}
+
+
 def median_ms(pair: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
     """Median milliseconds of each callable, the callables alternating round by round."""
     for fn in pair.values():
@@ -150,7 +176,9 @@ def main() -> None:
     optimizer_ms = median_ms(optimizer_steps(), args.repeats)
     data = data_steps(args.data_root)
     data_ms = median_ms(data, args.repeats) if data is not None else {}
-    for name, ms in (loss_ms | optimizer_ms | data_ms).items():
+    refinement = refinement_steps(args.data_root)
+    refinement_ms = median_ms(refinement, args.repeats) if refinement is not None else {}
+    for name, ms in (loss_ms | optimizer_ms | data_ms | refinement_ms).items():
         print(f"  {name:<22} {ms:7.2f} ms")
     loss_ratio = loss_ms["mask_loss per image"] / loss_ms["batch_mask_loss"]
     optimizer_ratio = optimizer_ms["AdamW default"] / optimizer_ms["AdamW fused"]
@@ -163,6 +191,9 @@ def main() -> None:
         print(f"data of a step: {data_ratio:.2f}x faster from the cache")
     else:
         print(f"data of a step: skipped, no synthetic benchmark under {args.data_root}")
+    if refinement_ms:
+        cost = refinement_ms["step, basis_detail"] / refinement_ms["step, paper's branch"]
+        print(f"basis refinement: forward + backward {cost:.2f}x the time of the paper's branch")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,9 @@
 # 2. the upsample → concatenate → convolve → upsample step, re-derived inline and checked against the
 #    module;
 # 3. P3-only (`basis_source='p3'`, the YOLACT-like ablation baseline) versus P3–P5: structure and
-#    receptive context.
+#    receptive context;
+# 4. why the `cpu_tiny` model used here refines its maps at stride 4: how much of each shape a map at
+#    stride 8 can hold.
 
 # %% [markdown]
 # From the paper (§3.2, *Mask-specialized Regression Branch*):
@@ -374,14 +376,92 @@ print(
 # contextual basis masks). Training a second model only to look at it is not cheap on a CPU, so the
 # comparison of trained P3-only and P3–P5 models on the synthetic benchmark, over several seeds, is left to
 # notebook 09 (the ablation tables).
+
+# %% [markdown]
+# ## 4. Why `cpu_tiny` refines the maps at stride 4
 #
+# The paper's branch computes its maps at stride 8 and only then upsamples them. Every mask is a linear
+# combination of the maps inside its box, and a linear combination of upsampled maps is the upsampling of
+# the combination: a mask can be no sharper than a map at stride 8. How much does that cost on this
+# benchmark? Take each ground-truth mask of the val split, average it over $s \times s$ cells (the best a
+# map at stride $s$ can know), upsample it bilinearly and threshold it at 0.5, and measure its IoU with the
+# original. This is an upper bound for any mask the model could assemble at that stride.
+
+
+# %%
+# NBVAL_CHECK_OUTPUT
+def resolution_iou(mask: torch.Tensor, stride: int) -> float:
+    """IoU of a {0, 1} mask [H, W] with itself averaged over stride x stride cells and upsampled back."""
+    coarse = F.avg_pool2d(mask[None, None].float(), stride)  # [1, 1, H/s, W/s]
+    back = F.interpolate(coarse, scale_factor=stride, mode="bilinear", align_corners=False)[0, 0] > 0.5
+    truth = mask.bool()
+    return float((back & truth).sum() / (back | truth).sum())
+
+
+strides = (8, 4, 2)
+ious = {name: {s: [] for s in strides} for name in val.class_names}
+for index in range(len(val)):
+    _, val_target = val[index]
+    for mask, label in zip(val_target["masks"], val_target["labels"], strict=True):
+        for s in strides:
+            ious[val.class_names[int(label) - 1]][s].append(resolution_iou(mask, s))
+print("mean IoU of a ground-truth mask with itself kept at stride s (val split)")
+print(f"{'class':10s}" + "".join(f"  stride {s}" for s in strides) + "   share < 0.75 at stride 8")
+for name, by_stride in ious.items():
+    share_low = float(np.mean(np.array(by_stride[8]) < 0.75))
+    row = "".join(f"  {np.mean(by_stride[s]):8.2f}" for s in strides)
+    print(f"{name:10s}{row}   {share_low:6.0%}")
+assert np.mean(ious["ring"][8]) < np.mean(ious["ring"][4]) < np.mean(ious["ring"][2])
+
+# %% [markdown]
+# At stride 8 a ring keeps only part of itself: its band is a few pixels wide, narrower than one cell, so
+# many rings fall below IoU 0.75 before the model has made a single mistake (COCO's mask AP averages over
+# IoU thresholds from 0.5 to 0.95). Stars and triangles lose their points and corners. At stride 4 most of
+# it comes back. The figure shows one ring of the val split at each stride.
+
+# %%
+ring_label = val.class_names.index("ring") + 1
+ring_mask = next(
+    mask
+    for index in range(len(val))
+    for mask, label in zip(val[index][1]["masks"], val[index][1]["labels"], strict=True)
+    if int(label) == ring_label and resolution_iou(mask, 8) < 0.6
+)
+rows, cols = torch.nonzero(ring_mask, as_tuple=True)
+crop = (
+    slice(max(0, int(rows.min()) - 8), int(rows.max()) + 9),
+    slice(max(0, int(cols.min()) - 8), int(cols.max()) + 9),
+)
+fig, axes = plt.subplots(1, 4, figsize=(11, 3.2))
+axes[0].imshow(ring_mask[crop], cmap="gray")
+axes[0].set_title("ground truth (input pixels)")
+for ax, s in zip(axes[1:], strides, strict=True):
+    coarse = F.avg_pool2d(ring_mask[None, None].float(), s)
+    back = F.interpolate(coarse, scale_factor=s, mode="bilinear", align_corners=False)[0, 0] > 0.5
+    ax.imshow(back[crop], cmap="gray")
+    ax.set_title(f"kept at stride {s}: IoU {resolution_iou(ring_mask, s):.2f}")
+for ax in axes:
+    ax.set_xticks([])
+    ax.set_yticks([])
+fig.suptitle("one ring of the val split, cropped to its box + 8 px (white: inside the mask)")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# What to see: at stride 8 the band breaks up or thickens and the hole shrinks or closes; at stride 4 the
+# ring is whole. That is why `cpu_tiny` sets `basis_detail=True`: the stride-8 logits are upsampled ×2 and
+# corrected by a 3×3 conv that reads the backbone's stride-4 features C2 (section 2 re-derives it). The
+# paper's presets keep the paper's branch: in COCO images of 544-800 pixels most objects span many cells.
+
+# %% [markdown]
 # ## Summary
 #
 # * Basis masks are $M$ non-negative, class-agnostic maps per image, at stride 2 of the input
 #   (`basis_masks [B, M, H/2, W/2]`).
 # * SipMask builds them from the regression-tower outputs of P3, P4 and P5: upsample P4 and P5 to P3's
 #   size, concatenate ($3D$ channels), 1×1 conv + ReLU, 3×3 conv to $M$ channels + ReLU (the authors) or
-#   softplus (`cpu_tiny`), bilinear ×4.
+#   softplus (`cpu_tiny`), bilinear ×4. `cpu_tiny` splits the ×4 into ×2, a correction from the stride-4
+#   backbone features C2, ×2 (`basis_detail`): at stride 8 a ring's mask cannot be drawn (section 4).
 # * What each map responds to is measured, not assumed: the table of section 1 names, per map, the region
 #   (object interiors, edges, background) it prefers, or `mixed`, `flat`, `dead`.
 # * The P3-only baseline differs only in the input of the first conv, but at initialisation its basis

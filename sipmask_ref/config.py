@@ -362,7 +362,9 @@ def cpu_tiny() -> SipMaskConfig:
     has two: a second one measured no better, below). The basis branch ends with softplus, not ReLU
     (see basis_masks.py: with ReLU, AdamW killed 5-16 of the 16 maps for good), and refines its maps
     at stride 4 from the body's C2 (`basis_detail`; basis_masks.py: maps made at stride 8 cannot draw
-    a ring's band): mask AP 35.1 without it, 41.1 with it (seed 0), the ring 15.7 and 26.0.
+    a ring's band): mask AP 35.1 / 32.6 / 32.3 without it with seeds 0 / 1 / 2, 41.1 / 42.7 / 40.4
+    with it; the ring 15.7 / 15.9 / 14.5 and 26.0 / 28.7 / 26.2. With it, 1800 iterations (step at
+    1710) gave 39.6, so the run stays at 1900.
 
     The length is what limits it: the previous recipe (lr 4e-3, steps at 78% and 94%) stretched to
     3400 iterations (about 10 minutes) reached mask AP 46.4 and box AP 55.4, against 24.7 / 33.2 at
