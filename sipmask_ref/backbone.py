@@ -32,7 +32,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
 from .config import SipMaskConfig
 
-# Channels of C3, C4, C5 (outputs of ResNet stages 2, 3, 4).
+# Channels of C2, C3, C4, C5 (outputs of ResNet stages 1, 2, 3, 4).
 RESNET_CHANNELS = {  # C2, C3, C4, C5
     "resnet18": (64, 128, 256, 512),
     "resnet34": (64, 128, 256, 512),
