@@ -14,6 +14,9 @@
 4. What the stride-4 refinement of the basis masks (`basis_detail`, on in cpu_tiny) costs: the forward
    and backward pass of cpu_tiny on 8 training images of the synthetic benchmark (losses included), with
    and without it (a cost, not a speed-up). Needs the synthetic benchmark too.
+5. The tiny body's first two stages in the channels-last memory format (TinyBody's default) against
+   all stages in the default format: the same forward and backward pass of cpu_tiny, the same weights.
+   Needs the synthetic benchmark too.
 
     python benchmarks/train_step.py [--threads 2] [--repeats 30] [--data-root data]
 
@@ -33,6 +36,7 @@ from pathlib import Path
 import torch
 
 from sipmask_ref import SipMask, preset
+from sipmask_ref.backbone import TinyBody
 from sipmask_ref.data.coco import CocoInstances
 from sipmask_ref.data.transforms import collate
 from sipmask_ref.engine.samples import TrainSamples
@@ -123,26 +127,56 @@ def data_steps(data_root: Path) -> dict[str, Callable[[], None]] | None:
     return {name: (lambda name=name: step(name)) for name in streams}
 
 
-def refinement_steps(data_root: Path) -> dict[str, Callable[[], None]] | None:
-    """Forward + backward of cpu_tiny on 8 training images with / without basis_detail, or None."""
+def _training_batch(data_root: Path) -> tuple[list, list] | None:
+    """The first 8 training images of the synthetic benchmark, collated; None without it."""
     ann = data_root / "synthetic" / "annotations" / "instances_train.json"
     if not ann.is_file():
         return None
     data = CocoInstances(ann, data_root / "synthetic" / "images" / "train")
-    images, targets = collate([data[index] for index in range(IMAGES)])
-    torch.manual_seed(0)
-    models = {
-        "step, basis_detail": SipMask(preset("cpu_tiny")).train(),
-        "step, paper's branch": SipMask(replace(preset("cpu_tiny"), basis_detail=False)).train(),
-    }
+    return collate([data[index] for index in range(IMAGES)])
+
+
+def _forward_backward(models: dict[str, SipMask], batch: tuple[list, list]) -> dict[str, Callable[[], None]]:
+    """For each model, a callable running its training forward pass (losses included) and backward."""
 
     def step(model: SipMask) -> None:
-        losses = model(images, targets)
+        losses = model(*batch)
         assert isinstance(losses, dict)  # train mode: the losses
         sum(losses.values()).backward()
         model.zero_grad(set_to_none=True)
 
     return {name: (lambda model=model: step(model)) for name, model in models.items()}
+
+
+def refinement_steps(data_root: Path) -> dict[str, Callable[[], None]] | None:
+    """Forward + backward of cpu_tiny on 8 training images with / without basis_detail, or None."""
+    batch = _training_batch(data_root)
+    if batch is None:
+        return None
+    torch.manual_seed(0)
+    models = {
+        "step, basis_detail": SipMask(preset("cpu_tiny")).train(),
+        "step, paper's branch": SipMask(replace(preset("cpu_tiny"), basis_detail=False)).train(),
+    }
+    return _forward_backward(models, batch)
+
+
+def body_format_steps(data_root: Path) -> dict[str, Callable[[], None]] | None:
+    """Forward + backward of cpu_tiny on 8 training images, its body's first two stages in channels-last
+    format / every stage in the default format (the same weights), or None."""
+    batch = _training_batch(data_root)
+    if batch is None:
+        return None
+    torch.manual_seed(0)
+    channels_last = SipMask(preset("cpu_tiny")).train()
+    default = SipMask(preset("cpu_tiny")).train()
+    default.load_state_dict(channels_last.state_dict())
+    default_body = TinyBody(channels_last_stages=0)
+    default_body.load_state_dict(channels_last.backbone.body.state_dict())
+    default.backbone.body = default_body.train()
+    return _forward_backward(
+        {"step, body channels-last": channels_last, "step, body default": default}, batch
+    )
 
 
 def median_ms(pair: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
@@ -178,8 +212,10 @@ def main() -> None:
     data_ms = median_ms(data, args.repeats) if data is not None else {}
     refinement = refinement_steps(args.data_root)
     refinement_ms = median_ms(refinement, args.repeats) if refinement is not None else {}
-    for name, ms in (loss_ms | optimizer_ms | data_ms | refinement_ms).items():
-        print(f"  {name:<22} {ms:7.2f} ms")
+    body_format = body_format_steps(args.data_root)
+    body_ms = median_ms(body_format, args.repeats) if body_format is not None else {}
+    for name, ms in (loss_ms | optimizer_ms | data_ms | refinement_ms | body_ms).items():
+        print(f"  {name:<26} {ms:7.2f} ms")
     loss_ratio = loss_ms["mask_loss per image"] / loss_ms["batch_mask_loss"]
     optimizer_ratio = optimizer_ms["AdamW default"] / optimizer_ms["AdamW fused"]
     print(
@@ -194,6 +230,9 @@ def main() -> None:
     if refinement_ms:
         cost = refinement_ms["step, basis_detail"] / refinement_ms["step, paper's branch"]
         print(f"basis refinement: forward + backward {cost:.2f}x the time of the paper's branch")
+    if body_ms:
+        body_ratio = body_ms["step, body default"] / body_ms["step, body channels-last"]
+        print(f"tiny body, first two stages channels-last: forward + backward {body_ratio:.2f}x faster")
 
 
 if __name__ == "__main__":

@@ -132,9 +132,17 @@ class TinyBody(nn.Module):
     Five stages of two conv3x3-BN-ReLU blocks (the first with stride 2), 32-256 channels. About
     1.2 M parameters; at 128x128 input a forward pass costs a few milliseconds on a CPU.
     Not in the paper: it exists so that the whole method can be trained and inspected on a CPU.
+
+    The first `channels_last_stages` stages (by default 2: the 64x64 and 32x32 maps at 128x128
+    input) run in the channels-last memory format, weights included. It is the same function, but
+    on a CPU their forward + backward is faster than in the default format (benchmarks/
+    train_step.py), and the later stages, on small maps, are not. C2-C5 are returned in the
+    default format.
     """
 
-    def __init__(self, widths: tuple[int, ...] = (32, 32, 64, 128, 256)) -> None:
+    def __init__(
+        self, widths: tuple[int, ...] = (32, 32, 64, 128, 256), channels_last_stages: int = 2
+    ) -> None:
         super().__init__()
         stages = []
         in_channels = 3
@@ -151,12 +159,17 @@ class TinyBody(nn.Module):
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        self.channels_last_stages = channels_last_stages
+        for stage in self.stages[:channels_last_stages]:
+            stage.to(memory_format=torch.channels_last)
 
     def forward(self, images: Tensor) -> list[Tensor]:
         features = []
-        x = images
-        for stage in self.stages:
+        x = images.contiguous(memory_format=torch.channels_last) if self.channels_last_stages else images
+        for index, stage in enumerate(self.stages):
             x = stage(x)
+            if index == self.channels_last_stages - 1:
+                x = x.contiguous()  # back to the default format, for the later stages and for C2
             features.append(x)
         return features[1:]  # C2, C3, C4, C5
 

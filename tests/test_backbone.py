@@ -40,6 +40,30 @@ def test_backbone_also_returns_the_bodys_c2_at_stride_4(arch):
         torch.testing.assert_close(a, b)
 
 
+def test_tiny_body_in_channels_last_computes_what_the_default_format_does():
+    """TinyBody's first two stages run channels-last (a speed choice): the same C2-C5 and the same
+    gradients as every stage in the default format, with the same weights; C2-C5 come back in the
+    default format."""
+    torch.manual_seed(0)
+    fast = backbone.TinyBody().train()
+    plain = backbone.TinyBody(channels_last_stages=0).train()
+    plain.load_state_dict(fast.state_dict())
+    first_conv = fast.stages[0][0][0].weight
+    assert first_conv.is_contiguous(memory_format=torch.channels_last) and not first_conv.is_contiguous()
+    assert plain.stages[0][0][0].weight.is_contiguous()
+    images = torch.randn(2, 3, 64, 96)
+    outputs = fast(images)
+    expected = plain(images)
+    for a, b in zip(outputs, expected, strict=True):
+        assert a.is_contiguous()
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    weights = [torch.randn_like(b) for b in expected]
+    sum((o * w).sum() for o, w in zip(outputs, weights, strict=True)).backward()
+    sum((o * w).sum() for o, w in zip(expected, weights, strict=True)).backward()
+    for (name, a), b in zip(fast.named_parameters(), plain.parameters(), strict=True):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-3, atol=1e-3, msg=name)
+
+
 def test_resnet_backbone_shapes_frozen_stem_and_stage1():
     torch.manual_seed(0)
     config = replace(preset("paper_r50_544"), backbone="resnet18", pretrained_backbone=False, fpn_channels=32)

@@ -47,7 +47,7 @@ def _fake_report(records: list[dict]) -> dict:
             "data": "data/synthetic",
             "train_images": 600,
             "val_images": 150,
-            "calibration": {"warmup": 5, "steps": 15},
+            "calibration": {"warmup": 5, "rounds": 5, "steps": 4, "statistic": "median"},
             "inference": {"warmup": 5, "images": 100},
         },
         "environment": {

@@ -29,6 +29,7 @@ def test_compare_tiny_run_writes_both_files_and_resumes(
     monkeypatch.setattr(compare.models, "preset", _small_preset)  # base_config
     monkeypatch.setattr(compare.runs, "preset", _small_preset)  # compare: the report's batch size
     monkeypatch.setattr(compare.runs, "CALIBRATION_WARMUP", 1)
+    monkeypatch.setattr(compare.runs, "CALIBRATION_ROUNDS", 2)
     monkeypatch.setattr(compare.runs, "CALIBRATION_STEPS", 1)
     monkeypatch.setattr(compare.runs, "INFERENCE_WARMUP", 1)
     monkeypatch.setattr(compare.runs, "CHECKPOINT_EVERY", 2)  # several engine.train chunks per model
@@ -49,7 +50,7 @@ def test_compare_tiny_run_writes_both_files_and_resumes(
     assert list(records) == ["sipmask", "yolact_baseline", "mask_rcnn"]
     for name, record in records.items():
         assert record["iterations"] >= 1 and record["threads"] == 1 and record["train_s"] > 0
-        assert record["iterations"] == compare.iterations_for_budget(0.4, record["calibration"]["mean_s"])
+        assert record["iterations"] == compare.iterations_for_budget(0.4, record["calibration"]["median_s"])
         assert record["inference"]["images"] == 2 and record["inference"]["median_ms"] > 0
         assert -1 <= record["mask_AP"] <= 1 and -1 <= record["box_AP"] <= 1
         assert (compare.model_dir(tmp_path / "work", name) / engine.CHECKPOINT_NAME).is_file()

@@ -1,14 +1,20 @@
 """The same budget for every model (sipmask_ref/compare/timing.py): iterations for a budget, the
-schedule scaled to them."""
+schedule scaled to them, the side-by-side calibration."""
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
+import torch
+from torch import nn
 
+from conftest import tiny_synthetic
 from sipmask_ref import compare
+from sipmask_ref.cli_common import synthetic_split
 from sipmask_ref.config import preset
+from sipmask_ref.data.coco import CocoInstances
 
 
 def test_iterations_for_budget() -> None:
@@ -36,3 +42,35 @@ def test_budget_config_scales_the_presets_schedule() -> None:
     )
     with pytest.raises(ValueError, match="iters must be >= 1"):
         compare.budget_config(base, 0)
+
+
+class _Recorder(nn.Module):
+    """A stand-in model: one parameter, a loss, and the order in which the models were called."""
+
+    def __init__(self, name: str, calls: list[str]) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(()))
+        self.name, self.calls = name, calls
+
+    def forward(self, images: list[torch.Tensor], targets: list[dict]) -> dict[str, torch.Tensor]:
+        self.calls.append(self.name)
+        return {"loss": self.weight * len(images)}
+
+
+def test_calibration_runs_the_models_side_by_side_in_rounds(tmp_path: Path) -> None:
+    tiny_synthetic(tmp_path)
+    train_set = CocoInstances(*synthetic_split(tmp_path, "train"))
+    config = dataclasses.replace(preset("cpu_tiny"), batch_size=2)
+    calls: list[str] = []
+    models = {name: (_Recorder(name, calls), config) for name in ("a", "b")}
+    timings = compare.time_training_steps(models, train_set, warmup=1, rounds=2, steps=3)
+    # the warm-up of each, then the rounds: every model in turn, `steps` steps each
+    assert calls == ["a", "b"] + (["a"] * 3 + ["b"] * 3) * 2
+    assert set(timings) == {"a", "b"}
+    for timing in timings.values():
+        assert timing["steps"] == 6
+        assert 0 < timing["min_s"] <= timing["median_s"] <= timing["max_s"]
+        assert timing["min_s"] <= timing["mean_s"] <= timing["max_s"]
+    assert models["a"][0].weight.item() != 1.0  # real optimizer steps were taken
+    with pytest.raises(ValueError, match="rounds and steps >= 1"):
+        compare.time_training_steps(models, train_set, warmup=0, rounds=0, steps=1)

@@ -15,11 +15,12 @@ A package, read in this order (each module imports only those above it):
     models.py   ModelSpec / MODELS (the three models), build_mask_rcnn on our body + FPN
                 (PyramidAdapter; every choice in its docstring), load_mask_rcnn, base_config,
                 build_model / load_model, count_parameters; the recipe every model shares
-    timing.py   the same budget: time_training_steps (the calibration), iterations_for_budget,
+    timing.py   the same budget: time_training_steps (the calibration, side by side), iterations_for_budget,
                 budget_config (the schedule scaled to the iterations), time_inference (ms per image)
     report.py   to_markdown and write_report: OUT/speed_accuracy.{json,md}
-    runs.py     run_model (calibrate, train resumably, time and evaluate one model -> its record) and
-                compare (all of it, one model after another), with how a rerun resumes
+    runs.py     calibrate (the models' step times, together), run_model (calibrate, train resumably,
+                time and evaluate one model -> its record) and compare (all of it: the models calibrated
+                together, then one after another), with how a rerun resumes
 
     python -m sipmask_ref compare [--budget-s 290] [--threads 2] [--only NAME ...] [--lr NAME=LR ...]
 
@@ -56,6 +57,7 @@ from .runs import (
     DEFAULT_THREADS,
     EVAL_BATCH,
     RUN_FORMAT,
+    calibrate,
     compare,
     load_finished_record,
     model_dir,
@@ -64,6 +66,7 @@ from .runs import (
     run_settings,
 )
 from .timing import (
+    CALIBRATION_ROUNDS,
     CALIBRATION_STEPS,
     CALIBRATION_WARMUP,
     INFERENCE_IMAGES,
@@ -80,6 +83,7 @@ __all__ = [
     "BASE_PRESET",
     "BOX_REPRESENTATION",
     "BOX_ROIS_PER_IMAGE",
+    "CALIBRATION_ROUNDS",
     "CALIBRATION_STEPS",
     "CALIBRATION_WARMUP",
     "CHECKPOINT_EVERY",
@@ -101,6 +105,7 @@ __all__ = [
     "budget_config",
     "build_mask_rcnn",
     "build_model",
+    "calibrate",
     "command_line",
     "compare",
     "count_parameters",

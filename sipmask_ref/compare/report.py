@@ -52,6 +52,7 @@ def to_markdown(report: dict[str, Any]) -> str:
         )
     lrs = ", ".join(f"{r['name']} {r['lr']:g}" for r in report["records"])
     thresholds = ", ".join(f"{r['name']} {r['mask_threshold']:g}" for r in report["records"])
+    calibration = settings["calibration"]
     lines += [
         "",
         (
@@ -60,8 +61,9 @@ def to_markdown(report: dict[str, Any]) -> str:
             f"visible CPU cores ({env['processor']}), {settings['threads']} torch thread(s) for everything. "
             f"Each model was trained from scratch on the {settings['train_images']} training images of "
             f"`{settings['data']}` for the same budget of {settings['budget_s']:g} s: its step time "
-            f"({settings['batch_size']} images) was calibrated ({settings['calibration']['warmup']} warm-up, "
-            f"then the mean of {settings['calibration']['steps']} steps) and it trained for "
+            f"({settings['batch_size']} images) was calibrated side by side with the others' "
+            f"({calibration['warmup']} warm-up steps each, then {calibration['rounds']} rounds of "
+            f"{calibration['steps']} steps of each model in turn; the median) and it trained for "
             f"int(budget / step) iterations ('train s' is the measured time), with the "
             f"{settings['base_preset']} recipe (AdamW, schedule scaled to the iterations; lr: {lrs or '-'}). "
             f"AP: COCOeval on the "

@@ -3,19 +3,21 @@
     record_path, model_dir  where a model's record and its run (checkpoint, log, calibration) live
     run_settings            everything a model's record depends on
     load_finished_record    a model's record, if it was finished under the same settings
+    calibrate               the step times of several models, measured side by side (or read back)
     run_model               calibrate, train (resumable), time and evaluate one model -> its record
-    compare                 all of it, one model after another; writes OUT/speed_accuracy.{json,md}
+    compare                 all of it: the models calibrated together, then trained, timed and
+                            evaluated one after another; writes OUT/speed_accuracy.{json,md}
 
 Resuming. A model's finished record is WORK/records/<name>.json; a rerun skips every record whose
 settings (budget, threads, lr, configuration, calibration and timing constants, data sizes) equal the
 ones it would use. The calibration is kept in WORK/<name>/calibration.json under the same rule, so a
-rerun trains for the same number of iterations; training runs in chunks of CHECKPOINT_EVERY iterations
-(engine.train with resume=True from the second chunk on, which engine.py documents as bit-identical
-on CPU to one uninterrupted call), and WORK/<name>/progress.json adds up the measured seconds of the
-finished chunks, so an interrupted run continues from its last checkpoint and its training seconds
-count each iteration once. Records, calibrations and checkpoints are per model name: a rerun with
-another --lr for a model retrains that model and replaces its record (use another --work-dir and --out
-to keep both).
+rerun trains for the same number of iterations (the models without one are calibrated together).
+Training runs in chunks of CHECKPOINT_EVERY iterations (engine.train with resume=True from the second
+chunk on, which engine.py documents as bit-identical on CPU to one uninterrupted call), and
+WORK/<name>/progress.json adds up the measured seconds of the finished chunks, so an interrupted run
+continues from its last checkpoint and its training seconds count each iteration once. Records,
+calibrations and checkpoints are per model name: a rerun with another --lr for a model retrains that
+model and replaces its record (use another --work-dir and --out to keep both).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from ..reproduce.runs import config_json, machine, synthetic_datasets, write_rec
 from .models import BASE_PRESET, MODELS, ModelSpec, base_config, build_model, count_parameters, load_model
 from .report import FORMAT, command_line, relative, write_report
 from .timing import (
+    CALIBRATION_ROUNDS,
     CALIBRATION_STEPS,
     CALIBRATION_WARMUP,
     INFERENCE_IMAGES,
@@ -75,7 +78,7 @@ def run_settings(
     threads: int,
     train_set: CocoInstances,
     val_set: CocoInstances,
-    calibration: tuple[int, int],
+    calibration: tuple[int, int, int],
     inference: tuple[int, int],
 ) -> dict[str, Any]:
     """Everything a model's record depends on: a rerun with equal settings skips the model."""
@@ -86,7 +89,7 @@ def run_settings(
         "threads": threads,
         "config": config_json(config),  # before budget_config: the preset, switches, classes, lr
         "mask_threshold": spec.mask_threshold,
-        "calibration": {"warmup": calibration[0], "steps": calibration[1]},
+        "calibration": _calibration_json(calibration),
         "inference": {"warmup": inference[0], "images": inference[1]},
         "checkpoint_every": CHECKPOINT_EVERY,
         "train_images": len(train_set),
@@ -102,29 +105,57 @@ def load_finished_record(path: Path, settings: dict[str, Any]) -> dict[str, Any]
     return None
 
 
-def _calibrate(
-    spec: ModelSpec,
-    config: SipMaskConfig,
+def _calibration_json(calibration: tuple[int, int, int]) -> dict[str, Any]:
+    """(warm-up, rounds, steps per round) as a record holds them; the step time is the median."""
+    return {
+        "warmup": calibration[0],
+        "rounds": calibration[1],
+        "steps": calibration[2],
+        "statistic": "median",
+    }
+
+
+def calibrate(
+    models: Sequence[tuple[ModelSpec, SipMaskConfig, dict[str, Any]]],
     train_set: CocoInstances,
-    settings: dict[str, Any],
-    folder: Path,
+    work_dir: str | os.PathLike,
     log: Callable[[str], None],
-) -> dict[str, Any]:
-    """The step time of the model: read from folder/calibration.json when measured under the same
-    settings, else measured on a throw-away model and written there."""
-    path = folder / "calibration.json"
-    saved = read_json_or_none(path)
-    if isinstance(saved, dict) and saved.get("settings") == settings:
-        return saved["timing"]
-    engine.seed_everything(config.seed)
-    warmup, steps = settings["calibration"]["warmup"], settings["calibration"]["steps"]
-    timing = time_training_steps(build_model(spec, config), config, train_set, warmup, steps)
-    write_record({"settings": settings, "timing": timing}, path)
+) -> dict[str, dict[str, Any]]:
+    """The step time of each model of `models` ((spec, config, run_settings) each): read from
+    WORK/<name>/calibration.json when measured under the same settings; the others are measured
+    together, side by side (timing.time_training_steps, on throw-away models built after
+    seed_everything(config.seed)), and written there. Returns {name: timing}."""
+    timings: dict[str, dict[str, Any]] = {}
+    to_measure = []
+    for spec, config, settings in models:
+        saved = read_json_or_none(model_dir(work_dir, spec.name) / "calibration.json")
+        if isinstance(saved, dict) and saved.get("settings") == settings:
+            timings[spec.name] = saved["timing"]
+        else:
+            to_measure.append((spec, config, settings))
+    if not to_measure:
+        return timings
+    warmup, rounds, steps = (to_measure[0][2]["calibration"][k] for k in ("warmup", "rounds", "steps"))
     log(
-        f"{spec.name}: calibrated {timing['mean_s']:.3f} s per step of {config.batch_size} images "
-        f"(mean of {timing['steps']}; median {timing['median_s']:.3f} s)"
+        f"calibrating {', '.join(spec.name for spec, _, _ in to_measure)} side by side: {warmup} warm-up "
+        f"steps each, then {rounds} rounds of {steps} steps of each"
     )
-    return timing
+    throwaway = {}
+    for spec, config, _ in to_measure:
+        engine.seed_everything(config.seed)
+        throwaway[spec.name] = (build_model(spec, config), config)
+    measured = time_training_steps(throwaway, train_set, warmup, rounds, steps)
+    for spec, config, settings in to_measure:
+        timing = measured[spec.name]
+        write_record(
+            {"settings": settings, "timing": timing}, model_dir(work_dir, spec.name) / "calibration.json"
+        )
+        log(
+            f"{spec.name}: calibrated {timing['median_s']:.3f} s per step of {config.batch_size} images "
+            f"(median of {timing['steps']}; mean {timing['mean_s']:.3f} s, max {timing['max_s']:.3f} s)"
+        )
+        timings[spec.name] = timing
+    return timings
 
 
 def _train(
@@ -202,7 +233,7 @@ def run_model(
     val_set: CocoInstances,
     work_dir: str | os.PathLike,
     lr: float | None = None,
-    calibration: tuple[int, int] | None = None,
+    calibration: tuple[int, int, int] | None = None,
     inference: tuple[int, int] | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
@@ -210,10 +241,12 @@ def run_model(
 
     Returns the finished record of the same settings from WORK/records/<name>.json instead when
     there is one (with 'skipped': True). Runs under torch.set_num_threads(threads) (restored after).
-    calibration: (warm-up, timed) steps, default (CALIBRATION_WARMUP, CALIBRATION_STEPS);
-    inference: (warm-up, timed) images, default (INFERENCE_WARMUP, INFERENCE_IMAGES).
+    The step time is WORK/<name>/calibration.json's when it was measured under the same settings
+    (compare() calibrates the models together first), else the model is calibrated here, alone.
+    calibration: (warm-up, rounds, steps per round), default (CALIBRATION_WARMUP, CALIBRATION_ROUNDS,
+    CALIBRATION_STEPS); inference: (warm-up, timed) images, default (INFERENCE_WARMUP, INFERENCE_IMAGES).
     """
-    calibration = calibration or (CALIBRATION_WARMUP, CALIBRATION_STEPS)
+    calibration = calibration or (CALIBRATION_WARMUP, CALIBRATION_ROUNDS, CALIBRATION_STEPS)
     inference = inference or (INFERENCE_WARMUP, INFERENCE_IMAGES)
     config = base_config(spec, len(train_set.class_names), lr)
     settings = run_settings(spec, config, budget_s, threads, train_set, val_set, calibration, inference)
@@ -226,14 +259,14 @@ def run_model(
     torch.set_num_threads(threads)
     try:
         folder = model_dir(work_dir, spec.name)
-        timing = _calibrate(spec, config, train_set, settings, folder, log)
-        iters = iterations_for_budget(budget_s, timing["mean_s"])
+        timing = calibrate([(spec, config, settings)], train_set, work_dir, log)[spec.name]
+        iters = iterations_for_budget(budget_s, timing["median_s"])
         trained_config = budget_config(config, iters)
         log(
             f"{spec.name}: {iters} iterations fit {budget_s:g} s (lr {trained_config.lr:g}, "
             f"lr steps {list(trained_config.lr_steps)}, warm-up {trained_config.warmup_iters})"
         )
-        training = _train(spec, trained_config, train_set, folder, timing["mean_s"], log)
+        training = _train(spec, trained_config, train_set, folder, timing["median_s"], log)
 
         model = load_model(spec, folder / checkpoints.CHECKPOINT_NAME)
         speed = time_inference(model, val_set, images=inference[1], warmup=inference[0])
@@ -290,11 +323,14 @@ def compare(
     data_root: str | os.PathLike = "data",
     only: Sequence[str] | None = None,
     lrs: dict[str, float] | None = None,
-    calibration: tuple[int, int] | None = None,
+    calibration: tuple[int, int, int] | None = None,
     inference: tuple[int, int] | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Run every model of MODELS (or `only` those) one after another; write OUT/speed_accuracy.{json,md}.
+    """Run every model of MODELS (or `only` those); write OUT/speed_accuracy.{json,md}.
+
+    The models without a finished record are calibrated first, side by side (`calibrate`), then
+    trained, timed and evaluated one after another (`run_model`).
 
     budget_s: training seconds per model. threads: torch threads for everything. work_dir: records,
     calibrations and checkpoints (finished models with the same settings are skipped, unfinished
@@ -321,7 +357,7 @@ def compare(
             f"no synthetic benchmark under {data_root / 'synthetic'} "
             f"(python -m sipmask_ref make-data --root {data_root})"
         )
-    calibration = calibration or (CALIBRATION_WARMUP, CALIBRATION_STEPS)
+    calibration = calibration or (CALIBRATION_WARMUP, CALIBRATION_ROUNDS, CALIBRATION_STEPS)
     inference = inference or (INFERENCE_WARMUP, INFERENCE_IMAGES)
     train_set, val_set = synthetic_datasets(data_root)
     selected = [known[name] for name in only] if only else list(MODELS)
@@ -329,6 +365,19 @@ def compare(
         f"compare: {', '.join(s.name for s in selected)}; {budget_s:g} s of training each, {threads} "
         f"thread(s); records in {record_path(work_dir, '*')}"
     )
+
+    unfinished = []
+    for spec in selected:
+        config = base_config(spec, len(train_set.class_names), lrs.get(spec.name))
+        settings = run_settings(spec, config, budget_s, threads, train_set, val_set, calibration, inference)
+        if load_finished_record(record_path(work_dir, spec.name), settings) is None:
+            unfinished.append((spec, config, settings))
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        calibrate(unfinished, train_set, work_dir, log)
+    finally:
+        torch.set_num_threads(previous_threads)
 
     records, failed = [], []
     for spec in MODELS:
@@ -372,7 +421,7 @@ def compare(
             "data": relative(data_root / "synthetic"),
             "train_images": len(train_set),
             "val_images": len(val_set),
-            "calibration": {"warmup": calibration[0], "steps": calibration[1]},
+            "calibration": _calibration_json(calibration),
             "inference": {"warmup": inference[0], "images": min(inference[1], len(val_set))},
         },
         "environment": {

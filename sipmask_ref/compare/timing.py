@@ -2,15 +2,20 @@
 
     iterations_for_budget   budget seconds / step seconds -> training iterations
     budget_config           the preset's recipe with its schedule scaled to those iterations
-    time_training_steps     the calibration: seconds of one training step (data, forward, backward, step)
+    time_training_steps     the calibration: seconds of one training step (data, forward, backward,
+                            step) of every model, measured side by side
     time_inference          milliseconds per image at batch 1: median and spread over val images
 
-Same budget. Each model's step time is calibrated first: CALIBRATION_WARMUP untimed steps, then the
-mean wall time of CALIBRATION_STEPS steps of a throw-away copy of the model (the mean, not the median,
-because the budget is a sum of steps), with the thread count the training uses. The model is then
-trained for iterations_for_budget(budget_s, step_s) iterations; its measured training seconds are the
-table's 'train s' (the step time can drift during training: Mask R-CNN's box and mask heads, for one,
-see more positive proposals as its RPN learns).
+Same budget. The step times of all the models are calibrated together, before any of them trains:
+CALIBRATION_WARMUP untimed steps of each, then CALIBRATION_ROUNDS rounds in which every model in turn
+runs CALIBRATION_STEPS timed steps (throw-away copies of the models, the thread count the training
+uses). A model's step time is the median of its timed steps. Side by side, a slow phase of the machine
+hits every model alike; the median, not the mean, so that one stalled step does not cost a model
+iterations (measured on 2026-12-01, when each model was calibrated alone just before it trained:
+SipMask's mean of 15 steps was 220 ms and their median 175 ms, against 186 ms per step in the training
+that followed). Each model then trains for iterations_for_budget(budget_s, step_s) iterations; its
+measured training seconds are the table's 'train s' (the step time can drift during training: Mask
+R-CNN's box and mask heads, for one, see more positive proposals as its RPN learns).
 
 Timing. torch.set_num_threads(threads) for everything (calibration, training, timing, evaluation).
 Inference: eval mode under torch.no_grad(), batch 1, INFERENCE_WARMUP untimed images, then the wall
@@ -25,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import statistics
 import time
+from collections.abc import Mapping
 
 import torch
 from torch import nn
@@ -34,8 +40,9 @@ from ..config import SipMaskConfig
 from ..data.coco import CocoInstances
 from ..data.transforms import collate
 
-CALIBRATION_WARMUP = 5  # untimed training steps before the calibration
-CALIBRATION_STEPS = 15  # timed training steps: their mean is the step time
+CALIBRATION_WARMUP = 5  # untimed training steps of each model before the calibration
+CALIBRATION_ROUNDS = 5  # rounds; in each, every model in turn runs CALIBRATION_STEPS timed steps
+CALIBRATION_STEPS = 4  # timed steps per model and round: the median of all of them is the step time
 INFERENCE_WARMUP = 5  # untimed batch-1 forward passes before the timing
 INFERENCE_IMAGES = 100  # val images timed at batch 1 (fewer if the split is smaller)
 
@@ -67,43 +74,70 @@ def budget_config(config: SipMaskConfig, iters: int) -> SipMaskConfig:
     return dataclasses.replace(config, max_iters=iters, lr_steps=steps, warmup_iters=warmup)
 
 
+class _Trainer:
+    """Training steps of one model as engine.train takes them, for the calibration: read and flip a
+    batch of config.batch_size images (engine.TrainSamples, stream positions of steps 0, 1, ...),
+    forward, backward, optimizer step (engine.build_optimizer) and, when config.ema_decay > 0, the
+    weight average."""
+
+    def __init__(self, model: nn.Module, config: SipMaskConfig, train_set: CocoInstances) -> None:
+        self.model, self.batch_size = model, config.batch_size
+        self.samples = engine.TrainSamples(train_set, config.seed, config.hflip_prob)
+        self.optimizer = engine.build_optimizer(model, config)
+        self.average = engine.WeightAverage(model, config.ema_decay) if config.ema_decay > 0 else None
+        self.done = 0  # steps run so far
+
+    def run(self, steps: int) -> list[float]:
+        """Run `steps` training steps; returns the wall seconds of each."""
+        self.model.train()
+        times = []
+        for _ in range(steps):
+            started = time.perf_counter()
+            batch = [self.samples[p] for p in engine.batch_positions(self.done, self.batch_size)]
+            losses = self.model(*collate(batch))
+            self.optimizer.zero_grad(set_to_none=True)
+            sum(losses.values()).backward()
+            self.optimizer.step()
+            self.done += 1
+            if self.average is not None:
+                self.average.update(self.model, self.done)
+            times.append(time.perf_counter() - started)
+        return times
+
+
 def time_training_steps(
-    model: nn.Module,
-    config: SipMaskConfig,
+    models: Mapping[str, tuple[nn.Module, SipMaskConfig]],
     train_set: CocoInstances,
     warmup: int = CALIBRATION_WARMUP,
+    rounds: int = CALIBRATION_ROUNDS,
     steps: int = CALIBRATION_STEPS,
-) -> dict[str, float]:
-    """Seconds per training step of `model` as engine.train takes it: read and flip a batch of
-    config.batch_size images (engine.TrainSamples, stream positions of steps 0, 1, ...), forward,
-    backward, optimizer step (engine.build_optimizer) and, when config.ema_decay > 0, the weight
-    average. `warmup` untimed steps first, then `steps` timed ones. The model is changed: pass a
-    throw-away copy. Returns {'mean_s', 'median_s', 'min_s', 'max_s', 'steps'}.
+) -> dict[str, dict[str, float]]:
+    """Seconds per training step of each model of `models` ({name: (model, its config)}), side by side.
+
+    `warmup` untimed steps of each model, then `rounds` rounds in which each model in turn runs
+    `steps` timed steps (see the module docstring). The models are changed: pass throw-away copies.
+    Returns {name: {'median_s' (the step time), 'mean_s', 'min_s', 'max_s', 'steps' (timed)}}.
     """
-    if warmup < 0 or steps < 1:
-        raise ValueError(f"calibration: warmup must be >= 0 and steps >= 1, got {warmup}, {steps}")
-    samples = engine.TrainSamples(train_set, config.seed, config.hflip_prob)
-    optimizer = engine.build_optimizer(model, config)
-    average = engine.WeightAverage(model, config.ema_decay) if config.ema_decay > 0 else None
-    model.train()
-    times = []
-    for step in range(warmup + steps):
-        started = time.perf_counter()
-        images, targets = collate([samples[p] for p in engine.batch_positions(step, config.batch_size)])
-        losses = model(images, targets)
-        optimizer.zero_grad(set_to_none=True)
-        sum(losses.values()).backward()
-        optimizer.step()
-        if average is not None:
-            average.update(model, step + 1)
-        if step >= warmup:
-            times.append(time.perf_counter() - started)
+    if warmup < 0 or rounds < 1 or steps < 1:
+        raise ValueError(
+            f"calibration: warmup must be >= 0, rounds and steps >= 1, got {warmup}, {rounds}, {steps}"
+        )
+    trainers = {name: _Trainer(model, config, train_set) for name, (model, config) in models.items()}
+    for trainer in trainers.values():
+        trainer.run(warmup)
+    times: dict[str, list[float]] = {name: [] for name in trainers}
+    for _ in range(rounds):
+        for name, trainer in trainers.items():
+            times[name] += trainer.run(steps)
     return {
-        "mean_s": statistics.fmean(times),
-        "median_s": statistics.median(times),
-        "min_s": min(times),
-        "max_s": max(times),
-        "steps": steps,
+        name: {
+            "median_s": statistics.median(t),
+            "mean_s": statistics.fmean(t),
+            "min_s": min(t),
+            "max_s": max(t),
+            "steps": len(t),
+        }
+        for name, t in times.items()
     }
 
 
