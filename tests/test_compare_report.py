@@ -48,6 +48,7 @@ def _fake_report(records: list[dict]) -> dict:
             "train_images": 600,
             "val_images": 150,
             "calibration": {"warmup": 5, "rounds": 5, "steps": 4, "statistic": "median"},
+            "checkpoint_every": 50,
             "inference": {"warmup": 5, "images": 100},
         },
         "environment": {

@@ -74,3 +74,30 @@ def test_calibration_runs_the_models_side_by_side_in_rounds(tmp_path: Path) -> N
     assert models["a"][0].weight.item() != 1.0  # real optimizer steps were taken
     with pytest.raises(ValueError, match="rounds and steps >= 1"):
         compare.time_training_steps(models, train_set, warmup=0, rounds=0, steps=1)
+
+
+class _Predictor(nn.Module):
+    """A stand-in model at inference: records who was called, and in which mode."""
+
+    def __init__(self, name: str, calls: list[tuple[str, bool]]) -> None:
+        super().__init__()
+        self.name, self.calls = name, calls
+
+    def forward(self, images: list[torch.Tensor]) -> list[dict]:
+        self.calls.append((self.name, self.training))
+        return [{} for _ in images]
+
+
+def test_inference_timing_takes_the_models_in_turn_image_by_image(tmp_path: Path) -> None:
+    tiny_synthetic(tmp_path)  # 2 val images
+    val_set = CocoInstances(*synthetic_split(tmp_path, "val"))
+    calls: list[tuple[str, bool]] = []
+    models = {"a": _Predictor("a", calls), "b": _Predictor("b", calls)}
+    speeds = compare.time_inference(models, val_set, images=5, warmup=1)
+    # one warm-up pass of each, then on each of the 2 images every model in turn, in eval mode
+    assert calls == [("a", False), ("b", False)] * 3
+    for speed in speeds.values():
+        assert speed["images"] == 2
+        assert (
+            0 < speed["min_ms"] <= speed["p25_ms"] <= speed["median_ms"] <= speed["p75_ms"] <= speed["max_ms"]
+        )

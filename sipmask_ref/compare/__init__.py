@@ -18,9 +18,10 @@ A package, read in this order (each module imports only those above it):
     timing.py   the same budget: time_training_steps (the calibration, side by side), iterations_for_budget,
                 budget_config (the schedule scaled to the iterations), time_inference (ms per image)
     report.py   to_markdown and write_report: OUT/speed_accuracy.{json,md}
-    runs.py     calibrate (the models' step times, together), run_model (calibrate, train resumably,
-                time and evaluate one model -> its record) and compare (all of it: the models calibrated
-                together, then one after another), with how a rerun resumes
+    runs.py     calibrate (the models' step times, together), run_model (calibrate, train resumably
+                and evaluate one model alone -> its record) and compare (all of it, side by side: the
+                models calibrated together, trained in turns, timed image by image in turn), with how
+                a rerun resumes
 
     python -m sipmask_ref compare [--budget-s 290] [--threads 2] [--only NAME ...] [--lr NAME=LR ...]
 

@@ -4,7 +4,8 @@
     budget_config           the preset's recipe with its schedule scaled to those iterations
     time_training_steps     the calibration: seconds of one training step (data, forward, backward,
                             step) of every model, measured side by side
-    time_inference          milliseconds per image at batch 1: median and spread over val images
+    time_inference          milliseconds per image at batch 1 of every model, side by side: median
+                            and spread over val images
 
 Same budget. The step times of all the models are calibrated together, before any of them trains:
 CALIBRATION_WARMUP untimed steps of each, then CALIBRATION_ROUNDS rounds in which every model in turn
@@ -13,16 +14,21 @@ uses). A model's step time is the median of its timed steps. Side by side, a slo
 hits every model alike; the median, not the mean, so that one stalled step does not cost a model
 iterations (measured on 2026-12-01, when each model was calibrated alone just before it trained:
 SipMask's mean of 15 steps was 220 ms and their median 175 ms, against 186 ms per step in the training
-that followed). Each model then trains for iterations_for_budget(budget_s, step_s) iterations; its
-measured training seconds are the table's 'train s' (the step time can drift during training: Mask
-R-CNN's box and mask heads, for one, see more positive proposals as its RPN learns).
+that followed). Each model then trains for iterations_for_budget(budget_s, step_s) iterations, the
+models taking turns (compare/runs.py), and its measured training seconds are the table's 'train s'.
+They can still differ from the budget: the step time drifts during training (Mask R-CNN's box and
+mask heads, for one, see more positive proposals as its RPN learns), and the machine's speed can
+change between the calibration and the training (on 2026-12-01, with the models calibrated together
+but trained one after another, SipMask used 262 s of its 290, the baseline 291).
 
 Timing. torch.set_num_threads(threads) for everything (calibration, training, timing, evaluation).
-Inference: eval mode under torch.no_grad(), batch 1, INFERENCE_WARMUP untimed images, then the wall
-time of model([image]) on the first INFERENCE_IMAGES val images: median, 25th and 75th percentile,
-min, max. Each model's time includes its own resize / normalisation and mask pasting to the image
-size (both models do them inside forward), not the COCO encoding. The models run one after another,
-never in parallel, so that they do not slow each other down: run nothing else on the machine meanwhile.
+Inference: eval mode under torch.no_grad(), batch 1, INFERENCE_WARMUP untimed images of each model,
+then the wall time of model([image]) on the first INFERENCE_IMAGES val images, every model in turn
+on each image: median, 25th and 75th percentile, min, max. Each model's time includes its own resize
+/ normalisation and mask pasting to the image size (both kinds of model do them inside forward), not
+the COCO encoding. The models run one after another, never in parallel, so that they do not slow each
+other down, and side by side, so that a slow phase of the machine hits them alike: run nothing else
+on the machine meanwhile.
 """
 
 from __future__ import annotations
@@ -143,24 +149,35 @@ def time_training_steps(
 
 @torch.no_grad()
 def time_inference(
-    model: nn.Module, dataset: CocoInstances, images: int = INFERENCE_IMAGES, warmup: int = INFERENCE_WARMUP
-) -> dict[str, float]:
-    """Milliseconds of model([image]) (eval mode, no_grad, batch 1) on the first `images` items of
-    `dataset` after `warmup` untimed passes (on the first items too). Returns median_ms, p25_ms,
-    p75_ms, min_ms, max_ms, mean_ms and images (the count timed)."""
+    models: Mapping[str, nn.Module],
+    dataset: CocoInstances,
+    images: int = INFERENCE_IMAGES,
+    warmup: int = INFERENCE_WARMUP,
+) -> dict[str, dict[str, float]]:
+    """Milliseconds of model([image]) (eval mode, no_grad, batch 1) of each model of `models`
+    ({name: model}), side by side: `warmup` untimed passes of each (on the first items), then on each
+    of the first `images` items of `dataset` every model in turn. Returns {name: {median_ms, p25_ms,
+    p75_ms, min_ms, max_ms, mean_ms, images (the count timed)}}."""
     count = min(images, len(dataset))
     if count < 1:
         raise ValueError("time_inference: no images to time")
-    model.eval()
     pictures = [dataset[i][0] for i in range(count)]  # [3, H, W] each, read before the clock starts
-    for k in range(warmup):
-        model([pictures[k % count]])
-    times = []
+    for model in models.values():
+        model.eval()
+        for k in range(warmup):
+            model([pictures[k % count]])
+    times: dict[str, list[float]] = {name: [] for name in models}
     for picture in pictures:
-        started = time.perf_counter()
-        model([picture])
-        times.append(1000.0 * (time.perf_counter() - started))
-    quartiles = statistics.quantiles(times, n=4, method="inclusive") if count > 1 else [times[0]] * 3
+        for name, model in models.items():
+            started = time.perf_counter()
+            model([picture])
+            times[name].append(1000.0 * (time.perf_counter() - started))
+    return {name: _spread_ms(t) for name, t in times.items()}
+
+
+def _spread_ms(times: list[float]) -> dict[str, float]:
+    """Median, quartiles, min, max and mean of milliseconds, and their count ('images')."""
+    quartiles = statistics.quantiles(times, n=4, method="inclusive") if len(times) > 1 else [times[0]] * 3
     return {
         "median_ms": statistics.median(times),
         "p25_ms": quartiles[0],
@@ -168,5 +185,5 @@ def time_inference(
         "min_ms": min(times),
         "max_ms": max(times),
         "mean_ms": statistics.fmean(times),
-        "images": count,
+        "images": len(times),
     }
