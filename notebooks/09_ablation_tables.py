@@ -542,12 +542,13 @@ plt.show()
 #
 # The paper's headline (Table 1) is speed at competitive accuracy against two-stage Mask R-CNN and
 # YOLACT-like single-stage models. `python -m sipmask_ref compare` (`make compare`, code in
-# `sipmask_ref/compare.py`) puts that comparison on the synthetic benchmark: SipMask (`cpu_tiny`), the
+# `sipmask_ref/compare/`) puts that comparison on the synthetic benchmark: SipMask (`cpu_tiny`), the
 # YOLACT-like baseline of Table 2, and torchvision's own `MaskRCNN` built on the **same** tiny body + FPN,
 # each trained on the same data for the same CPU budget, then timed at batch 1 on the same threads.
-# The models' step times are measured first, side by side in alternating rounds, and the budget divided
-# by a model's median step gives its iterations; the cell below checks that arithmetic against the
-# committed file.
+# Everything runs side by side, so that a slower moment of the machine hits every model alike: the
+# models' step times are measured first, in alternating rounds, and the budget divided by a model's
+# median step gives its iterations (the cell below checks that arithmetic against the committed file);
+# the models then train in turns of a few dozen iterations, and are timed image by image in turn.
 
 # %%
 table1 = json.loads((ROOT / "results" / "speed_accuracy.json").read_text())
@@ -606,12 +607,12 @@ plt.show()
 #   the seed spread; the verdicts above say for each claim whether it holds, is within noise, or is
 #   reversed, and by how much.
 # * In the committed run (its schedule, seeds and wall time are printed at the top) the claims about
-#   spatial coefficients are the clearest: SP over the baseline and every step of Table 4 from 1×1 to
-#   2×2 hold beyond the noise, and 3×3 / 4×4 add only a marginal amount, as in the paper. The
-#   contextual basis masks and the loss weightings are not separated from the seed noise here: their
-#   rows spread by several points across seeds (single seeds end far below the other two), so three
-#   seeds cannot tell them apart. The verdict cells above are the authority; this paragraph was
-#   written from them.
+#   spatial coefficients are the clearest: SP over the baseline, the largest gain of Table 2, and every
+#   step of Table 4 from 1×1 to 2×2 hold beyond the noise, while 3×3 and 4×4 add less, as in the paper.
+#   The mask-loss weighting (WL) over the CBM row holds as well, and so do cls+loc over cls alone and
+#   the feature alignment. The contextual basis masks (CBM over the P3 basis) are not seen here, and the
+#   single weightings (by class score, by overlap) stay within the seed noise. The verdict cells above
+#   are the authority; this paragraph was written from them.
 # * `results/leak.json` measures what Table 4's gain is said to come from: the share of a mask on
 #   same-class neighbours (leak) and the share of its instance it misses, per seed; the section "Leak:
 #   1×1 vs 2×2 over seeds" prints both and the verdict of the same noise rule.
