@@ -410,21 +410,11 @@ def compare(
         records, failed = _run_side_by_side(
             selected, budget_s, threads, train_set, val_set, work_dir, lrs, calibration, log
         )
-        speeds = (
-            time_inference(
-                {
-                    r["name"]: load_model(
-                        known[r["name"]], model_dir(work_dir, r["name"]) / checkpoints.CHECKPOINT_NAME
-                    )
-                    for r in records
-                },
-                val_set,
-                images=inference[1],
-                warmup=inference[0],
-            )
-            if records
-            else {}
-        )
+        trained = {
+            r["name"]: load_model(known[r["name"]], model_dir(work_dir, r["name"]) / checkpoints.CHECKPOINT_NAME)
+            for r in records
+        }
+        speeds = time_inference(trained, val_set, images=inference[1], warmup=inference[0]) if trained else {}
     finally:
         torch.set_num_threads(previous_threads)
     for name, speed in speeds.items():

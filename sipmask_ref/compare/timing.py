@@ -16,10 +16,11 @@ iterations (measured on 2026-12-01, when each model was calibrated alone just be
 SipMask's mean of 15 steps was 220 ms and their median 175 ms, against 186 ms per step in the training
 that followed). Each model then trains for iterations_for_budget(budget_s, step_s) iterations, the
 models taking turns (compare/runs.py), and its measured training seconds are the table's 'train s'.
-They can still differ from the budget: the step time drifts during training (Mask R-CNN's box and
-mask heads, for one, see more positive proposals as its RPN learns), and the machine's speed can
-change between the calibration and the training (on 2026-12-01, with the models calibrated together
-but trained one after another, SipMask used 262 s of its 290, the baseline 291).
+They can still differ from the budget: the calibration times the first steps of untrained models,
+and a model's step time in training can differ from them (Mask R-CNN's box and mask heads, for one,
+see more positive proposals as its RPN learns). On 2026-12-01, calibrated together and trained in
+turns, SipMask used 263 s of its 290 (calibrated 187 ms per step, 169 ms in training), the baseline
+306 s (131 and 138 ms) and Mask R-CNN 302 s (726 and 757 ms).
 
 Timing. torch.set_num_threads(threads) for everything (calibration, training, timing, evaluation).
 Inference: eval mode under torch.no_grad(), batch 1, INFERENCE_WARMUP untimed images of each model,
