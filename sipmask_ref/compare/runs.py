@@ -411,7 +411,9 @@ def compare(
             selected, budget_s, threads, train_set, val_set, work_dir, lrs, calibration, log
         )
         trained = {
-            r["name"]: load_model(known[r["name"]], model_dir(work_dir, r["name"]) / checkpoints.CHECKPOINT_NAME)
+            r["name"]: load_model(
+                known[r["name"]], model_dir(work_dir, r["name"]) / checkpoints.CHECKPOINT_NAME
+            )
             for r in records
         }
         speeds = time_inference(trained, val_set, images=inference[1], warmup=inference[0]) if trained else {}
