@@ -27,6 +27,7 @@ round, so that machine noise hits them alike.
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import time
 from collections.abc import Callable
@@ -36,7 +37,6 @@ from pathlib import Path
 import torch
 
 from sipmask_ref import SipMask, preset
-from sipmask_ref.backbone import TinyBody
 from sipmask_ref.data.coco import CocoInstances
 from sipmask_ref.data.transforms import collate
 from sipmask_ref.engine.samples import TrainSamples
@@ -169,11 +169,8 @@ def body_format_steps(data_root: Path) -> dict[str, Callable[[], None]] | None:
         return None
     torch.manual_seed(0)
     channels_last = SipMask(preset("cpu_tiny")).train()
-    default = SipMask(preset("cpu_tiny")).train()
-    default.load_state_dict(channels_last.state_dict())
-    default_body = TinyBody(channels_last_stages=0)
-    default_body.load_state_dict(channels_last.backbone.body.state_dict())
-    default.backbone.body = default_body.train()
+    default = copy.deepcopy(channels_last)
+    default.backbone.body.use_channels_last(0)
     return _forward_backward(
         {"step, body channels-last": channels_last, "step, body default": default}, batch
     )

@@ -159,9 +159,15 @@ class TinyBody(nn.Module):
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-        self.channels_last_stages = channels_last_stages
-        for stage in self.stages[:channels_last_stages]:
-            stage.to(memory_format=torch.channels_last)
+        self.use_channels_last(channels_last_stages)
+
+    def use_channels_last(self, stages: int) -> TinyBody:
+        """Run the first `stages` stages in channels-last format (weights converted in place), the rest
+        in the default format; the same function either way. Returns self."""
+        for index, stage in enumerate(self.stages):
+            stage.to(memory_format=torch.channels_last if index < stages else torch.contiguous_format)
+        self.channels_last_stages = stages
+        return self
 
     def forward(self, images: Tensor) -> list[Tensor]:
         features = []

@@ -262,9 +262,7 @@ def _fixed_batch_losses() -> dict[str, float]:
     run channels-last since: the same function, rounded differently, about 1e-4 apart here)."""
     torch.manual_seed(0)
     model = SipMaskVIS(small_config(basis_detail=False)).train()
-    body = model.backbone.body
-    body.channels_last_stages = 0
-    body.stages.to(memory_format=torch.contiguous_format)
+    model.backbone.body.use_channels_last(0)
     image_a, target_a = frame([LEFT, RIGHT, BOTTOM], [1, 2, 3], [5, 6, 9])
     ref_a, ref_target_a = frame([RIGHT, BOTTOM], [2, 3], [6, 9])
     image_b, target_b = frame([[8, 8, 56, 40], [20, 30, 44, 62]], [2, 1], [3, 4])
