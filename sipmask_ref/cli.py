@@ -228,6 +228,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--iters", type=int, help="training iterations per run (default: reproduce.ABLATION_ITERS)"
     )
+    p.add_argument(
+        "--pretrain-iters",
+        type=int,
+        help="iterations of the body's pretraining, which every run starts from; 0: every run from "
+        "scratch (default: reproduce.PRETRAIN_ITERS)",
+    )
     p.add_argument("--jobs", type=int, default=2, help="runs in parallel, one process each (default: 2)")
     p.add_argument("--threads", type=int, help="torch threads per run (default: CPU cores // jobs)")
     p.add_argument(

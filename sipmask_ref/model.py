@@ -229,40 +229,57 @@ class SipMask(nn.Module):
 
         assignment: `self.assign(outputs, targets)`, computed here when not given.
         """
-        cfg = self.config
         assigned = self.assign(outputs, targets) if assignment is None else assignment
-        device = basis_masks.device
-        with torch.autocast(device.type, enabled=False):
+        with torch.autocast(basis_masks.device.type, enabled=False):
             # [B, P, C], [B, P, 4], [B, P], [B, P, Q, M]
             cls, reg, ctr, coefficients = flatten_outputs(outputs)
-            cls, ctr, coefficients = cls.float(), ctr.float(), coefficients.float()
-            reg = reg.float() * assigned.strides[None, :, None]  # stride units -> pixels
-            basis_masks = basis_masks.float()
-            num_images, _, num_classes = cls.shape
-            positive = assigned.positive  # [B, P]
-            num_pos = int(positive.sum())
+            cls, coefficients = cls.float(), coefficients.float()
+            losses = self._detection_losses(assigned, cls, reg, ctr)
+            losses["loss_mask"] = self._mask_loss(assigned, cls, coefficients, basis_masks.float(), targets)
+        return losses
 
-            # Focal loss over all points, normalised by num_pos + num_images (as the authors).
-            loss_cls = focal_loss(
-                cls.reshape(-1, num_classes),
-                assigned.labels.reshape(-1),
-                normalizer=num_pos + num_images,
-                gamma=cfg.focal_gamma,
-                alpha=cfg.focal_alpha,
-            )
-            # IoU loss weighted by the centerness targets; centerness BCE; positives only.
-            pos_targets = assigned.box_targets[positive]  # [N, 4]
-            centerness_targets = fcos.centerness_target(pos_targets)  # [N]
-            loss_box = box_loss(reg[positive], pos_targets, centerness_targets, kind=cfg.box_loss)
-            loss_centerness = centerness_loss(ctr[positive], centerness_targets)
+    def detection_losses(
+        self,
+        outputs: HeadOutputs,
+        targets: list[dict[str, Tensor]],
+        assignment: BatchAssignment | None = None,
+    ) -> dict[str, Tensor]:
+        """The three losses of the FCOS detector of §3 alone (no loss_mask), in float32.
 
-            loss_mask = self._mask_loss(assigned, cls, coefficients, basis_masks, targets)
-        return {
-            "loss_cls": loss_cls,
-            "loss_box": loss_box,
-            "loss_centerness": loss_centerness,
-            "loss_mask": loss_mask,
-        }
+        compute_losses returns these and the mask loss; training on these alone trains a box detector
+        (the ablation study pretrains its body so: reproduce/pretrain.py).
+        """
+        assigned = self.assign(outputs, targets) if assignment is None else assignment
+        with torch.autocast(outputs.cls_logits[0].device.type, enabled=False):
+            cls, reg, ctr, _ = flatten_outputs(outputs)
+            return self._detection_losses(assigned, cls.float(), reg, ctr)
+
+    def _detection_losses(
+        self, assigned: BatchAssignment, cls: Tensor, reg: Tensor, ctr: Tensor
+    ) -> dict[str, Tensor]:
+        """Focal, IoU and centerness losses from the flattened outputs: cls [B, P, C] (float32),
+        reg [B, P, 4] in stride units, ctr [B, P]."""
+        cfg = self.config
+        ctr = ctr.float()
+        reg = reg.float() * assigned.strides[None, :, None]  # stride units -> pixels
+        num_images, _, num_classes = cls.shape
+        positive = assigned.positive  # [B, P]
+        num_pos = int(positive.sum())
+
+        # Focal loss over all points, normalised by num_pos + num_images (as the authors).
+        loss_cls = focal_loss(
+            cls.reshape(-1, num_classes),
+            assigned.labels.reshape(-1),
+            normalizer=num_pos + num_images,
+            gamma=cfg.focal_gamma,
+            alpha=cfg.focal_alpha,
+        )
+        # IoU loss weighted by the centerness targets; centerness BCE; positives only.
+        pos_targets = assigned.box_targets[positive]  # [N, 4]
+        centerness_targets = fcos.centerness_target(pos_targets)  # [N]
+        loss_box = box_loss(reg[positive], pos_targets, centerness_targets, kind=cfg.box_loss)
+        loss_centerness = centerness_loss(ctr[positive], centerness_targets)
+        return {"loss_cls": loss_cls, "loss_box": loss_box, "loss_centerness": loss_centerness}
 
     def _mask_loss(
         self,

@@ -25,6 +25,7 @@ def test_reproduce_tiny_run_writes_reports_and_resumes(tmp_path: Path) -> None:
         data_root=tmp_path / "data",
         only=[BASELINE.key],
         threads=1,
+        pretrain_iters=2,
         log=lambda line: None,
     )
     threads = torch.get_num_threads()
@@ -35,6 +36,15 @@ def test_reproduce_tiny_run_writes_reports_and_resumes(tmp_path: Path) -> None:
     assert saved["environment"]["runs_finished"] == 1 == saved["environment"]["runs_this_invocation"]
     assert saved["environment"]["torch"] == torch.__version__
     assert saved["runs"][0]["variant"] == BASELINE.key and saved["runs"][0]["iters"] == 3
+    # every run starts from the body pretrained once (2 iterations here), and its record says so
+    pretraining = saved["settings"]["pretraining"]
+    assert saved["settings"]["pretrain_iters"] == 2 and pretraining["iters"] == 2
+    assert saved["runs"][0]["pretrained_body"]["iters"] == 2
+    assert (tmp_path / "work" / "pretrain" / "checkpoint.pt").is_file()
+    assert (
+        "pretrained once as the backbone of the §3 box detector"
+        in (tmp_path / "results" / "ablations.md").read_text()
+    )
     assert (
         0.0 <= saved["runs"][0]["metrics"]["segm"]["AP"] <= 1.0
         or saved["runs"][0]["metrics"]["segm"]["AP"] == -1
@@ -47,6 +57,7 @@ def test_reproduce_tiny_run_writes_reports_and_resumes(tmp_path: Path) -> None:
     stamp = record.stat().st_mtime_ns
     again = reproduce.reproduce(**kwargs)
     assert again["environment"]["runs_this_invocation"] == 0  # skipped: nothing trained
+    assert again["settings"]["pretraining"] == pretraining  # the pretraining too
     assert record.stat().st_mtime_ns == stamp
     assert again["configs"] == report["configs"]
 
@@ -64,9 +75,13 @@ def test_reproduce_tiny_run_writes_reports_and_resumes(tmp_path: Path) -> None:
         str(tmp_path / "work"),
         "--data-root",
         str(tmp_path / "data"),
+        "--pretrain-iters",
+        "2",
     ]
     assert cli.main(argv) == 0
-    assert reproduce.load_report(tmp_path / "cli" / "ablations.json")["configs"] == saved["configs"]
+    from_cli = reproduce.load_report(tmp_path / "cli" / "ablations.json")
+    assert from_cli["configs"] == saved["configs"] and from_cli["environment"]["runs_finished"] == 1
+    assert from_cli["settings"]["pretraining"] == pretraining
     assert cli.main(argv[:2] + ["--seeds", "0"] + argv[4:]) == 2  # a usage error, one line on stderr
 
     record.unlink()  # as if stopped during the evaluation: the finished checkpoint is only evaluated

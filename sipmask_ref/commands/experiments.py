@@ -20,8 +20,11 @@ from ..cli_common import UsageError, synthetic_split
 def cmd_reproduce(args: argparse.Namespace) -> dict[str, Any]:
     """Train the unique ablation variants x seeds (resumable) and write the tables with verdicts."""
     iters = reproduce.ABLATION_ITERS if args.iters is None else args.iters
+    pretrain_iters = reproduce.PRETRAIN_ITERS if args.pretrain_iters is None else args.pretrain_iters
     if args.seeds < 1 or args.jobs < 1 or iters < 1:
         raise UsageError(f"--seeds, --jobs and --iters must be >= 1 (got {args.seeds}, {args.jobs}, {iters})")
+    if pretrain_iters < 0:
+        raise UsageError(f"--pretrain-iters must be >= 0 (got {pretrain_iters})")
     try:
         report = reproduce.reproduce(
             out=args.out,
@@ -33,6 +36,7 @@ def cmd_reproduce(args: argparse.Namespace) -> dict[str, Any]:
             only=args.only,
             threads=args.threads,
             report_only=args.report_only,
+            pretrain_iters=pretrain_iters,
         )
     except ValueError as error:
         raise UsageError(str(error)) from None

@@ -10,8 +10,11 @@ A package, read in this order (each module imports only those above it):
     tables.py     what is trained and what is claimed: Variant (FULL, BASELINE), Row, Claim, TABLES,
                   unique_variants
     runs.py       one run: ablation_config (preset('cpu_tiny'), a variant's switches, a seed, the
-                  short ABLATION_* schedule), run_one (train, evaluate on the synthetic val split,
-                  write one JSON record: the unit of resuming), the records' paths
+                  short ABLATION_* schedule), run_one (train from the pretrained body, evaluate on
+                  the synthetic val split, write one JSON record: the unit of resuming), the
+                  records' paths, PretrainedBody and load_body
+    pretrain.py   the stand-in for ImageNet: the body pretrained once as the §3 box detector alone
+                  (BoxDetector, pretrain_body), which every run of every row starts from
     verdicts.py   summarize (the seed spread of a row), judge (a claim against the seed spread ->
                   a verdict in words, VERDICTS), assemble (every record -> the tables with verdicts)
     report.py     to_markdown (results/ablations.md), load_report (results/ablations.json)
@@ -19,13 +22,15 @@ A package, read in this order (each module imports only those above it):
 
 Each variant is trained once even when several tables list it (12 unique variants for 19 rows).
 
-    python -m sipmask_ref reproduce [--seeds 3] [--jobs 2] [--only VARIANT ...] [--report-only]
+    python -m sipmask_ref reproduce [--seeds 3] [--jobs 2] [--pretrain-iters 1900] [--only VARIANT ...]
+                                    [--report-only]
 
 The public names of the modules are re-exported here (`from sipmask_ref.reproduce import TABLES`,
 `reproduce.ablation_config`, `reproduce.reproduce`).
 """
 
 from .driver import reproduce
+from .pretrain import PRETRAIN_ITERS, BoxDetector, expected_body, pretrain_body, pretrain_config
 from .report import FORMAT, load_report, to_markdown
 from .runs import (
     ABLATION_ITERS,
@@ -37,8 +42,10 @@ from .runs import (
     CHECKPOINT_EVERY,
     EVAL_BATCH,
     RUN_FORMAT,
+    PretrainedBody,
     ablation_config,
     config_json,
+    load_body,
     load_finished_run,
     run_checkpoint_path,
     run_name,
@@ -64,19 +71,26 @@ __all__ = [
     "FULL",
     "METRICS",
     "NOISE_FACTOR",
+    "PRETRAIN_ITERS",
     "RUN_FORMAT",
     "TABLES",
     "VERDICTS",
+    "BoxDetector",
     "Claim",
+    "PretrainedBody",
     "Row",
     "Table",
     "Variant",
     "ablation_config",
     "assemble",
     "config_json",
+    "expected_body",
     "judge",
+    "load_body",
     "load_finished_run",
     "load_report",
+    "pretrain_body",
+    "pretrain_config",
     "reproduce",
     "run_checkpoint_path",
     "run_name",

@@ -1,8 +1,8 @@
 """The whole ablation study: every unique variant x seeds, in parallel processes, resumable.
 
-reproduce   train every unique variant of TABLES with seeds 0..seeds-1 (run_one, one process
-            per run in parallel, or in this process), then assemble the tables and write
-            OUT/ablations.json and OUT/ablations.md
+reproduce   pretrain the body once (pretrain.py, in this process), train every unique variant of
+            TABLES with seeds 0..seeds-1 from it (run_one, one process per run in parallel, or in
+            this process), then assemble the tables and write OUT/ablations.json and OUT/ablations.md
 """
 
 from __future__ import annotations
@@ -21,10 +21,12 @@ import torch
 
 from ..data.synthetic import make_data
 from ..files import read_json
+from .pretrain import PRETRAIN_ITERS, expected_body, pretrain_body, pretrain_record_path
 from .report import FORMAT, to_markdown
 from .runs import (
     ABLATION_ITERS,
     BASE_PRESET,
+    PretrainedBody,
     ablation_config,
     load_finished_run,
     machine,
@@ -51,8 +53,10 @@ def _worker_init(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _run_in_worker(variant: Variant, seed: int, iters: int, work_dir: str, data_root: str) -> dict[str, Any]:
-    return run_one(variant, seed, iters, work_dir, data_root)
+def _run_in_worker(
+    variant: Variant, seed: int, iters: int, work_dir: str, data_root: str, body: PretrainedBody | None
+) -> dict[str, Any]:
+    return run_one(variant, seed, iters, work_dir, data_root, body=body)
 
 
 def reproduce(
@@ -65,9 +69,11 @@ def reproduce(
     only: Sequence[str] | None = None,
     threads: int | None = None,
     report_only: bool = False,
+    pretrain_iters: int = PRETRAIN_ITERS,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Train every unique variant of TABLES with seeds 0..seeds-1; write OUT/ablations.{json,md}.
+    """Pretrain the body, train every unique variant of TABLES with seeds 0..seeds-1 from it; write
+    OUT/ablations.{json,md}.
 
     out: where ablations.json and ablations.md go. work_dir: run records (runs/*.json) and
     checkpoints; finished runs found there are skipped. data_root: folder holding synthetic/
@@ -76,11 +82,16 @@ def reproduce(
     jobs: runs in parallel, each in its own process with `threads` torch threads (default
     cpu_count // jobs); jobs=1 runs in this process and leaves its thread count alone unless
     `threads` is given. report_only: train nothing, assemble the runs already finished (a partial
-    report lists the missing rows as "not run"). Returns the report written to ablations.json.
+    report lists the missing rows as "not run"). pretrain_iters: iterations of the body's
+    pretraining (pretrain.py; it runs first, in this process with `jobs * threads` threads, once:
+    a rerun finds it done); 0 trains every run from scratch. Returns the report written to
+    ablations.json.
     """
     started = time.perf_counter()
     if seeds < 1 or jobs < 1:
         raise ValueError(f"seeds and jobs must be >= 1, got seeds={seeds}, jobs={jobs}")
+    if pretrain_iters < 0:
+        raise ValueError(f"pretrain_iters must be >= 0, got {pretrain_iters}")
     if data_root is None:  # data/ under the working directory, generated if missing
         data_root = Path("data")
         make_data(root=data_root, progress=False, verbose=False)
@@ -107,6 +118,9 @@ def reproduce(
 
     records: list[dict[str, Any]] = []
     failed: list[str] = []
+    body, pretraining = _pretrained_body(
+        pretrain_iters, work_dir, data_root, report_only, requested_threads or threads * jobs, log
+    )
 
     def finished(name: str, get_record: Callable[[], dict[str, Any]]) -> None:
         """Log one finished run; a run that raised (e.g. a NaN loss) is reported and left out."""
@@ -130,7 +144,7 @@ def reproduce(
         num_classes = len(read_json(train_ann, "annotation")["categories"])
         for variant, seed in plan:
             config = ablation_config(variant, seed, iters, num_classes=num_classes)
-            record = load_finished_run(run_record_path(work_dir, variant, seed), config)
+            record = load_finished_run(run_record_path(work_dir, variant, seed), config, body)
             if record is not None:
                 records.append(record | {"skipped": True})
         log(f"report only: {len(records)} of {len(plan)} runs finished")
@@ -138,21 +152,32 @@ def reproduce(
         for variant, seed in plan:
             finished(
                 run_name(variant, seed),
-                functools.partial(run_one, variant, seed, iters, work_dir, data_root, requested_threads),
+                functools.partial(
+                    run_one, variant, seed, iters, work_dir, data_root, requested_threads, body
+                ),
             )
     else:
         with ProcessPoolExecutor(
             max_workers=jobs, mp_context=get_context("spawn"), initializer=_worker_init, initargs=(threads,)
         ) as pool:
             futures = {
-                pool.submit(_run_in_worker, v, s, iters, str(work_dir), str(data_root)): run_name(v, s)
+                pool.submit(_run_in_worker, v, s, iters, str(work_dir), str(data_root), body): run_name(v, s)
                 for v, s in plan
             }
             for future in as_completed(futures):
                 finished(futures[future], future.result)
 
     report = _report(
-        records, iters, seeds, data_root, jobs, threads, len(plan), time.perf_counter() - started
+        records,
+        pretraining,
+        pretrain_iters,
+        iters,
+        seeds,
+        data_root,
+        jobs,
+        threads,
+        len(plan),
+        time.perf_counter() - started,
     )
     report["environment"]["runs_failed"] = failed
     out = Path(out)
@@ -160,6 +185,27 @@ def reproduce(
     (out / "ablations.md").write_text(to_markdown(report))
     log(f"wrote {out / 'ablations.json'} and {out / 'ablations.md'}")
     return report
+
+
+def _pretrained_body(
+    iters: int,
+    work_dir: str | os.PathLike,
+    data_root: Path,
+    report_only: bool,
+    threads: int,
+    log: Callable[[str], None],
+) -> tuple[PretrainedBody | None, dict[str, Any] | None]:
+    """(the body the runs start from, the pretraining's record); (None, None) when iters is 0. With
+    report_only nothing is trained: the record is None when the pretraining has not finished."""
+    if iters == 0:
+        return None, None
+    if not report_only:
+        return pretrain_body(work_dir, data_root, iters, threads=threads, log=log)
+    train_ann = data_root / "synthetic" / "annotations" / "instances_train.json"
+    body = expected_body(work_dir, iters, len(read_json(train_ann, "annotation")["categories"]))
+    record_path = pretrain_record_path(work_dir)
+    record = read_json(record_path, "pretraining record") if record_path.is_file() else None
+    return body, record if record is not None and record.get("config") == body.config else None
 
 
 def _span_s(records: Sequence[dict[str, Any]]) -> float:
@@ -172,6 +218,8 @@ def _span_s(records: Sequence[dict[str, Any]]) -> float:
 
 def _report(
     records: list[dict[str, Any]],
+    pretraining: dict[str, Any] | None,
+    pretrain_iters: int,
     iters: int,
     seeds: int,
     data_root: Path,
@@ -194,9 +242,10 @@ def _report(
         "mean_run_wall_s": sum(run_walls) / len(run_walls) if run_walls else 0.0,
         "sum_run_wall_s": sum(run_walls),
         "sum_run_cpu_s": sum(r.get("cpu_s", 0.0) for r in records),
-        # from the start of the first run to the end of the last (read from the records, so it
-        # survives re-assembling; includes any pause between an interruption and its resumption)
-        "total_wall_s": _span_s(records),
+        # from the start of the pretraining (or of the first run) to the end of the last run (read
+        # from the records, so it survives re-assembling; includes any pause between an
+        # interruption and its resumption)
+        "total_wall_s": _span_s(records + ([pretraining] if pretraining else [])),
         "this_invocation_wall_s": elapsed,
     }
     settings = {
@@ -208,6 +257,11 @@ def _report(
         "lr": base.lr,
         "lr_steps": list(base.lr_steps),
         "warmup_iters": base.warmup_iters,
+        "pretrain_iters": pretrain_iters,  # 0: every run from scratch
+        # the record of the pretraining every run starts from (pretrain.py); None if not run
+        "pretraining": None
+        if pretraining is None
+        else {k: v for k, v in pretraining.items() if k not in ("config", "format")},
         "val_images": val_images,
         "spread": "std = sample standard deviation over seeds (ddof 1); min and max also given",
         "verdict_rule": f"holds when delta > {NOISE_FACTOR:g} * se, se = sqrt(sum c_k^2 std_k^2 / n_k)",

@@ -24,6 +24,24 @@ def _pm(summary: dict[str, Any] | None, metric: str) -> str:
     return f"{s['mean']:.1f} (1 seed)" if s["n"] == 1 else f"{s['mean']:.1f} ± {s['std']:.1f}"
 
 
+def _start_sentence(settings: dict[str, Any]) -> str:
+    """Where every run starts from: the pretrained body (pretrain.py) or scratch."""
+    if not settings.get("pretrain_iters"):
+        return "Every run trains every weight from scratch."
+    done = settings.get("pretraining")
+    if done is None:
+        iters = settings["pretrain_iters"]
+        return f"Every run starts from a body pretrained for {iters} iterations: not finished yet."
+    minutes, box_ap = done["train_s"] / 60, 100 * done["box_AP"]
+    return (
+        f"Every run starts from the same tiny body, pretrained once as the backbone of the §3 box "
+        f"detector alone (no mask loss, the baseline's plain head; {done['iters']} iterations, "
+        f"{minutes:.1f} min, box AP {box_ap:.1f} on the val images; sipmask_ref/reproduce/pretrain.py), "
+        f"as the paper's rows start from ImageNet weights; FPN, head and basis branch start from "
+        f"scratch. The total wall time below includes the pretraining."
+    )
+
+
 def to_markdown(report: dict[str, Any]) -> str:
     """The tables and verdicts of `reproduce`'s report as Markdown."""
     settings, env = report["settings"], report["environment"]
@@ -38,6 +56,8 @@ def to_markdown(report: dict[str, Any]) -> str:
             f"ddof 1; min-max in the last column). Paper: COCO minival mask AP, ResNet-50-FPN "
             f'("-": a number not transcribed here, Tables 2 and 3; see the paper, arXiv:2007.14772).'
         ),
+        "",
+        _start_sentence(settings),
         "",
         (
             f"Verdict rule: a claim 'A > B' holds when the difference of mean mask AP exceeds "

@@ -1,14 +1,15 @@
 """One run of the ablation study: a variant of cpu_tiny, one seed, the short ABLATION_* schedule.
 
     ablation_config      preset('cpu_tiny') with a variant's switches, a seed and the ABLATION_* schedule
+    PretrainedBody       which pretrained body a run starts from (pretrain.py trains it), load_body
     run_name, run_record_path, run_checkpoint_path
                          where a run's record and weights live under WORK
     write_record         a record or report as JSON, atomically (compare/ writes its files with it too)
     config_json          a config as the JSON a record holds, to compare with a record read back
     load_finished_run    a run's record, if it was finished with exactly the config it would train
     synthetic_datasets   (train, val) of the synthetic image benchmark (compare/ reads them too)
-    run_one              train one (variant, seed) and evaluate it on the synthetic val split;
-                         writes one JSON record (the unit of resuming)
+    run_one              train one (variant, seed), from the pretrained body when given, and evaluate
+                         it on the synthetic val split; writes one JSON record (the unit of resuming)
 
 A run's record lands in WORK/runs/<variant>__seed<k>.json only after its evaluation, and a rerun
 skips every record whose config equals the one it would train, so an interrupted reproduction
@@ -44,8 +45,8 @@ BASE_PRESET = "cpu_tiny"  # the model of every run: its architecture, input size
 # schedule does not change the tables: AdamW, which learns from scratch in few iterations, linear
 # warm-up over the first 10% and the learning rate divided by 10 once, at 95% of the iterations (the
 # shape of cpu_tiny's own schedule; until 2026-12-01 lr 4e-3 with steps at 75% and 92%, under which
-# the rows reached 8-15 mask AP). 1000 iterations: 12 configurations x 3 seeds fit about 80 minutes
-# on 2 cores (2 runs of 1 thread).
+# the rows reached 8-15 mask AP). 1000 iterations: 12 configurations x 3 seeds fit about 75 minutes
+# on 2 cores (2 runs of 1 thread), after the body's pretraining (pretrain.py, about 4 minutes).
 ABLATION_ITERS = 1000  # training iterations per run (batch: the preset's, 8 images)
 ABLATION_OPTIMIZER = "adamw"
 ABLATION_LR = 3e-3
@@ -79,6 +80,38 @@ def ablation_config(
         warmup_iters=round(ABLATION_WARMUP * iters),
         num_classes=base.num_classes if num_classes is None else num_classes,
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainedBody:
+    """The pretrained body a run starts from: a checkpoint of pretrain.py's, named by what trained it.
+
+    checkpoint: its path. config: `config_json` of the config that trained it; iters: its iterations.
+    A run's record keeps (config, iters), so a changed pretraining makes every run train again.
+    """
+
+    checkpoint: str
+    config: dict[str, Any]
+    iters: int
+
+    def identity(self) -> dict[str, Any]:
+        """What a run record keeps of it (the path is left out: a moved work folder stays valid)."""
+        return {"config": self.config, "iters": self.iters}
+
+
+def load_body(model: SipMask, body: PretrainedBody) -> None:
+    """Copy the pretrained body's weights into model.backbone.body (FPN, head and basis branch keep
+    their fresh initialisation). Raises ValueError when the checkpoint is not the one `body` names."""
+    state = checkpoints.read_checkpoint(body.checkpoint)
+    if json.loads(json.dumps(state["config"])) != body.config or int(state["iteration"]) != body.iters:
+        raise ValueError(
+            f"{body.checkpoint}: not the pretrained body this study expects (trained with another config "
+            f"or for {state['iteration']} instead of {body.iters} iterations); run `reproduce` again to "
+            f"pretrain it"
+        )
+    prefix = "backbone.body."
+    weights = {k.removeprefix(prefix): v for k, v in state["model"].items() if k.startswith(prefix)}
+    model.backbone.body.load_state_dict(weights)
 
 
 def run_name(variant: Variant, seed: int) -> str:
@@ -117,11 +150,13 @@ def config_json(config: SipMaskConfig) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(config)))
 
 
-def load_finished_run(path: Path, config: SipMaskConfig) -> dict[str, Any] | None:
-    """The record at `path` if it is a finished run of exactly `config`; None otherwise.
+def load_finished_run(
+    path: Path, config: SipMaskConfig, body: PretrainedBody | None = None
+) -> dict[str, Any] | None:
+    """The record at `path` if it is a finished run of exactly `config` from `body`; None otherwise.
 
-    A record of another config (e.g. written before the preset changed) is reported with a warning
-    and not used, so that run is trained again.
+    A record of another config or pretrained body (e.g. written before the preset changed) is
+    reported with a warning and not used, so that run is trained again.
     """
     if not path.is_file():
         return None
@@ -130,7 +165,12 @@ def load_finished_run(path: Path, config: SipMaskConfig) -> dict[str, Any] | Non
     except ValueError:
         warnings.warn(f"{path}: not valid JSON; running it again", stacklevel=2)
         return None
-    if record.get("format") != RUN_FORMAT or record.get("config") != config_json(config):
+    pretrained = None if body is None else body.identity()
+    if (
+        record.get("format") != RUN_FORMAT
+        or record.get("config") != config_json(config)
+        or record.get("pretrained_body") != pretrained
+    ):
         warnings.warn(f"{path}: recorded for another configuration; running it again", stacklevel=2)
         return None
     return record
@@ -154,11 +194,13 @@ def run_one(
     work_dir: str | os.PathLike,
     data_root: str | os.PathLike,
     threads: int | None = None,
+    body: PretrainedBody | None = None,
 ) -> dict[str, Any]:
     """Train one variant with one seed, evaluate it on the val split, write its record; return it.
 
-    Skips the work when a record of the same config exists. `threads`: torch.set_num_threads for
-    this call (restored afterwards); None leaves the process's setting alone.
+    body: start from this pretrained body (None: every weight from scratch). Skips the work when a
+    record of the same config and body exists. `threads`: torch.set_num_threads for this call
+    (restored afterwards); None leaves the process's setting alone.
     """
     previous_threads = torch.get_num_threads()
     if threads is not None:
@@ -167,21 +209,32 @@ def run_one(
         train_set, val_set = synthetic_datasets(Path(data_root))
         config = ablation_config(variant, seed, iters, num_classes=len(train_set.class_names))
         record_path = run_record_path(work_dir, variant, seed)
-        done = load_finished_run(record_path, config)
+        done = load_finished_run(record_path, config, body)
         if done is not None:
             return done | {"skipped": True}
 
         out = run_checkpoint_path(work_dir, variant, seed).parent
         checkpoint = out / checkpoints.CHECKPOINT_NAME
+        # OUT/start.json names the pretrained body the checkpoint's run started from (none: absent), so
+        # that a run from another start is never resumed.
+        start_path, start = out / "start.json", None if body is None else body.identity()
         resume_from = 0
         if checkpoint.is_file():
             state = checkpoints.read_checkpoint(checkpoint)
-            if state["config"] == dataclasses.asdict(config) and 0 < state["iteration"] <= iters:
+            started_from = (
+                read_json(start_path, "run start")["pretrained_body"] if start_path.is_file() else None
+            )
+            same = state["config"] == dataclasses.asdict(config) and started_from == start
+            if same and 0 < state["iteration"] <= iters:
                 resume_from = int(state["iteration"])
             del state
         started, cpu_started = time.perf_counter(), time.process_time()
         engine.seed_everything(seed)  # the initial weights depend on the seed only
         model = SipMask(config)
+        if resume_from == 0:  # a resumed run reads its body from its own checkpoint
+            write_record({"pretrained_body": start}, start_path)
+            if body is not None:
+                load_body(model, body)
         summary = engine.train(
             model,
             config,
@@ -204,6 +257,7 @@ def run_one(
             "seed": seed,
             "iters": iters,
             "resumed_from_iteration": resume_from,
+            "pretrained_body": None if body is None else body.identity(),
             "final_losses": summary["losses"],
             "metrics": metrics,  # COCOeval numbers in [0, 1] ('segm' = mask, 'bbox' = box)
             "train_s": round(trained - started, 2),
