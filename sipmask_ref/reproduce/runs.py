@@ -45,8 +45,8 @@ BASE_PRESET = "cpu_tiny"  # the model of every run: its architecture, input size
 # schedule does not change the tables: AdamW, which learns from scratch in few iterations, linear
 # warm-up over the first 10% and the learning rate divided by 10 once, at 95% of the iterations (the
 # shape of cpu_tiny's own schedule; until 2026-12-01 lr 4e-3 with steps at 75% and 92%, under which
-# the rows reached 8-15 mask AP). 1000 iterations: 12 configurations x 3 seeds fit about 75 minutes
-# on 2 cores (2 runs of 1 thread), after the body's pretraining (pretrain.py, about 4 minutes).
+# the rows reached 8-15 mask AP). 1000 iterations: 12 configurations x 3 seeds took 75 minutes on 2
+# cores (2 runs of 1 thread), the body's pretraining included (pretrain.py, 4 minutes).
 ABLATION_ITERS = 1000  # training iterations per run (batch: the preset's, 8 images)
 ABLATION_OPTIMIZER = "adamw"
 ABLATION_LR = 3e-3
