@@ -21,7 +21,7 @@ import torch
 
 from ..data.synthetic import make_data
 from ..files import read_json
-from .pretrain import PRETRAIN_ITERS, expected_body, pretrain_body, pretrain_record_path
+from .pretrain import PRETRAIN_ITERS, expected_body, finished_pretraining, pretrain_body
 from .report import FORMAT, to_markdown
 from .runs import (
     ABLATION_ITERS,
@@ -118,8 +118,11 @@ def reproduce(
 
     records: list[dict[str, Any]] = []
     failed: list[str] = []
+    # report_only trains nothing: the configs need the number of classes, read once here
+    train_ann = data_root / "synthetic" / "annotations" / "instances_train.json"
+    num_classes = len(read_json(train_ann, "annotation")["categories"]) if report_only else None
     body, pretraining = _pretrained_body(
-        pretrain_iters, work_dir, data_root, report_only, requested_threads or threads * jobs, log
+        pretrain_iters, work_dir, data_root, num_classes, requested_threads or threads * jobs, log
     )
 
     def finished(name: str, get_record: Callable[[], dict[str, Any]]) -> None:
@@ -140,8 +143,6 @@ def reproduce(
         )
 
     if report_only:
-        train_ann = data_root / "synthetic" / "annotations" / "instances_train.json"
-        num_classes = len(read_json(train_ann, "annotation")["categories"])
         for variant, seed in plan:
             config = ablation_config(variant, seed, iters, num_classes=num_classes)
             record = load_finished_run(run_record_path(work_dir, variant, seed), config, body)
@@ -191,21 +192,19 @@ def _pretrained_body(
     iters: int,
     work_dir: str | os.PathLike,
     data_root: Path,
-    report_only: bool,
+    report_only_classes: int | None,
     threads: int,
     log: Callable[[str], None],
 ) -> tuple[PretrainedBody | None, dict[str, Any] | None]:
-    """(the body the runs start from, the pretraining's record); (None, None) when iters is 0. With
-    report_only nothing is trained: the record is None when the pretraining has not finished."""
+    """(the body the runs start from, the pretraining's record); (None, None) when iters is 0.
+    report_only_classes: the number of classes when reporting only: then nothing is trained and the
+    record is None if the pretraining has not finished."""
     if iters == 0:
         return None, None
-    if not report_only:
+    if report_only_classes is None:
         return pretrain_body(work_dir, data_root, iters, threads=threads, log=log)
-    train_ann = data_root / "synthetic" / "annotations" / "instances_train.json"
-    body = expected_body(work_dir, iters, len(read_json(train_ann, "annotation")["categories"]))
-    record_path = pretrain_record_path(work_dir)
-    record = read_json(record_path, "pretraining record") if record_path.is_file() else None
-    return body, record if record is not None and record.get("config") == body.config else None
+    body = expected_body(work_dir, iters, report_only_classes)
+    return body, finished_pretraining(work_dir, body)
 
 
 def _span_s(records: Sequence[dict[str, Any]]) -> float:

@@ -19,13 +19,13 @@ shares. It uses the ablation schedule (runs.ABLATION_*) with its own length, one
     pretrain_config         the config of the pretraining
     pretrain_record_path    WORK/pretrain/record.json
     expected_body           the PretrainedBody a pretraining of `iters` writes under WORK (nothing run)
+    finished_pretraining    its record, if that pretraining has finished
     pretrain_body           train it once under WORK/pretrain/ (resumable), evaluate its boxes, write
                             its record; return the PretrainedBody the runs load (runs.load_body)
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -46,6 +46,7 @@ from .runs import (
     PretrainedBody,
     ablation_config,
     config_json,
+    resume_point,
     synthetic_datasets,
     write_record,
 )
@@ -92,12 +93,13 @@ def expected_body(work_dir: str | os.PathLike[str], iters: int, num_classes: int
     return PretrainedBody(str(checkpoint), config_json(config), iters)
 
 
-def _finished(path: Path, config: SipMaskConfig) -> dict[str, Any] | None:
-    """The pretraining's record if it was finished with exactly `config`."""
-    if not path.is_file():
+def finished_pretraining(work_dir: str | os.PathLike[str], body: PretrainedBody) -> dict[str, Any] | None:
+    """The record under WORK of the pretraining that trained `body`, if it has finished; else None."""
+    path = pretrain_record_path(work_dir)
+    if not path.is_file() or not Path(body.checkpoint).is_file():
         return None
     record = read_json(path, "pretraining record")
-    if record.get("format") != PRETRAIN_FORMAT or record.get("config") != config_json(config):
+    if record.get("format") != PRETRAIN_FORMAT or record.get("config") != body.config:
         return None
     return record
 
@@ -128,17 +130,12 @@ def pretrain_body(
         record_path = pretrain_record_path(work_dir)
         body = expected_body(work_dir, iters, len(train_set.class_names))
         checkpoint = Path(body.checkpoint)
-        done = _finished(record_path, config)
-        if done is not None and checkpoint.is_file():
+        done = finished_pretraining(work_dir, body)
+        if done is not None:
             log(f"pretraining: done already ({record_path}), box AP {100 * done['box_AP']:.1f}")
             return body, done
 
-        resume_from = 0
-        if checkpoint.is_file():
-            state = checkpoints.read_checkpoint(checkpoint)
-            if state["config"] == dataclasses.asdict(config) and 0 < state["iteration"] <= iters:
-                resume_from = int(state["iteration"])
-            del state
+        resume_from = resume_point(checkpoint, config, iters)
         log(
             f"pretraining: the body, as the §3 box detector alone, {iters} iterations"
             + (f" (resumed at {resume_from})" if resume_from else "")

@@ -7,6 +7,7 @@
     write_record         a record or report as JSON, atomically (compare/ writes its files with it too)
     config_json          a config as the JSON a record holds, to compare with a record read back
     load_finished_run    a run's record, if it was finished with exactly the config it would train
+    resume_point         the iteration a checkpoint lets a run of a config resume from (0: start afresh)
     synthetic_datasets   (train, val) of the synthetic image benchmark (compare/ reads them too)
     run_one              train one (variant, seed), from the pretrained body when given, and evaluate
                          it on the synthetic val split; writes one JSON record (the unit of resuming)
@@ -176,6 +177,16 @@ def load_finished_run(
     return record
 
 
+def resume_point(checkpoint: Path, config: SipMaskConfig, iters: int) -> int:
+    """The iteration to resume a run of `config` for `iters` iterations from: the checkpoint's, if it
+    holds a run of exactly that config stopped after 1..iters iterations; otherwise 0."""
+    if not checkpoint.is_file():
+        return 0
+    state = checkpoints.read_checkpoint(checkpoint)
+    same = state["config"] == dataclasses.asdict(config) and 0 < state["iteration"] <= iters
+    return int(state["iteration"]) if same else 0
+
+
 def synthetic_datasets(data_root: Path) -> tuple[CocoInstances, CocoInstances]:
     """(train, val) of the synthetic image benchmark under data_root/synthetic; the training split keeps
     its items in memory once read (CocoInstances' cache: every run reads each image several times)."""
@@ -218,16 +229,8 @@ def run_one(
         # OUT/start.json names the pretrained body the checkpoint's run started from (none: absent), so
         # that a run from another start is never resumed.
         start_path, start = out / "start.json", None if body is None else body.identity()
-        resume_from = 0
-        if checkpoint.is_file():
-            state = checkpoints.read_checkpoint(checkpoint)
-            started_from = (
-                read_json(start_path, "run start")["pretrained_body"] if start_path.is_file() else None
-            )
-            same = state["config"] == dataclasses.asdict(config) and started_from == start
-            if same and 0 < state["iteration"] <= iters:
-                resume_from = int(state["iteration"])
-            del state
+        started_from = read_json(start_path, "run start")["pretrained_body"] if start_path.is_file() else None
+        resume_from = resume_point(checkpoint, config, iters) if started_from == start else 0
         started, cpu_started = time.perf_counter(), time.process_time()
         engine.seed_everything(seed)  # the initial weights depend on the seed only
         model = SipMask(config)
@@ -257,7 +260,7 @@ def run_one(
             "seed": seed,
             "iters": iters,
             "resumed_from_iteration": resume_from,
-            "pretrained_body": None if body is None else body.identity(),
+            "pretrained_body": start,
             "final_losses": summary["losses"],
             "metrics": metrics,  # COCOeval numbers in [0, 1] ('segm' = mask, 'bbox' = box)
             "train_s": round(trained - started, 2),
